@@ -1,0 +1,54 @@
+//! `GET /api/connectors` (the IntegrationSpecs) and `GET /api/plugins`.
+
+use super::auth::TenantCaller;
+use super::document::{resource, Document};
+use super::AppState;
+use axum::extract::State;
+use serde_json::json;
+
+pub async fn connectors(State(app): State<AppState>, _caller: TenantCaller) -> Document {
+    let items = app
+        .catalog
+        .specs()
+        .into_iter()
+        .map(|spec| {
+            resource(
+                "connectors",
+                &spec.slug,
+                json!({
+                    "integrationKey": spec.integration_key,
+                    "version": spec.version,
+                    "category": spec.category,
+                    "displayName": spec.display_name,
+                    "authType": spec.auth_type,
+                    "capabilities": spec.capabilities.iter().map(|c| json!({"key": c.key, "version": c.version})).collect::<Vec<_>>(),
+                    "ownershipModes": spec.ownership_modes,
+                    "allowedHosts": spec.allowed_hosts,
+                    "rateProfile": spec.rate_profile,
+                    "oauth": spec.oauth,
+                }),
+            )
+        })
+        .collect();
+    Document::list(items)
+}
+
+pub async fn plugins(State(app): State<AppState>, _caller: TenantCaller) -> Document {
+    let items = app
+        .catalog
+        .all()
+        .iter()
+        .map(|plugin| {
+            resource(
+                "plugins",
+                &plugin.spec.slug,
+                json!({
+                    "integrationKey": plugin.spec.integration_key,
+                    "version": plugin.spec.version,
+                    "wasmSha256": plugin.wasm_sha256,
+                }),
+            )
+        })
+        .collect();
+    Document::list(items)
+}

@@ -1,0 +1,209 @@
+//! The composition root: opens the data directory, the vault and the store, loads the
+//! plugins, and wires the use cases the API serves. Also owns the embedded defaults of
+//! a fresh machine: a development master key and admin token generated into the data
+//! directory (0600) with a loud warning.
+
+use crate::audit::Audit;
+use crate::capabilities::Contracts;
+use crate::catalog::{self, Catalog};
+use crate::connections::Connections;
+use crate::exec::Exec;
+use crate::runtime::{self, Runtime, RuntimeConfig};
+use crate::store::{self, Store};
+use crate::tenants::{self, Tenants};
+use crate::tokens::Tokens;
+use crate::vault::{self, Key, Vault};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Startup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory or a key file cannot be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is malformed or does not open the vault.
+    #[error(transparent)]
+    Vault(#[from] vault::Error),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The runtime cannot start.
+    #[error(transparent)]
+    Runtime(#[from] runtime::Error),
+    /// A plugin cannot be loaded.
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+}
+
+/// Where Conduit keeps its state and finds its plugins.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory (sled, generated keys, the component cache).
+    pub data_dir: PathBuf,
+    /// `plugins.toml`; `None` loads no plugin.
+    pub plugins_file: Option<PathBuf>,
+    /// The compiled-component cache; defaults to `<data_dir>/component-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// `CONDUIT_MASTER_KEY`: base64 of 32 bytes.
+    pub master_key: Option<String>,
+    /// `CONDUIT_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+}
+
+/// Everything the API serves.
+pub struct App {
+    /// Tenants and authentication.
+    pub tenants: Tenants,
+    /// Connection use cases.
+    pub connections: Connections,
+    /// Credential sealing and vending.
+    pub tokens: Tokens,
+    /// Loaded connectors.
+    pub catalog: Arc<Catalog>,
+    /// The plugin runtime.
+    pub runtime: Arc<Runtime>,
+    /// The execute use case.
+    pub exec: Exec,
+    /// Audit records.
+    pub audit: Audit,
+    /// The store.
+    pub store: Store,
+    /// The vault.
+    pub vault: Arc<Vault>,
+}
+
+/// What startup generated and must tell the operator once.
+#[derive(Debug, Default)]
+pub struct Generated {
+    /// A newly minted admin token (shown once, only its hash is kept).
+    pub admin_token: Option<String>,
+    /// Where a newly generated development master key was written.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl App {
+    /// Opens everything under `config`.
+    pub async fn open(config: &Config) -> Result<(App, Generated), Error> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        let mut generated = Generated::default();
+
+        let root = match &config.master_key {
+            Some(text) => Key::from_base64(text)?,
+            None => {
+                let (key, created) = dev_master_key(&config.data_dir)?;
+                if created {
+                    generated.master_key_file = Some(config.data_dir.join("master.key"));
+                }
+                key
+            }
+        };
+        let admin_hash = match &config.admin_token {
+            Some(token) => tenants::hash_token(token),
+            None => {
+                let (hash, minted) = dev_admin_token(&config.data_dir)?;
+                generated.admin_token = minted;
+                hash
+            }
+        };
+
+        let store = Store::open(&config.data_dir)?;
+        let vault = Arc::new(Vault::load(store.vault_tree()?, root)?);
+        let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("component-cache"));
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(cache_dir))?);
+        let entries = match &config.plugins_file {
+            Some(path) => catalog::read_plugins_file(path)?,
+            None => Vec::new(),
+        };
+        let catalog = Arc::new(Catalog::load(&runtime, &entries).await?);
+
+        let tenants = Tenants::new(store.clone(), admin_hash);
+        let connections = Connections::new(store.clone(), catalog.clone());
+        let tokens = Tokens::new(store.clone(), vault.clone());
+        let audit = Audit::new(store.clone());
+        let exec = Exec::new(
+            connections.clone(),
+            tokens.clone(),
+            catalog.clone(),
+            runtime.clone(),
+            Arc::new(Contracts::new()),
+            audit.clone(),
+        );
+        let app = App { tenants, connections, tokens, catalog, runtime, exec, audit, store, vault };
+        Ok((app, generated))
+    }
+}
+
+/// Reads `<dir>/master.key`, or generates it (0600). Returns whether it was created.
+fn dev_master_key(dir: &Path) -> Result<(Key, bool), Error> {
+    let path = dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((Key::from_base64(&text)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Key::generate();
+            write_private(&path, key.to_base64().as_bytes())?;
+            Ok((key, true))
+        }
+        Err(source) => Err(Error::Io { path, source }),
+    }
+}
+
+/// Reads the stored admin token hash, or mints a token and stores its hash (0600).
+fn dev_admin_token(dir: &Path) -> Result<([u8; 32], Option<String>), Error> {
+    let path = dir.join("admin-token.sha256");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+            let hash = bytes.ok_or_else(|| Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a SHA-256 hex digest"),
+            })?;
+            Ok((hash, None))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = tenants::mint_token("cadm");
+            let hash = tenants::hash_token(&token);
+            write_private(&path, hex::encode(hash).as_bytes())?;
+            Ok((hash, Some(token)))
+        }
+        Err(source) => Err(Error::Io { path, source }),
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let io = |source| Error::Io { path: path.to_owned(), source };
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then flushes the store.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = app.store.clone();
+    let router = crate::api::router(app);
+    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "flushing the store at shutdown failed");
+    }
+    result
+}

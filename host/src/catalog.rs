@@ -1,0 +1,142 @@
+//! The catalog: the loaded connectors, by slug, each an [`IntegrationSpec`] with its
+//! runtime [`Plugin`]. Reads `plugins.toml` (an array of `[[plugin]]` tables: `slug`,
+//! `path` relative to the file, optional `allowed_hosts`, `memory_mb`, `deadline_ms`)
+//! and swaps plugins in atomically: a call holds an `Arc<Plugin>` and finishes on the
+//! version it started with.
+
+use crate::domain::IntegrationSpec;
+use crate::runtime::{self, Plugin, PluginSettings, Runtime};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// Catalog failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `plugins.toml` cannot be read or parsed.
+    #[error("{path}: {message}")]
+    PluginsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A plugin's wasm cannot be read.
+    #[error("plugin `{slug}`: cannot read {path}: {source}")]
+    Wasm {
+        /// The plugin.
+        slug: String,
+        /// The wasm file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A plugin failed to load.
+    #[error("plugin `{slug}`: {source}")]
+    Load {
+        /// The plugin.
+        slug: String,
+        /// Why.
+        source: runtime::Error,
+    },
+}
+
+/// One `[[plugin]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// The connector's slug, checked against its `info()`.
+    pub slug: String,
+    /// The component, relative to `plugins.toml`.
+    pub path: PathBuf,
+    /// Replaces the connector's allowed hosts (e.g. a local fake).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Memory limit in MiB (default 64).
+    pub memory_mb: Option<u32>,
+    /// Call deadline in ms (default 10 000).
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginsFile {
+    #[serde(default)]
+    plugin: Vec<PluginEntry>,
+}
+
+/// Reads `plugins.toml`, resolving each path against the file's directory.
+pub fn read_plugins_file(path: &Path) -> Result<Vec<PluginEntry>, Error> {
+    let err = |message: String| Error::PluginsFile { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let file: PluginsFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(file
+        .plugin
+        .into_iter()
+        .map(|mut entry| {
+            entry.path = base.join(&entry.path);
+            entry
+        })
+        .collect())
+}
+
+/// The loaded connectors.
+#[derive(Default)]
+pub struct Catalog {
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+}
+
+impl Catalog {
+    /// Loads every entry; any failure stops startup with a clear error.
+    pub async fn load(runtime: &Runtime, entries: &[PluginEntry]) -> Result<Self, Error> {
+        let catalog = Catalog::default();
+        for entry in entries {
+            let wasm = std::fs::read(&entry.path).map_err(|source| Error::Wasm {
+                slug: entry.slug.clone(),
+                path: entry.path.clone(),
+                source,
+            })?;
+            let settings = PluginSettings {
+                allowed_hosts: entry.allowed_hosts.clone(),
+                memory_mb: entry.memory_mb,
+                deadline_ms: entry.deadline_ms,
+            };
+            let plugin = runtime
+                .load(wasm, Some(&entry.slug), &settings)
+                .await
+                .map_err(|source| Error::Load { slug: entry.slug.clone(), source })?;
+            tracing::info!(
+                plugin = %plugin.spec.slug,
+                version = plugin.spec.version,
+                sha256 = %&plugin.wasm_sha256[..12],
+                origin = ?plugin.origin,
+                load_ms = plugin.load_time.as_millis() as u64,
+                "connector loaded"
+            );
+            catalog.insert(plugin);
+        }
+        Ok(catalog)
+    }
+
+    /// Adds or replaces a plugin; calls in flight keep the one they hold.
+    pub fn insert(&self, plugin: Plugin) {
+        let slug = plugin.spec.slug.clone();
+        self.plugins.write().expect("catalog lock").insert(slug, Arc::new(plugin));
+    }
+
+    /// The plugin with this slug.
+    pub fn get(&self, slug: &str) -> Option<Arc<Plugin>> {
+        self.plugins.read().expect("catalog lock").get(slug).cloned()
+    }
+
+    /// Every loaded plugin, by slug.
+    pub fn all(&self) -> Vec<Arc<Plugin>> {
+        self.plugins.read().expect("catalog lock").values().cloned().collect()
+    }
+
+    /// Every IntegrationSpec, by slug.
+    pub fn specs(&self) -> Vec<IntegrationSpec> {
+        self.all().iter().map(|p| p.spec.clone()).collect()
+    }
+}

@@ -1,0 +1,130 @@
+//! IntegrationConnections: a tenant's accounts at providers. Creation checks the
+//! connector and ownership mode; every lookup is by owner, so another tenant's
+//! connection is indistinguishable from a missing one.
+
+use crate::catalog::Catalog;
+use crate::domain::{now_ms, Connection, ConnectionStatus, Environment, OwnershipMode};
+use crate::store::{self, Store};
+use std::sync::Arc;
+
+/// Connection failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such connection for this tenant.
+    #[error("connection not found")]
+    NotFound,
+    /// The connector slug is not loaded.
+    #[error("no connector `{0}` is loaded")]
+    UnknownConnector(String),
+    /// The connector does not support the ownership mode.
+    #[error("connector `{connector}` does not support ownership mode `{mode}`")]
+    OwnershipMode {
+        /// The connector.
+        connector: String,
+        /// The refused mode.
+        mode: &'static str,
+    },
+    /// A field is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// What a tenant asks for when connecting an account.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// Connector slug.
+    pub connector: String,
+    /// Label; defaults to the connector's display name.
+    pub label: Option<String>,
+    /// Sandbox or production.
+    pub environment: Environment,
+    /// Defaults to the connector's first supported mode.
+    pub ownership_mode: Option<OwnershipMode>,
+    /// Provider-side account.
+    pub external_account_id: Option<String>,
+    /// Non-secret config.
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Connection use cases.
+#[derive(Clone)]
+pub struct Connections {
+    store: Store,
+    catalog: Arc<Catalog>,
+}
+
+impl Connections {
+    /// Connections over `store`, checked against `catalog`.
+    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+        Connections { store, catalog }
+    }
+
+    /// Creates an `ACTIVE` connection without a credential.
+    pub fn create(&self, tenant_id: &str, new: NewConnection) -> Result<Connection, Error> {
+        let plugin = self.catalog.get(&new.connector).ok_or_else(|| Error::UnknownConnector(new.connector.clone()))?;
+        let spec = &plugin.spec;
+        let ownership_mode = match new.ownership_mode {
+            Some(mode) if spec.ownership_modes.contains(&mode) => mode,
+            Some(mode) => return Err(Error::OwnershipMode { connector: spec.slug.clone(), mode: mode.as_str() }),
+            None => *spec.ownership_modes.first().unwrap_or(&OwnershipMode::Byok),
+        };
+        let label = new.label.unwrap_or_else(|| spec.display_name.clone());
+        if label.len() > 200 {
+            return Err(Error::Invalid("label is longer than 200 characters".into()));
+        }
+        if new.external_account_id.as_ref().is_some_and(|a| a.is_empty() || a.len() > 255) {
+            return Err(Error::Invalid("externalAccountId must be 1-255 characters".into()));
+        }
+        let now = now_ms();
+        let connection = Connection {
+            id: format!("conn_{}", uuid::Uuid::new_v4().simple()),
+            tenant_id: tenant_id.to_owned(),
+            connector: spec.slug.clone(),
+            integration_key: spec.integration_key.clone(),
+            integration_version: spec.version,
+            label,
+            environment: new.environment,
+            ownership_mode,
+            external_account_id: new.external_account_id,
+            config: new.config,
+            status: ConnectionStatus::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.put_connection(&connection)?;
+        Ok(connection)
+    }
+
+    /// The tenant's connection `id`; `NotFound` for a missing or foreign one.
+    pub fn get(&self, tenant_id: &str, id: &str) -> Result<Connection, Error> {
+        match self.store.connection(id)? {
+            Some(c) if c.tenant_id == tenant_id => Ok(c),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// The tenant's connections.
+    pub fn list(&self, tenant_id: &str) -> Result<Vec<Connection>, Error> {
+        Ok(self.store.connections_of(tenant_id)?)
+    }
+
+    /// Deletes the tenant's connection and its credential.
+    pub fn delete(&self, tenant_id: &str, id: &str) -> Result<(), Error> {
+        let connection = self.get(tenant_id, id)?;
+        self.store.delete_connection(&connection)?;
+        Ok(())
+    }
+
+    /// Moves a connection to `status` (no-op when already there).
+    pub fn set_status(&self, connection: &mut Connection, status: ConnectionStatus) -> Result<(), Error> {
+        if connection.status != status {
+            connection.status = status;
+            connection.updated_at = now_ms();
+            self.store.put_connection(connection)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,325 @@
+//! The domain types of Conduit: tenants, connections, credentials, integration specs and
+//! audit records. They carry no I/O; the store persists them, the API renders them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Milliseconds since the unix epoch, the one time representation stored.
+pub type UnixMs = u64;
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC rendering of a unix-millisecond time, as the API shows times.
+pub fn rfc3339(ms: UnixMs) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 time into unix milliseconds.
+pub fn parse_rfc3339(text: &str) -> Option<UnixMs> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// A tenant: the owner of connections, acting through its API token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    /// The tenant's id, chosen by the admin (`acme-corp`).
+    pub id: String,
+    /// When it was created.
+    pub created_at: UnixMs,
+}
+
+/// Which provider environment a connection talks to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Test mode / sandbox accounts.
+    Sandbox,
+    /// Live accounts.
+    Production,
+}
+
+impl Environment {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// Whose provider app or key a connection uses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnershipMode {
+    /// The deployment's OAuth app or key.
+    Managed,
+    /// The tenant's own.
+    Byok,
+}
+
+impl OwnershipMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnershipMode::Managed => "managed",
+            OwnershipMode::Byok => "byok",
+        }
+    }
+}
+
+/// A connection's lifecycle state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionStatus {
+    /// Usable.
+    Active,
+    /// The provider rejected the credential; a person must reconnect.
+    NeedsReauth,
+    /// Revoked by its owner; never vends again.
+    Revoked,
+    /// Broken for another reason.
+    Error,
+}
+
+/// A tenant's account at one provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// Opaque id (`conn_…`).
+    pub id: String,
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The connector slug (`stripe`).
+    pub connector: String,
+    /// The connector's integration key (`payments.stripe`).
+    pub integration_key: String,
+    /// The connector version the connection was made with.
+    pub integration_version: u32,
+    /// A human label.
+    pub label: String,
+    /// Sandbox or production.
+    pub environment: Environment,
+    /// Managed or bring-your-own.
+    pub ownership_mode: OwnershipMode,
+    /// The provider-side account (Stripe Connect account id, …).
+    pub external_account_id: Option<String>,
+    /// Non-secret configuration (`baseUrl`, …), a JSON object.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Lifecycle state.
+    pub status: ConnectionStatus,
+    /// Created.
+    pub created_at: UnixMs,
+    /// Last changed.
+    pub updated_at: UnixMs,
+}
+
+impl Connection {
+    /// The vault reference of the connection's credential; never the secret itself.
+    pub fn secret_ref(&self) -> String {
+        format!("vault://connections/{}", self.id)
+    }
+}
+
+/// Which kind of secret a credential holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// OAuth 2.0 access and refresh tokens.
+    Oauth2,
+    /// An API key (and optional secret).
+    ApiKey,
+}
+
+/// The secret fields of a credential, in plaintext. Zeroized on drop, and its `Debug`
+/// prints no value, so it can be neither left in memory nor logged by accident.
+#[derive(Clone, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretFields {
+    /// OAuth access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// OAuth refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// API secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret: Option<String>,
+    /// Access token expiry, unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<UnixMs>,
+}
+
+impl SecretFields {
+    /// Every secret value present, for redaction.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        [&self.access_token, &self.refresh_token, &self.api_key, &self.api_secret]
+            .into_iter()
+            .filter_map(|v| v.as_deref())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl fmt::Debug for SecretFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
+        f.debug_struct("SecretFields")
+            .field("access_token", &shown(&self.access_token))
+            .field("refresh_token", &shown(&self.refresh_token))
+            .field("api_key", &shown(&self.api_key))
+            .field("api_secret", &shown(&self.api_secret))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// How a connection authenticates (mirrors the WIT `auth-type`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// OAuth 2.0.
+    Oauth2,
+    /// One API key.
+    ApiKey,
+    /// A key and a secret.
+    ApiKeySecret,
+    /// Nothing.
+    None,
+}
+
+/// A capability a connector provides.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CapabilityRef {
+    /// `payments.createPaymentIntent`.
+    pub key: String,
+    /// Contract version.
+    pub version: u32,
+    /// One line for the catalog.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub description: String,
+}
+
+/// A provider's per-account rate limit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateProfile {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length in seconds.
+    pub per_seconds: u32,
+    /// Burst size.
+    pub burst: u32,
+}
+
+/// OAuth endpoints of a connector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OauthConfig {
+    /// Consent page.
+    pub authorize_url: String,
+    /// Token endpoint.
+    pub token_url: String,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// PKCE S256.
+    pub pkce: bool,
+}
+
+/// The IntegrationSpec: what one loaded connector is and offers, from its `info()`
+/// export with the deployment's `plugins.toml` overrides applied.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationSpec {
+    /// `stripe`.
+    pub slug: String,
+    /// `payments.stripe`.
+    pub integration_key: String,
+    /// Connector version.
+    pub version: u32,
+    /// `Stripe`.
+    pub display_name: String,
+    /// `payments`.
+    pub category: String,
+    /// How connections authenticate.
+    pub auth_type: AuthType,
+    /// `managed`, `byok`.
+    pub ownership_modes: Vec<OwnershipMode>,
+    /// What `execute` accepts.
+    pub capabilities: Vec<CapabilityRef>,
+    /// Hosts the connector may reach.
+    pub allowed_hosts: Vec<String>,
+    /// Per-account rate limit.
+    pub rate_profile: RateProfile,
+    /// OAuth endpoints.
+    pub oauth: Option<OauthConfig>,
+}
+
+impl IntegrationSpec {
+    /// The version of `key` this connector provides, if any.
+    pub fn capability(&self, key: &str) -> Option<&CapabilityRef> {
+        self.capabilities.iter().find(|c| c.key == key)
+    }
+}
+
+/// One outbound HTTP exchange a connector made during a call, already redacted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundRecord {
+    /// HTTP method.
+    pub method: String,
+    /// URL with query values redacted.
+    pub url: String,
+    /// Response status, when one came.
+    pub status: Option<u16>,
+    /// Why no response came (denied, timeout…).
+    pub error: Option<String>,
+    /// Milliseconds spent.
+    pub duration_ms: u64,
+}
+
+/// One audited call: who ran what on which connection, and how it ended. Holds no
+/// secret: every string in it went through redaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Opaque id.
+    pub id: String,
+    /// When the call started.
+    pub time: UnixMs,
+    /// The calling tenant.
+    pub tenant_id: String,
+    /// The connection used, if one was found.
+    pub connection_id: Option<String>,
+    /// Connector slug.
+    pub connector: Option<String>,
+    /// Connector version.
+    pub connector_version: Option<u32>,
+    /// What was asked (`payments.createRefund`, `health`).
+    pub capability: String,
+    /// `ok` or the stable error code.
+    pub outcome: String,
+    /// A redacted explanation of a failure.
+    pub detail: Option<String>,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Outbound HTTP exchanges.
+    pub outbound: Vec<OutboundRecord>,
+    /// Wall time of the whole call.
+    pub duration_ms: u64,
+}

@@ -1,0 +1,19 @@
+//! Conduit, an integration host: tenants' third-party credentials sealed in a vault,
+//! capabilities executed through sandboxed WebAssembly connectors, behind an HTTP API.
+//!
+//! `ARCHITECTURE.md` at the repository root maps the modules and how a request flows
+//! through them: api → exec → (tokens, runtime, catalog) → (store, vault).
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod capabilities;
+pub mod catalog;
+pub mod connections;
+pub mod domain;
+pub mod exec;
+pub mod runtime;
+pub mod store;
+pub mod tenants;
+pub mod tokens;
+pub mod vault;

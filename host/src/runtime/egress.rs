@@ -1,0 +1,249 @@
+//! The sandbox's only way out: the policy and transport behind the `http` import.
+//!
+//! A request leaves only if its URL's host and port match one of the connector's
+//! allowed hosts (exact `api.stripe.com`, wildcard `*.googleapis.com`, optional
+//! `:port`; without a port only the scheme's default port). Private, loopback and
+//! link-local addresses are refused unless an allowed host names the address itself
+//! (an IP literal, or `localhost`): hostnames are resolved through [`GuardedResolver`],
+//! which drops such addresses, so DNS cannot redirect a connector inward. Redirects are
+//! not followed, a guest `Host` header is dropped, and responses are capped.
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// One allowed-host pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// Lower-cased host, or the suffix after `*.` for a wildcard.
+    host: String,
+    wildcard: bool,
+    port: Option<u16>,
+}
+
+/// Why a pattern string is not acceptable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid allowed host `{0}`")]
+pub struct InvalidPattern(pub String);
+
+impl HostPattern {
+    /// Parses `host`, `*.suffix`, either with `:port`.
+    pub fn parse(text: &str) -> Result<Self, InvalidPattern> {
+        let invalid = || InvalidPattern(text.to_owned());
+        let lowered = text.trim().to_ascii_lowercase();
+        let (host, port) = match lowered.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => {
+                (host.to_owned(), Some(port.parse::<u16>().map_err(|_| invalid())?))
+            }
+            Some(_) => return Err(invalid()),
+            None => (lowered.clone(), None),
+        };
+        let (host, wildcard) = match host.strip_prefix("*.") {
+            Some(suffix) => (suffix.to_owned(), true),
+            None => (host, false),
+        };
+        let valid_chars = host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if host.is_empty() || !valid_chars || host.contains('*') || (wildcard && !host.contains('.')) {
+            return Err(invalid());
+        }
+        Ok(HostPattern { host, wildcard, port })
+    }
+
+    fn matches(&self, host: &str, port: u16, default_port: u16) -> bool {
+        let port_ok = self.port.map_or(port == default_port, |p| p == port);
+        if !port_ok {
+            return false;
+        }
+        if self.wildcard {
+            // A wildcard never matches an IP literal: addresses must be named exactly.
+            host.parse::<IpAddr>().is_err()
+                && host.len() > self.host.len()
+                && host.ends_with(&self.host)
+                && host.as_bytes()[host.len() - self.host.len() - 1] == b'.'
+        } else {
+            host == self.host
+        }
+    }
+}
+
+/// A connector's allowed hosts.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts(Vec<HostPattern>);
+
+impl AllowedHosts {
+    /// Parses every pattern.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, InvalidPattern> {
+        patterns.iter().map(|p| HostPattern::parse(p.as_ref())).collect::<Result<_, _>>().map(AllowedHosts)
+    }
+
+    /// Checks a URL against the patterns and the private-address rule; `Err` is the
+    /// reason given to the guest.
+    pub fn check(&self, url: &reqwest::Url) -> Result<(), String> {
+        let scheme = url.scheme();
+        if scheme != "https" && scheme != "http" {
+            return Err(format!("scheme `{scheme}` is not allowed"));
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err("the URL has no host".into()),
+        };
+        let port = url.port_or_known_default().unwrap_or(0);
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        if !self.0.iter().any(|p| p.matches(&host, port, default_port)) {
+            return Err(format!("host `{host}:{port}` is not in the connector's allowed hosts"));
+        }
+        // An IP literal only matches an exact pattern naming it, which is the explicit
+        // allowance for a private address; still refuse the unspecified address.
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(format!("address {ip} is not allowed"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local,
+/// carrier-grade NAT, unique-local, unspecified, broadcast or multicast).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// The error the resolver gives when a name resolves only to non-public addresses.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to private, loopback or link-local addresses")]
+pub struct PrivateAddress(pub String);
+
+/// DNS for outbound requests: drops non-public addresses, except for `localhost`,
+/// which a connector reaches only when an allowed host names it exactly.
+#[derive(Debug, Default)]
+pub struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let explicit = host.eq_ignore_ascii_case("localhost");
+            let kept: Vec<SocketAddr> =
+                addrs.into_iter().filter(|a| explicit || is_public(a.ip())).collect();
+            if kept.is_empty() {
+                return Err(Box::new(PrivateAddress(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(kept.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The shared HTTP client for every connector: no redirects, no proxy from the
+/// environment, guarded DNS.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver))
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
+
+/// Whether the error chain of a failed request contains the resolver's refusal.
+pub fn is_private_address_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(private) = e.downcast_ref::<PrivateAddress>() {
+            return Some(private.to_string());
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Request headers a guest may not set: the host derives them from the URL and body.
+pub fn is_forbidden_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
+            | "trailer" | "keep-alive" | "proxy-authorization" | "proxy-connection"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(patterns: &[&str], url: &str) -> Result<(), String> {
+        AllowedHosts::parse(patterns).unwrap().check(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn exact_host_and_default_port() {
+        assert!(allowed(&["api.stripe.com"], "https://api.stripe.com/v1/x").is_ok());
+        assert!(allowed(&["api.stripe.com"], "https://API.Stripe.com/v1/x").is_ok());
+        assert!(allowed(&["api.stripe.com"], "https://api.stripe.com:8443/").is_err());
+        assert!(allowed(&["api.stripe.com"], "https://evil.com/?api.stripe.com").is_err());
+        assert!(allowed(&["api.stripe.com"], "https://api.stripe.com.evil.com/").is_err());
+        assert!(allowed(&["api.stripe.com"], "ftp://api.stripe.com/").is_err());
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let p = ["*.googleapis.com"];
+        assert!(allowed(&p, "https://gmail.googleapis.com/").is_ok());
+        assert!(allowed(&p, "https://a.b.googleapis.com/").is_ok());
+        assert!(allowed(&p, "https://googleapis.com/").is_err());
+        assert!(allowed(&p, "https://evilgoogleapis.com/").is_err());
+    }
+
+    #[test]
+    fn ports_and_ip_literals_must_be_named() {
+        assert!(allowed(&["127.0.0.1:9000"], "http://127.0.0.1:9000/x").is_ok());
+        assert!(allowed(&["127.0.0.1:9000"], "http://127.0.0.1:9001/x").is_err());
+        assert!(allowed(&["*.0.0.1"], "http://127.0.0.1/").is_err());
+        assert!(allowed(&["example.com"], "http://169.254.169.254/latest/meta-data").is_err());
+        assert!(allowed(&["[::1]:80"], "http://[::1]/").is_err(), "ipv6 patterns are not supported");
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        for bad in ["", "*", "*.com:x", "a b", "*.*.com", "http://x.com"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_addresses() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "151.101.1.1", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}
