@@ -1,1 +1,74 @@
-fn main() {}
+//! `cargo xtask`: the project's commands.
+//!
+//! - `build`: every connector (wasm32-wasip2 components) and the host.
+//! - `run [ARGS]`: build, then `conduit serve` on the embedded defaults.
+//! - `test`: build the connectors, then the whole test suite.
+//! - `bench`: build the connectors, then the benchmarks (release).
+//!
+//! Host and connectors share the root `target/` directory, so nothing is built twice.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            build_plugins(&root)?;
+            cargo(&root, &["build", "-p", "conduit"])
+        }
+        Some("build-plugins") => build_plugins(&root),
+        Some("run") => {
+            build_plugins(&root)?;
+            cargo(&root, &["build", "-p", "conduit"])?;
+            let mut serve = vec!["serve".to_owned()];
+            serve.extend(args[1..].iter().cloned());
+            run(Command::new(root.join("target/debug/conduit")).args(&serve).current_dir(&root))
+        }
+        Some("test") => {
+            build_plugins(&root)?;
+            let mut test = vec!["test", "--workspace"];
+            test.extend(args[1..].iter().map(String::as_str));
+            cargo(&root, &test)
+        }
+        Some("bench") => {
+            build_plugins(&root)?;
+            cargo(&root, &["bench", "-p", "conduit", "--bench", "conduit"])
+        }
+        _ => bail!("usage: cargo xtask <build | build-plugins | run [serve args] | test [cargo test args] | bench>"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Builds every connector in `plugins/` into `target/wasm32-wasip2/release/*.wasm`.
+fn build_plugins(root: &Path) -> Result<()> {
+    run(Command::new(cargo_bin())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", target_dir(root))
+        .current_dir(root.join("plugins")))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    run(Command::new(cargo_bin()).args(args).current_dir(root))
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}

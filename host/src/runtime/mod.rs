@@ -3,8 +3,9 @@
 //!
 //! The engine uses the pooling allocator and epoch interruption. Each loaded component
 //! gets one `InstancePre`; each call instantiates it into a new store with its own
-//! memory limit, an epoch deadline (stops a guest spinning in wasm) and a tokio timeout
-//! (stops a guest blocked in a host call, which epochs cannot interrupt). WASI is linked
+//! memory limit, an epoch deadline (a guest running wasm yields to the executor every
+//! tick and traps at its deadline) and a tokio timeout (stops a guest blocked in a host
+//! call, which epochs cannot interrupt). WASI is linked
 //! with no preopened directories, no environment, no sockets; guest stdout and stderr
 //! become `tracing` lines tagged with the plugin. The host `http` import ([`egress`]) is
 //! the only way out. A trapping, runaway or memory-hungry guest costs its own call a
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 /// The bindings generated from `wit/connector.wit`; generated here and nowhere else.
 mod bindings {
@@ -376,8 +377,16 @@ impl Runtime {
         let state = CallState::new(plugin.egress.clone(), redactor.clone(), plugin.memory_bytes, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline((plugin.deadline.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
-        store.epoch_deadline_trap();
+        // Every epoch tick a running guest yields to the executor, so a spinning guest
+        // never holds a tokio worker for more than one tick; past the deadline it traps.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
 
         let run = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;

@@ -123,6 +123,9 @@ fn create_payment_intent(api: &Api, input: &Value) -> Result<Value, Error> {
         "metadata": opt(input, "metadata"),
         "payment_method_types": opt(input, "paymentMethodTypes"),
         "capture_method": opt(input, "captureMethod"),
+        // Provider-specific optional fields (CAPABILITIES.md allows them).
+        "payment_method": opt(input, "paymentMethod"),
+        "confirm": opt(input, "confirm"),
     });
     let intent = api.call(Request::post(api.url("/v1/payment_intents")).form(&form))?;
     Ok(payment_intent_output(&intent))

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real `conduit` process, real wasm components built from
+//! `plugins/`, real sled files, and fake providers on 127.0.0.1.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod sandbox;
+mod stripe;

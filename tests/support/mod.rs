@@ -1,0 +1,279 @@
+//! Test support: a real `conduit` process on loopback with captured logs, an HTTP
+//! client that remembers every response body (to prove secrets never leak), and fake
+//! providers speaking each provider's wire format.
+
+#![allow(dead_code)]
+
+pub mod fake_stripe;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The built component of a connector, e.g. `conduit_stripe`.
+pub fn wasm(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)", path.display());
+    path
+}
+
+/// A compiled-component cache shared by every test process, so tests compile each
+/// component once per change of the wasm.
+fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/conduit-test-cache")
+}
+
+/// A running Conduit.
+pub struct Conduit {
+    pub base: String,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    bodies: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// One `[[plugin]]` entry for the generated plugins.toml.
+pub struct PluginDecl {
+    pub slug: &'static str,
+    pub wasm: &'static str,
+    pub extra: String,
+}
+
+impl PluginDecl {
+    pub fn new(slug: &'static str, wasm: &'static str) -> Self {
+        PluginDecl { slug, wasm, extra: String::new() }
+    }
+    pub fn allow(mut self, hosts: &[&str]) -> Self {
+        let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        self.extra.push_str(&format!("allowed_hosts = [{}]\n", list.join(", ")));
+        self
+    }
+    pub fn setting(mut self, line: &str) -> Self {
+        self.extra.push_str(line);
+        self.extra.push('\n');
+        self
+    }
+}
+
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+impl Conduit {
+    /// Starts Conduit on a fresh data directory with these plugins.
+    pub async fn start(plugins: Vec<PluginDecl>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut conduit = Self::start_in(&data_dir, &plugins, MASTER_KEY).await;
+        conduit._dir = Some(dir);
+        conduit
+    }
+
+    /// Starts Conduit on `data_dir` (kept by the caller) with `master_key`.
+    pub async fn start_in(data_dir: &std::path::Path, plugins: &[PluginDecl], master_key: &str) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let plugins_file = data_dir.with_extension("plugins.toml");
+        let mut toml = String::new();
+        for p in plugins {
+            toml.push_str(&format!("[[plugin]]\nslug = {:?}\npath = {:?}\n{}\n", p.slug, wasm(p.wasm), p.extra));
+        }
+        std::fs::write(&plugins_file, toml).unwrap();
+        let admin_token = format!("admin-{}", uuid_like());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_conduit"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--plugins")
+            .arg(&plugins_file)
+            .arg("--cache-dir")
+            .arg(shared_cache_dir())
+            .env("CONDUIT_ADMIN_TOKEN", &admin_token)
+            .env("CONDUIT_MASTER_KEY", master_key)
+            .env("CONDUIT_LOG", "debug,cranelift=warn,wasmtime=warn,hyper=warn,reqwest=warn,h2=warn,tower=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn conduit");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        let stdout_logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("conduit listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                stdout_logs.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let stderr_logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                stderr_logs.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("conduit did not start:\n{}", logs.lock().unwrap());
+            }
+        };
+        Conduit {
+            base,
+            admin_token,
+            data_dir: data_dir.to_owned(),
+            child,
+            logs,
+            bodies: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::new(),
+            _dir: None,
+        }
+    }
+
+    /// Everything Conduit printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Every response body received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Kills the process at once (no graceful shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A raw request; returns status, parsed body (or the text as a JSON string) and headers.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
+        }
+        let response = request.send().await.expect("request to conduit");
+        Resp::read(response, &self.bodies).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    /// Creates a tenant and returns its token.
+    pub async fn tenant(&self, id: &str) -> String {
+        let r = self.post("/admin/tenants", &self.admin_token.clone(), doc("tenants", json!({"id": id}))).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["data"]["attributes"]["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a connection and returns its id.
+    pub async fn connection(&self, token: &str, attributes: Value) -> String {
+        let r = self.post("/api/connections", token, doc("connections", attributes)).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["data"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stores an API key on a connection.
+    pub async fn api_key(&self, token: &str, connection: &str, key: &str) {
+        let r = self
+            .put(&format!("/api/connections/{connection}/credential"), token, doc("credentials", json!({"kind": "api_key", "apiKey": key})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Executes a capability on a connection.
+    pub async fn execute(&self, token: &str, connection: &str, capability: &str, input: Value) -> Resp {
+        self.post(
+            &format!("/api/connections/{connection}/capabilities/{capability}/execute"),
+            token,
+            doc("executions", json!({"input": input})),
+        )
+        .await
+    }
+}
+
+impl Drop for Conduit {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A JSON:API request document.
+pub fn doc(kind: &str, attributes: Value) -> Value {
+    json!({"data": {"type": kind, "attributes": attributes}})
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    async fn read(response: reqwest::Response, bodies: &Mutex<Vec<String>>) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        bodies.lock().unwrap().push(text.clone());
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        Resp { status, body, text, headers }
+    }
+
+    /// The first error's code.
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts a JSON:API error with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "unexpected answer: {}", self.text);
+        assert_eq!(
+            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/vnd.api+json"),
+            "errors are JSON:API documents"
+        );
+    }
+
+    pub fn output(&self) -> &Value {
+        &self.body["data"]["attributes"]["output"]
+    }
+}
+
+pub fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+/// Starts an axum app on 127.0.0.1:0 and returns its address.
+pub async fn serve_on_loopback(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
