@@ -118,7 +118,10 @@ impl App {
 
         let store = Store::open(&config.data_dir)?;
         let vault = Arc::new(Vault::load(store.vault_tree()?, root)?);
-        let cache_dir = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("component-cache"));
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("component-cache"));
         let runtime = Arc::new(Runtime::new(RuntimeConfig::new(cache_dir))?);
         let entries = match &config.plugins_file {
             Some(path) => catalog::read_plugins_file(path)?,
@@ -138,7 +141,17 @@ impl App {
             Arc::new(Contracts::new()),
             audit.clone(),
         );
-        let app = App { tenants, connections, tokens, catalog, runtime, exec, audit, store, vault };
+        let app = App {
+            tenants,
+            connections,
+            tokens,
+            catalog,
+            runtime,
+            exec,
+            audit,
+            store,
+            vault,
+        };
         Ok((app, generated))
     }
 }
@@ -162,10 +175,15 @@ fn dev_admin_token(dir: &Path) -> Result<([u8; 32], Option<String>), Error> {
     let path = dir.join("admin-token.sha256");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+            let bytes = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
             let hash = bytes.ok_or_else(|| Error::Io {
                 path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a SHA-256 hex digest"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a SHA-256 hex digest",
+                ),
             })?;
             Ok((hash, None))
         }
@@ -187,7 +205,10 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let io = |source| Error::Io { path: path.to_owned(), source };
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = options.open(path).map_err(io)?;
     file.write_all(contents).map_err(io)?;
     file.sync_all().map_err(io)
@@ -199,9 +220,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let store = app.store.clone();
+    let (store, audit) = (app.store.clone(), app.audit.clone());
     let router = crate::api::router(app);
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    audit.flush().await;
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown failed");
     }

@@ -27,7 +27,9 @@ impl Redactor {
             .collect();
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets: Arc::new(secrets) }
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
     }
 
     /// `text` with every secret value replaced.
@@ -42,31 +44,83 @@ impl Redactor {
     }
 }
 
-/// Writes audit records. A failed write is logged loudly, never silently dropped, and
-/// never fails the call it describes.
+/// Writes audit records on a writer thread, off the request path. A full queue falls
+/// back to writing in the caller, so no record is ever dropped; a failed write is logged
+/// loudly and never fails the call it describes.
 #[derive(Clone)]
 pub struct Audit {
     store: Store,
+    queue: std::sync::mpsc::SyncSender<Message>,
 }
 
+enum Message {
+    Record(Box<AuditRecord>),
+    /// Answered once everything queued before it is written.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Records queued before callers write synchronously.
+const QUEUE: usize = 4096;
+
 impl Audit {
-    /// Audit into `store`.
+    /// Audit into `store`, starting the writer thread.
     pub fn new(store: Store) -> Self {
-        Audit { store }
+        let (queue, inbox) = std::sync::mpsc::sync_channel(QUEUE);
+        let writer = store.clone();
+        std::thread::Builder::new()
+            .name("conduit-audit".into())
+            .spawn(move || {
+                for message in inbox {
+                    match message {
+                        Message::Record(record) => write(&writer, &record),
+                        Message::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .expect("the audit writer thread starts");
+        Audit { store, queue }
     }
 
     /// Records `record`.
-    pub fn record(&self, record: &AuditRecord) {
-        if let Err(e) = self.store.append_audit(record) {
-            tracing::error!(audit_id = %record.id, error = %e, "audit record could not be written");
+    pub fn record(&self, record: AuditRecord) {
+        use std::sync::mpsc::TrySendError;
+        if let Err(TrySendError::Full(message) | TrySendError::Disconnected(message)) =
+            self.queue.try_send(Message::Record(Box::new(record)))
+        {
+            if let Message::Record(record) = message {
+                write(&self.store, &record);
+            }
         }
     }
 
-    /// The tenant's records, newest first, optionally for one connection.
-    pub fn list(&self, tenant_id: &str, connection_id: Option<&str>, limit: usize) -> crate::store::Result<Vec<AuditRecord>> {
+    /// Waits until every record queued so far is written.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.queue.send(Message::Barrier(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+
+    /// The tenant's records, newest first, optionally for one connection; includes
+    /// everything recorded before the call.
+    pub async fn list(
+        &self,
+        tenant_id: &str,
+        connection_id: Option<&str>,
+        limit: usize,
+    ) -> crate::store::Result<Vec<AuditRecord>> {
+        self.flush().await;
         self.store.audit_of(tenant_id, limit, |r| {
             connection_id.is_none_or(|c| r.connection_id.as_deref() == Some(c))
         })
+    }
+}
+
+fn write(store: &Store, record: &AuditRecord) {
+    if let Err(e) = store.append_audit(record) {
+        tracing::error!(audit_id = %record.id, error = %e, "audit record could not be written");
     }
 }
 
@@ -77,6 +131,9 @@ mod tests {
     #[test]
     fn redacts_every_occurrence_and_skips_short_values() {
         let r = Redactor::new(["sk_test_abcdef", "abc"]);
-        assert_eq!(r.redact("key sk_test_abcdef and sk_test_abcdef, abc"), "key <redacted> and <redacted>, abc");
+        assert_eq!(
+            r.redact("key sk_test_abcdef and sk_test_abcdef, abc"),
+            "key <redacted> and <redacted>, abc"
+        );
     }
 }

@@ -116,7 +116,10 @@ fn schemas() -> Vec<(&'static str, Value)> {
     );
     vec![
         ("payments.createPaymentIntent@1", payment_intent),
-        ("payments.retrievePaymentIntent@1", object(&["id"], json!({"id": string()}))),
+        (
+            "payments.retrievePaymentIntent@1",
+            object(&["id"], json!({"id": string()})),
+        ),
         (
             "payments.createRefund@1",
             object(
@@ -131,12 +134,18 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "customers.create@1",
-            object(&["email"], json!({"email": string(), "name": {"type": "string"}, "metadata": string_map()})),
+            object(
+                &["email"],
+                json!({"email": string(), "name": {"type": "string"}, "metadata": string_map()}),
+            ),
         ),
         ("email.send@1", email_send()),
         (
             "email.sendBatch@1",
-            object(&["messages"], json!({"messages": {"type": "array", "minItems": 1, "maxItems": 500, "items": email_send()}})),
+            object(
+                &["messages"],
+                json!({"messages": {"type": "array", "minItems": 1, "maxItems": 500, "items": email_send()}}),
+            ),
         ),
         (
             "email.listMessages@1",
@@ -145,7 +154,10 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 json!({"query": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 100}, "pageToken": string()}),
             ),
         ),
-        ("email.getMessage@1", object(&["id"], json!({"id": string()}))),
+        (
+            "email.getMessage@1",
+            object(&["id"], json!({"id": string()})),
+        ),
         (
             "knowledge.upsert@1",
             object(
@@ -181,11 +193,17 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "chat.postMessage@1",
-            object(&["channel", "text"], json!({"channel": string(), "text": {"type": "string"}, "blocks": {"type": "array"}, "threadTs": string()})),
+            object(
+                &["channel", "text"],
+                json!({"channel": string(), "text": {"type": "string"}, "blocks": {"type": "array"}, "threadTs": string()}),
+            ),
         ),
         (
             "conversations.list@1",
-            object(&[], json!({"limit": {"type": "integer", "minimum": 1}, "cursor": string()})),
+            object(
+                &[],
+                json!({"limit": {"type": "integer", "minimum": 1}, "cursor": string()}),
+            ),
         ),
         (
             "issues.create@1",
@@ -201,10 +219,19 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 json!({"owner": string(), "repo": string(), "state": {"enum": ["open", "closed", "all"]}, "limit": {"type": "integer", "minimum": 1}}),
             ),
         ),
-        ("repos.get@1", object(&["owner", "repo"], json!({"owner": string(), "repo": string()}))),
+        (
+            "repos.get@1",
+            object(
+                &["owner", "repo"],
+                json!({"owner": string(), "repo": string()}),
+            ),
+        ),
         (
             "sms.send@1",
-            object(&["to", "from", "body"], json!({"to": string(), "from": string(), "body": string()})),
+            object(
+                &["to", "from", "body"],
+                json!({"to": string(), "from": string(), "body": string()}),
+            ),
         ),
     ]
 }
@@ -226,26 +253,66 @@ mod tests {
         let c = Contracts::new();
         let ok = json!({"amount": 2000, "currency": "usd", "metadata": {"order": "42"}});
         assert!(c.validate("payments.createPaymentIntent", 1, &ok).is_ok());
-        let e = c.validate("payments.createPaymentIntent", 1, &json!({"amount": 0, "currency": "usd"})).unwrap_err();
+        let e = c
+            .validate(
+                "payments.createPaymentIntent",
+                1,
+                &json!({"amount": 0, "currency": "usd"}),
+            )
+            .unwrap_err();
         assert_eq!(e.path, "/amount");
-        let e = c.validate("payments.createPaymentIntent", 1, &json!({"amount": 5, "currency": "USD"})).unwrap_err();
+        let e = c
+            .validate(
+                "payments.createPaymentIntent",
+                1,
+                &json!({"amount": 5, "currency": "USD"}),
+            )
+            .unwrap_err();
         assert_eq!(e.path, "/currency");
-        let e = c.validate("payments.createPaymentIntent", 1, &json!({"currency": "usd"})).unwrap_err();
+        let e = c
+            .validate(
+                "payments.createPaymentIntent",
+                1,
+                &json!({"currency": "usd"}),
+            )
+            .unwrap_err();
         assert_eq!(e.path, "/");
-        assert!(c.validate("payments.createPaymentIntent", 1, &json!({"amount": 5, "currency": "usd", "metadata": {"n": 1}})).is_err());
+        assert!(c
+            .validate(
+                "payments.createPaymentIntent",
+                1,
+                &json!({"amount": 5, "currency": "usd", "metadata": {"n": 1}})
+            )
+            .is_err());
     }
 
     #[test]
     fn unlisted_capabilities_pass_through() {
-        assert!(Contracts::new().validate("probe.echo", 1, &json!({"anything": [1, 2]})).is_ok());
+        assert!(Contracts::new()
+            .validate("probe.echo", 1, &json!({"anything": [1, 2]}))
+            .is_ok());
     }
 
     #[test]
     fn email_contracts() {
         let c = Contracts::new();
-        assert!(c.validate("email.send", 1, &json!({"to": ["a@b.co"], "subject": "hi", "text": "x"})).is_ok());
-        assert_eq!(c.validate("email.send", 1, &json!({"to": []})).unwrap_err().path, "/to");
+        assert!(c
+            .validate(
+                "email.send",
+                1,
+                &json!({"to": ["a@b.co"], "subject": "hi", "text": "x"})
+            )
+            .is_ok());
+        assert_eq!(
+            c.validate("email.send", 1, &json!({"to": []}))
+                .unwrap_err()
+                .path,
+            "/to"
+        );
         let batch = json!({"messages": [{"to": ["a@b.co"]}, {"to": "not-a-list"}]});
-        assert_eq!(c.validate("email.sendBatch", 1, &batch).unwrap_err().path, "/messages/1/to");
+        assert_eq!(
+            c.validate("email.sendBatch", 1, &batch).unwrap_err().path,
+            "/messages/1/to"
+        );
     }
 }

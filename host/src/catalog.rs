@@ -67,7 +67,10 @@ struct PluginsFile {
 
 /// Reads `plugins.toml`, resolving each path against the file's directory.
 pub fn read_plugins_file(path: &Path) -> Result<Vec<PluginEntry>, Error> {
-    let err = |message: String| Error::PluginsFile { path: path.to_owned(), message };
+    let err = |message: String| Error::PluginsFile {
+        path: path.to_owned(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let file: PluginsFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -105,7 +108,10 @@ impl Catalog {
             let plugin = runtime
                 .load(wasm, Some(&entry.slug), &settings)
                 .await
-                .map_err(|source| Error::Load { slug: entry.slug.clone(), source })?;
+                .map_err(|source| Error::Load {
+                    slug: entry.slug.clone(),
+                    source,
+                })?;
             tracing::info!(
                 plugin = %plugin.spec.slug,
                 version = plugin.spec.version,
@@ -122,17 +128,29 @@ impl Catalog {
     /// Adds or replaces a plugin; calls in flight keep the one they hold.
     pub fn insert(&self, plugin: Plugin) {
         let slug = plugin.spec.slug.clone();
-        self.plugins.write().expect("catalog lock").insert(slug, Arc::new(plugin));
+        self.plugins
+            .write()
+            .expect("catalog lock")
+            .insert(slug, Arc::new(plugin));
     }
 
     /// The plugin with this slug.
     pub fn get(&self, slug: &str) -> Option<Arc<Plugin>> {
-        self.plugins.read().expect("catalog lock").get(slug).cloned()
+        self.plugins
+            .read()
+            .expect("catalog lock")
+            .get(slug)
+            .cloned()
     }
 
     /// Every loaded plugin, by slug.
     pub fn all(&self) -> Vec<Arc<Plugin>> {
-        self.plugins.read().expect("catalog lock").values().cloned().collect()
+        self.plugins
+            .read()
+            .expect("catalog lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every IntegrationSpec, by slug.

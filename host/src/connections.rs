@@ -64,19 +64,33 @@ impl Connections {
 
     /// Creates an `ACTIVE` connection without a credential.
     pub fn create(&self, tenant_id: &str, new: NewConnection) -> Result<Connection, Error> {
-        let plugin = self.catalog.get(&new.connector).ok_or_else(|| Error::UnknownConnector(new.connector.clone()))?;
+        let plugin = self
+            .catalog
+            .get(&new.connector)
+            .ok_or_else(|| Error::UnknownConnector(new.connector.clone()))?;
         let spec = &plugin.spec;
         let ownership_mode = match new.ownership_mode {
             Some(mode) if spec.ownership_modes.contains(&mode) => mode,
-            Some(mode) => return Err(Error::OwnershipMode { connector: spec.slug.clone(), mode: mode.as_str() }),
+            Some(mode) => {
+                return Err(Error::OwnershipMode {
+                    connector: spec.slug.clone(),
+                    mode: mode.as_str(),
+                })
+            }
             None => *spec.ownership_modes.first().unwrap_or(&OwnershipMode::Byok),
         };
         let label = new.label.unwrap_or_else(|| spec.display_name.clone());
         if label.len() > 200 {
             return Err(Error::Invalid("label is longer than 200 characters".into()));
         }
-        if new.external_account_id.as_ref().is_some_and(|a| a.is_empty() || a.len() > 255) {
-            return Err(Error::Invalid("externalAccountId must be 1-255 characters".into()));
+        if new
+            .external_account_id
+            .as_ref()
+            .is_some_and(|a| a.is_empty() || a.len() > 255)
+        {
+            return Err(Error::Invalid(
+                "externalAccountId must be 1-255 characters".into(),
+            ));
         }
         let now = now_ms();
         let connection = Connection {
@@ -119,7 +133,11 @@ impl Connections {
     }
 
     /// Moves a connection to `status` (no-op when already there).
-    pub fn set_status(&self, connection: &mut Connection, status: ConnectionStatus) -> Result<(), Error> {
+    pub fn set_status(
+        &self,
+        connection: &mut Connection,
+        status: ConnectionStatus,
+    ) -> Result<(), Error> {
         if connection.status != status {
             connection.status = status;
             connection.updated_at = now_ms();

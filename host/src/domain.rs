@@ -21,13 +21,17 @@ pub fn rfc3339(ms: UnixMs) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Parses an RFC 3339 time into unix milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<UnixMs> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -169,10 +173,15 @@ pub struct SecretFields {
 impl SecretFields {
     /// Every secret value present, for redaction.
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        [&self.access_token, &self.refresh_token, &self.api_key, &self.api_secret]
-            .into_iter()
-            .filter_map(|v| v.as_deref())
-            .filter(|v| !v.is_empty())
+        [
+            &self.access_token,
+            &self.refresh_token,
+            &self.api_key,
+            &self.api_secret,
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+        .filter(|v| !v.is_empty())
     }
 }
 

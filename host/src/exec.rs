@@ -7,7 +7,9 @@ use crate::audit::{Audit, Redactor};
 use crate::capabilities::Contracts;
 use crate::catalog::Catalog;
 use crate::connections::{self, Connections};
-use crate::domain::{now_ms, AuditRecord, Connection, ConnectionStatus, OutboundRecord, SecretFields};
+use crate::domain::{
+    now_ms, AuditRecord, Connection, ConnectionStatus, OutboundRecord, SecretFields,
+};
 use crate::runtime::{self, CallContext, ConnectorError, Health, Plugin, Runtime};
 use crate::tokens::{self, Tokens};
 use serde_json::Value;
@@ -155,7 +157,14 @@ impl Exec {
         contracts: Arc<Contracts>,
         audit: Audit,
     ) -> Self {
-        Exec { connections, tokens, catalog, runtime, contracts, audit }
+        Exec {
+            connections,
+            tokens,
+            catalog,
+            runtime,
+            contracts,
+            audit,
+        }
     }
 
     /// Runs `request.capability` on the tenant's connection and audits the outcome.
@@ -163,32 +172,68 @@ impl Exec {
         let mut trace = Trace::start();
         let result = self.run_execute(&request, &mut trace).await;
         let outcome = result.as_ref().map(|(id, _)| Some(id.as_str()));
-        self.record(&request.tenant_id, &request.capability, request.idempotency_key.clone(), &trace, outcome);
+        self.record(
+            &request.tenant_id,
+            &request.capability,
+            request.idempotency_key.clone(),
+            &trace,
+            outcome,
+        );
         let duration_ms = trace.started.elapsed().as_millis() as u64;
         let (id, output) = result?;
-        let connection = trace.connection.expect("a successful execution has a connection");
-        Ok(Execution { id, output, connection_id: connection.id, integration_key: connection.integration_key, duration_ms })
+        let connection = trace
+            .connection
+            .expect("a successful execution has a connection");
+        Ok(Execution {
+            id,
+            output,
+            connection_id: connection.id,
+            integration_key: connection.integration_key,
+            duration_ms,
+        })
     }
 
-    async fn run_execute(&self, request: &Request, trace: &mut Trace) -> Result<(String, Value), Error> {
-        let connection = self.connections.get(&request.tenant_id, &request.connection_id)?;
+    async fn run_execute(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<(String, Value), Error> {
+        let connection = self
+            .connections
+            .get(&request.tenant_id, &request.connection_id)?;
         trace.connection = Some(connection.clone());
         let plugin = self.plugin(&connection)?;
         trace.connector_version = Some(plugin.spec.version);
-        let capability = plugin.spec.capability(&request.capability).ok_or_else(|| Error::UnsupportedCapability {
-            connector: plugin.spec.slug.clone(),
-            capability: request.capability.clone(),
+        let capability = plugin.spec.capability(&request.capability).ok_or_else(|| {
+            Error::UnsupportedCapability {
+                connector: plugin.spec.slug.clone(),
+                capability: request.capability.clone(),
+            }
         })?;
         self.contracts
             .validate(&capability.key, capability.version, &request.input)
-            .map_err(|e| Error::InvalidInput { path: e.path, message: e.message })?;
+            .map_err(|e| Error::InvalidInput {
+                path: e.path,
+                message: e.message,
+            })?;
         let secret = self.tokens.vend(&connection)?;
         trace.redactor = redactor_for(&secret);
         let ctx = call_context(&connection, request.idempotency_key.clone());
-        let report = self.runtime.execute(&plugin, &ctx, &secret, &request.capability, &request.input.to_string()).await;
+        let report = self
+            .runtime
+            .execute(
+                &plugin,
+                &ctx,
+                &secret,
+                &request.capability,
+                &request.input.to_string(),
+            )
+            .await;
         trace.outbound = report.outbound;
         let raw = self.guest_result(report.result, &mut trace.connection, &trace.redactor)?;
-        let output: Value = serde_json::from_str(&raw).map_err(|_| Error::PluginError("the connector returned output that is not JSON".into()))?;
+        let output: Value = serde_json::from_str(&raw).map_err(|_| {
+            Error::PluginError("the connector returned output that is not JSON".into())
+        })?;
         Ok((audit_id(), output))
     }
 
@@ -202,25 +247,42 @@ impl Exec {
             trace.connector_version = Some(plugin.spec.version);
             let secret = self.tokens.vend(&connection)?;
             trace.redactor = redactor_for(&secret);
-            let report = self.runtime.health_check(&plugin, &call_context(&connection, None), &secret).await;
+            let report = self
+                .runtime
+                .health_check(&plugin, &call_context(&connection, None), &secret)
+                .await;
             trace.outbound = report.outbound;
             match self.guest_result(report.result, &mut trace.connection, &trace.redactor) {
                 Ok(health) => Ok(health),
                 // A provider refusal is an unhealthy answer, not a failed check.
-                Err(Error::Provider { status, message, .. }) => {
-                    Ok(Health { healthy: false, detail: format!("provider answered {status}: {message}") })
-                }
-                Err(Error::ProviderUnavailable(detail)) => Ok(Health { healthy: false, detail }),
+                Err(Error::Provider {
+                    status, message, ..
+                }) => Ok(Health {
+                    healthy: false,
+                    detail: format!("provider answered {status}: {message}"),
+                }),
+                Err(Error::ProviderUnavailable(detail)) => Ok(Health {
+                    healthy: false,
+                    detail,
+                }),
                 Err(e) => Err(e),
             }
         }
         .await;
-        self.record(tenant_id, "health", None, &trace, result.as_ref().map(|_| None));
+        self.record(
+            tenant_id,
+            "health",
+            None,
+            &trace,
+            result.as_ref().map(|_| None),
+        );
         result
     }
 
     fn plugin(&self, connection: &Connection) -> Result<Arc<Plugin>, Error> {
-        self.catalog.get(&connection.connector).ok_or_else(|| Error::ConnectorUnavailable(connection.connector.clone()))
+        self.catalog
+            .get(&connection.connector)
+            .ok_or_else(|| Error::ConnectorUnavailable(connection.connector.clone()))
     }
 
     /// Maps a guest call's result; a rejected credential flips the connection to
@@ -235,32 +297,50 @@ impl Exec {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(ConnectorError::NeedsReauth(reason))) => {
                 if let Some(connection) = connection.as_mut() {
-                    if let Err(e) = self.connections.set_status(connection, ConnectionStatus::NeedsReauth) {
+                    if let Err(e) = self
+                        .connections
+                        .set_status(connection, ConnectionStatus::NeedsReauth)
+                    {
                         tracing::error!(connection = %connection.id, error = %e, "could not flip connection to NEEDS_REAUTH");
                     }
                     tracing::warn!(connection = %connection.id, tenant = %connection.tenant_id, "provider rejected the credential; connection needs re-authorization");
                 }
                 Err(Error::NeedsReauth(redactor.redact(&reason)))
             }
-            Ok(Err(ConnectorError::InvalidInput(message))) => {
-                Err(Error::InvalidInput { path: "/".into(), message: redactor.redact(&message) })
-            }
+            Ok(Err(ConnectorError::InvalidInput(message))) => Err(Error::InvalidInput {
+                path: "/".into(),
+                message: redactor.redact(&message),
+            }),
             Ok(Err(ConnectorError::Unsupported(message))) => Err(Error::UnsupportedCapability {
-                connector: connection.as_ref().map(|c| c.connector.clone()).unwrap_or_default(),
+                connector: connection
+                    .as_ref()
+                    .map(|c| c.connector.clone())
+                    .unwrap_or_default(),
                 capability: redactor.redact(&message),
             }),
-            Ok(Err(ConnectorError::Provider { status, code, message, retryable })) => Err(Error::Provider {
+            Ok(Err(ConnectorError::Provider {
+                status,
+                code,
+                message,
+                retryable,
+            })) => Err(Error::Provider {
                 status,
                 code: code.map(|c| redactor.redact(&c)),
                 message: redactor.redact(&message),
                 retryable,
             }),
-            Ok(Err(ConnectorError::Transient(message))) => Err(Error::ProviderUnavailable(redactor.redact(&message))),
-            Ok(Err(ConnectorError::Internal(message))) => Err(Error::PluginError(redactor.redact(&message))),
+            Ok(Err(ConnectorError::Transient(message))) => {
+                Err(Error::ProviderUnavailable(redactor.redact(&message)))
+            }
+            Ok(Err(ConnectorError::Internal(message))) => {
+                Err(Error::PluginError(redactor.redact(&message)))
+            }
             Err(runtime::Error::Timeout(_)) => Err(Error::PluginTimeout),
             Err(runtime::Error::Memory(_)) => Err(Error::PluginMemory),
             Err(runtime::Error::Trap(_)) => Err(Error::PluginError("the connector trapped".into())),
-            Err(runtime::Error::Load(message)) => Err(Error::PluginError(redactor.redact(&message))),
+            Err(runtime::Error::Load(message)) => {
+                Err(Error::PluginError(redactor.redact(&message)))
+            }
         }
     }
 
@@ -273,10 +353,18 @@ impl Exec {
         outcome: Result<Option<&str>, &Error>,
     ) {
         let (id, outcome, detail) = match outcome {
-            Ok(id) => (id.map_or_else(audit_id, str::to_owned), "ok".to_owned(), None),
-            Err(e) => (audit_id(), e.code().to_owned(), Some(trace.redactor.redact(&e.to_string()))),
+            Ok(id) => (
+                id.map_or_else(audit_id, str::to_owned),
+                "ok".to_owned(),
+                None,
+            ),
+            Err(e) => (
+                audit_id(),
+                e.code().to_owned(),
+                Some(trace.redactor.redact(&e.to_string())),
+            ),
         };
-        self.audit.record(&AuditRecord {
+        self.audit.record(AuditRecord {
             id,
             time: trace.time,
             tenant_id: tenant_id.to_owned(),

@@ -37,18 +37,29 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONDUIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("CONDUIT_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, data_dir, plugins, cache_dir } => serve(listen, data_dir, plugins, cache_dir).await,
+        Command::Serve {
+            listen,
+            data_dir,
+            plugins,
+            cache_dir,
+        } => serve(listen, data_dir, plugins, cache_dir).await,
     }
 }
 
-async fn serve(listen: SocketAddr, data_dir: PathBuf, plugins: PathBuf, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    plugins: PathBuf,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let config = app::Config {
         data_dir,
         plugins_file: Some(plugins),
@@ -64,7 +75,9 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, plugins: PathBuf, cache_di
              Set CONDUIT_MASTER_KEY (base64 of 32 random bytes) in production."
         );
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     println!("conduit listening on http://{addr}");
     if let Some(token) = &generated.admin_token {
@@ -72,7 +85,15 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, plugins: PathBuf, cache_di
         println!("next: curl -s -X POST http://{addr}/admin/tenants -H 'authorization: Bearer {token}' \\");
         println!("        -H 'content-type: application/json' -d '{{\"data\":{{\"type\":\"tenants\",\"attributes\":{{\"id\":\"acme-corp\"}}}}}}'");
     }
-    println!("connectors: {}", app.catalog.specs().iter().map(|s| s.slug.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "connectors: {}",
+        app.catalog
+            .specs()
+            .iter()
+            .map(|s| s.slug.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("try: curl -s http://{addr}/api/openapi.json");
     app::serve(Arc::new(app), listener, shutdown_signal()).await?;
     Ok(())
@@ -84,7 +105,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

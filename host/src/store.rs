@@ -100,13 +100,16 @@ impl Store {
 
     /// Creates a tenant with the hash of its API token; `Conflict` if the id is taken.
     pub fn create_tenant(&self, tenant: &Tenant, token_hash: &[u8]) -> Result<()> {
-        let inserted = self
-            .tenants
-            .compare_and_swap(tenant.id.as_bytes(), None as Option<&[u8]>, Some(encode(tenant)))?;
+        let inserted = self.tenants.compare_and_swap(
+            tenant.id.as_bytes(),
+            None as Option<&[u8]>,
+            Some(encode(tenant)),
+        )?;
         if inserted.is_err() {
             return Err(Error::Conflict);
         }
-        self.tenant_tokens.insert(token_hash, tenant.id.as_bytes())?;
+        self.tenant_tokens
+            .insert(token_hash, tenant.id.as_bytes())?;
         Ok(())
     }
 
@@ -122,7 +125,8 @@ impl Store {
 
     /// Writes a connection (create or update).
     pub fn put_connection(&self, connection: &Connection) -> Result<()> {
-        self.connections.insert(connection.id.as_bytes(), encode(connection))?;
+        self.connections
+            .insert(connection.id.as_bytes(), encode(connection))?;
         self.tenant_connections
             .insert(tenant_key(&connection.tenant_id, &connection.id), &[])?;
         Ok(())
@@ -130,7 +134,10 @@ impl Store {
 
     /// A connection by id, whoever owns it; callers check the owner.
     pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
-        self.connections.get(id)?.map(|v| decode("connections", &v)).transpose()
+        self.connections
+            .get(id)?
+            .map(|v| decode("connections", &v))
+            .transpose()
     }
 
     /// A tenant's connections, oldest id first.
@@ -150,7 +157,8 @@ impl Store {
     /// Deletes a connection and its credential.
     pub fn delete_connection(&self, connection: &Connection) -> Result<()> {
         self.credentials.remove(connection.id.as_bytes())?;
-        self.tenant_connections.remove(tenant_key(&connection.tenant_id, &connection.id))?;
+        self.tenant_connections
+            .remove(tenant_key(&connection.tenant_id, &connection.id))?;
         self.connections.remove(connection.id.as_bytes())?;
         Ok(())
     }
@@ -159,7 +167,10 @@ impl Store {
 
     /// The sealed credential of a connection.
     pub fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
-        self.credentials.get(connection_id)?.map(|v| decode("credentials", &v)).transpose()
+        self.credentials
+            .get(connection_id)?
+            .map(|v| decode("credentials", &v))
+            .transpose()
     }
 
     /// Writes a credential and flushes it to disk before returning.
@@ -173,7 +184,10 @@ impl Store {
     pub fn all_credentials(&self) -> impl Iterator<Item = Result<(String, StoredCredential)>> + '_ {
         self.credentials.iter().map(|entry| {
             let (key, value) = entry?;
-            Ok((String::from_utf8_lossy(&key).into_owned(), decode("credentials", &value)?))
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode("credentials", &value)?,
+            ))
         })
     }
 

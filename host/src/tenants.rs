@@ -35,7 +35,10 @@ pub enum Principal {
 pub fn mint_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// SHA-256 of a token: what is stored and compared.
@@ -53,7 +56,10 @@ pub struct Tenants {
 impl Tenants {
     /// Tenants in `store`, with the admin token's hash.
     pub fn new(store: Store, admin_token_hash: [u8; 32]) -> Self {
-        Tenants { store, admin_token_hash }
+        Tenants {
+            store,
+            admin_token_hash,
+        }
     }
 
     /// Creates a tenant and returns it with its token (the only time it is visible).
@@ -61,7 +67,10 @@ impl Tenants {
         if !valid_id(id) {
             return Err(Error::InvalidId);
         }
-        let tenant = Tenant { id: id.to_owned(), created_at: now_ms() };
+        let tenant = Tenant {
+            id: id.to_owned(),
+            created_at: now_ms(),
+        };
         let token = mint_token("ct");
         match self.store.create_tenant(&tenant, &hash_token(&token)) {
             Ok(()) => Ok((tenant, token)),
@@ -76,7 +85,10 @@ impl Tenants {
         if hash == self.admin_token_hash {
             return Ok(Some(Principal::Admin));
         }
-        Ok(self.store.tenant_by_token_hash(&hash)?.map(Principal::Tenant))
+        Ok(self
+            .store
+            .tenant_by_token_hash(&hash)?
+            .map(Principal::Tenant))
     }
 }
 
@@ -85,7 +97,9 @@ fn valid_id(id: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 #[cfg(test)]
@@ -97,12 +111,21 @@ mod tests {
         let tenants = Tenants::new(Store::temporary().unwrap(), hash_token("admin-secret"));
         let (tenant, token) = tenants.create("acme-corp").unwrap();
         assert_eq!(tenant.id, "acme-corp");
-        assert_eq!(tenants.authenticate(&token).unwrap(), Some(Principal::Tenant("acme-corp".into())));
-        assert_eq!(tenants.authenticate("admin-secret").unwrap(), Some(Principal::Admin));
+        assert_eq!(
+            tenants.authenticate(&token).unwrap(),
+            Some(Principal::Tenant("acme-corp".into()))
+        );
+        assert_eq!(
+            tenants.authenticate("admin-secret").unwrap(),
+            Some(Principal::Admin)
+        );
         assert_eq!(tenants.authenticate("ct_nope").unwrap(), None);
         assert!(matches!(tenants.create("acme-corp"), Err(Error::Exists(_))));
         for bad in ["", "Acme", "-x", "a b", "a\0b", &"x".repeat(64)] {
-            assert!(matches!(tenants.create(bad), Err(Error::InvalidId)), "{bad:?}");
+            assert!(
+                matches!(tenants.create(bad), Err(Error::InvalidId)),
+                "{bad:?}"
+            );
         }
     }
 }

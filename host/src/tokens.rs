@@ -3,7 +3,7 @@
 //! scheduler and single flight build on this module.
 
 use crate::domain::{now_ms, Connection, ConnectionStatus, CredentialKind, SecretFields};
-use crate::store::{self, StoredCredential, Store};
+use crate::store::{self, Store, StoredCredential};
 use crate::vault::{self, Binding, Vault};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -45,11 +45,19 @@ impl Tokens {
     }
 
     /// Seals `secret` as the connection's credential (replacing any previous one).
-    pub fn put(&self, connection: &Connection, kind: CredentialKind, secret: &SecretFields) -> Result<StoredCredential, Error> {
+    pub fn put(
+        &self,
+        connection: &Connection,
+        kind: CredentialKind,
+        secret: &SecretFields,
+    ) -> Result<StoredCredential, Error> {
         let previous = self.store.credential(&connection.id)?;
         let credential_id = format!("cred_{}", uuid::Uuid::new_v4().simple());
-        let plaintext = Zeroizing::new(serde_json::to_vec(secret).expect("secret fields serialize"));
-        let sealed = self.vault.seal(binding(&credential_id, connection), &plaintext);
+        let plaintext =
+            Zeroizing::new(serde_json::to_vec(secret).expect("secret fields serialize"));
+        let sealed = self
+            .vault
+            .seal(binding(&credential_id, connection), &plaintext);
         let stored = StoredCredential {
             credential_id,
             version: previous.map_or(1, |p| p.version + 1),
@@ -70,16 +78,28 @@ impl Tokens {
             ConnectionStatus::Revoked => return Err(Error::Revoked),
             ConnectionStatus::Error => return Err(Error::Broken),
         }
-        let stored = self.store.credential(&connection.id)?.ok_or(Error::NoCredential)?;
+        let stored = self
+            .store
+            .credential(&connection.id)?
+            .ok_or(Error::NoCredential)?;
         self.open(connection, &stored)
     }
 
-    fn open(&self, connection: &Connection, stored: &StoredCredential) -> Result<SecretFields, Error> {
-        let plaintext = self.vault.open(binding(&stored.credential_id, connection), &stored.sealed)?;
+    fn open(
+        &self,
+        connection: &Connection,
+        stored: &StoredCredential,
+    ) -> Result<SecretFields, Error> {
+        let plaintext = self
+            .vault
+            .open(binding(&stored.credential_id, connection), &stored.sealed)?;
         serde_json::from_slice(&plaintext).map_err(|_| Error::Vault(vault::Error::OpenFailed))
     }
 }
 
 fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
-    Binding { credential_id, connection_id: &connection.id }
+    Binding {
+        credential_id,
+        connection_id: &connection.id,
+    }
 }

@@ -87,7 +87,13 @@ impl Key {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(self.0.as_ref().into());
         let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("AES-GCM encryption cannot fail for in-memory buffers");
         Sealed { nonce, ciphertext }
     }
@@ -95,7 +101,13 @@ impl Key {
     fn open(&self, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let cipher = Aes256Gcm::new(self.0.as_ref().into());
         cipher
-            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad })
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| Error::OpenFailed)
     }
@@ -132,11 +144,18 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     fn secret_aad(&self) -> Vec<u8> {
-        format!("conduit/secret/v1|{}|{}", self.credential_id, self.connection_id).into_bytes()
+        format!(
+            "conduit/secret/v1|{}|{}",
+            self.credential_id, self.connection_id
+        )
+        .into_bytes()
     }
     fn data_key_aad(&self, key_id: &str) -> Vec<u8> {
-        format!("conduit/data-key/v1|{key_id}|{}|{}", self.credential_id, self.connection_id)
-            .into_bytes()
+        format!(
+            "conduit/data-key/v1|{key_id}|{}|{}",
+            self.credential_id, self.connection_id
+        )
+        .into_bytes()
     }
 }
 
@@ -159,7 +178,11 @@ impl Keyring {
     fn to_doc(&self) -> Zeroizing<Vec<u8>> {
         let doc = KeyringDoc {
             primary: self.primary.clone(),
-            keys: self.keys.iter().map(|(id, k)| (id.clone(), k.to_base64().to_string())).collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, k)| (id.clone(), k.to_base64().to_string()))
+                .collect(),
         };
         let bytes = Zeroizing::new(serde_json::to_vec(&doc).expect("keyring serializes"));
         for mut encoded in doc.keys.into_values() {
@@ -175,7 +198,10 @@ impl Keyring {
             keys.insert(id, Key::from_base64(&encoded)?);
             zeroize::Zeroize::zeroize(&mut encoded);
         }
-        Ok(Keyring { primary: doc.primary, keys })
+        Ok(Keyring {
+            primary: doc.primary,
+            keys,
+        })
     }
 }
 
@@ -191,19 +217,31 @@ impl Vault {
     pub fn load(tree: sled::Tree, root: Key) -> Result<Self> {
         let keyring = match tree.get(KEYRING_KEY)? {
             Some(stored) => {
-                let sealed: Sealed = serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
-                let doc = root.open(&sealed, KEYRING_AAD).map_err(|_| Error::WrongRootKey)?;
+                let sealed: Sealed =
+                    serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
+                let doc = root
+                    .open(&sealed, KEYRING_AAD)
+                    .map_err(|_| Error::WrongRootKey)?;
                 Keyring::from_doc(&doc)?
             }
             None => {
-                let keyring = Keyring { primary: new_key_id(), keys: BTreeMap::new() };
+                let keyring = Keyring {
+                    primary: new_key_id(),
+                    keys: BTreeMap::new(),
+                };
                 let mut keyring = keyring;
-                keyring.keys.insert(keyring.primary.clone(), Key::generate());
+                keyring
+                    .keys
+                    .insert(keyring.primary.clone(), Key::generate());
                 persist_keyring(&tree, &root, &keyring)?;
                 keyring
             }
         };
-        Ok(Vault { root, keyring: RwLock::new(keyring), tree })
+        Ok(Vault {
+            root,
+            keyring: RwLock::new(keyring),
+            tree,
+        })
     }
 
     /// Seals `plaintext` for the credential and connection in `binding`.
@@ -213,7 +251,11 @@ impl Vault {
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = &keyring.keys[&keyring.primary];
         let wrapped_key = kek.seal(data_key.0.as_ref(), &binding.data_key_aad(&keyring.primary));
-        SealedSecret { key_id: keyring.primary.clone(), wrapped_key, secret }
+        SealedSecret {
+            key_id: keyring.primary.clone(),
+            wrapped_key,
+            secret,
+        }
     }
 
     /// Opens a sealed credential; fails unless `binding` is the one it was sealed for.
@@ -239,7 +281,13 @@ impl Vault {
 
     /// Every KEK id in the keyring.
     pub fn key_ids(&self) -> Vec<String> {
-        self.keyring.read().expect("keyring lock").keys.keys().cloned().collect()
+        self.keyring
+            .read()
+            .expect("keyring lock")
+            .keys
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Adds a new KEK and makes it primary; old KEKs keep opening what they wrap.
@@ -263,7 +311,11 @@ impl Vault {
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = &keyring.keys[&keyring.primary];
         let wrapped_key = kek.seal(data_key.0.as_ref(), &binding.data_key_aad(&keyring.primary));
-        Ok(SealedSecret { key_id: keyring.primary.clone(), wrapped_key, secret: sealed.secret.clone() })
+        Ok(SealedSecret {
+            key_id: keyring.primary.clone(),
+            wrapped_key,
+            secret: sealed.secret.clone(),
+        })
     }
 
     /// Removes a KEK that no credential uses (`in_use` is the caller's count).
@@ -275,7 +327,10 @@ impl Vault {
         if in_use > 0 {
             return Err(Error::KeyInUse(key_id.to_owned(), in_use));
         }
-        let removed = keyring.keys.remove(key_id).ok_or_else(|| Error::UnknownKey(key_id.to_owned()))?;
+        let removed = keyring
+            .keys
+            .remove(key_id)
+            .ok_or_else(|| Error::UnknownKey(key_id.to_owned()))?;
         if let Err(e) = persist_keyring(&self.tree, &self.root, &keyring) {
             keyring.keys.insert(key_id.to_owned(), removed);
             return Err(e);
@@ -286,7 +341,10 @@ impl Vault {
 
 fn persist_keyring(tree: &sled::Tree, root: &Key, keyring: &Keyring) -> Result<()> {
     let sealed = root.seal(&keyring.to_doc(), KEYRING_AAD);
-    tree.insert(KEYRING_KEY, serde_json::to_vec(&sealed).expect("sealed serializes"))?;
+    tree.insert(
+        KEYRING_KEY,
+        serde_json::to_vec(&sealed).expect("sealed serializes"),
+    )?;
     tree.flush()?;
     Ok(())
 }
@@ -307,7 +365,9 @@ mod hex_bytes12 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 12], D::Error> {
         let text = String::deserialize(d)?;
         let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
-        bytes.try_into().map_err(|_| serde::de::Error::custom("nonce must be 12 bytes"))
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("nonce must be 12 bytes"))
     }
 }
 
@@ -317,16 +377,25 @@ mod tests {
 
     fn vault_with(root: Key) -> (Vault, sled::Db) {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        (Vault::load(db.open_tree("vault").unwrap(), root).unwrap(), db)
+        (
+            Vault::load(db.open_tree("vault").unwrap(), root).unwrap(),
+            db,
+        )
     }
 
-    const BINDING: Binding<'static> = Binding { credential_id: "cred_1", connection_id: "conn_1" };
+    const BINDING: Binding<'static> = Binding {
+        credential_id: "cred_1",
+        connection_id: "conn_1",
+    };
 
     #[test]
     fn round_trip() {
         let (vault, _db) = vault_with(Key::generate());
         let sealed = vault.seal(BINDING, b"sk_test_123");
-        assert_eq!(vault.open(BINDING, &sealed).unwrap().as_slice(), b"sk_test_123");
+        assert_eq!(
+            vault.open(BINDING, &sealed).unwrap().as_slice(),
+            b"sk_test_123"
+        );
         assert_eq!(sealed.key_id, vault.primary_key_id());
     }
 
@@ -343,10 +412,22 @@ mod tests {
     fn ciphertext_moved_to_another_credential_or_connection_fails() {
         let (vault, _db) = vault_with(Key::generate());
         let sealed = vault.seal(BINDING, b"secret");
-        let other_credential = Binding { credential_id: "cred_2", connection_id: "conn_1" };
-        let other_connection = Binding { credential_id: "cred_1", connection_id: "conn_2" };
-        assert!(matches!(vault.open(other_credential, &sealed), Err(Error::OpenFailed)));
-        assert!(matches!(vault.open(other_connection, &sealed), Err(Error::OpenFailed)));
+        let other_credential = Binding {
+            credential_id: "cred_2",
+            connection_id: "conn_1",
+        };
+        let other_connection = Binding {
+            credential_id: "cred_1",
+            connection_id: "conn_2",
+        };
+        assert!(matches!(
+            vault.open(other_credential, &sealed),
+            Err(Error::OpenFailed)
+        ));
+        assert!(matches!(
+            vault.open(other_connection, &sealed),
+            Err(Error::OpenFailed)
+        ));
     }
 
     #[test]
@@ -356,9 +437,15 @@ mod tests {
         let mut sealed = vault.seal(BINDING, b"secret");
         // Another vault's KEK under the same id still cannot unwrap the data key.
         sealed.key_id = other.primary_key_id();
-        assert!(matches!(other.open(BINDING, &sealed), Err(Error::OpenFailed)));
+        assert!(matches!(
+            other.open(BINDING, &sealed),
+            Err(Error::OpenFailed)
+        ));
         sealed.key_id = "kek_missing".into();
-        assert!(matches!(vault.open(BINDING, &sealed), Err(Error::UnknownKey(_))));
+        assert!(matches!(
+            vault.open(BINDING, &sealed),
+            Err(Error::UnknownKey(_))
+        ));
     }
 
     #[test]
@@ -370,9 +457,15 @@ mod tests {
             let vault = Vault::load(tree.clone(), root.clone()).unwrap();
             vault.seal(BINDING, b"secret")
         };
-        assert!(matches!(Vault::load(tree.clone(), Key::generate()), Err(Error::WrongRootKey)));
+        assert!(matches!(
+            Vault::load(tree.clone(), Key::generate()),
+            Err(Error::WrongRootKey)
+        ));
         let reopened = Vault::load(tree, root).unwrap();
-        assert_eq!(reopened.open(BINDING, &sealed).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            reopened.open(BINDING, &sealed).unwrap().as_slice(),
+            b"secret"
+        );
     }
 
     #[test]
@@ -381,13 +474,22 @@ mod tests {
         let sealed = vault.seal(BINDING, b"secret");
         let mut flipped_secret = sealed.clone();
         flipped_secret.secret.ciphertext[0] ^= 1;
-        assert!(matches!(vault.open(BINDING, &flipped_secret), Err(Error::OpenFailed)));
+        assert!(matches!(
+            vault.open(BINDING, &flipped_secret),
+            Err(Error::OpenFailed)
+        ));
         let mut flipped_key = sealed.clone();
         flipped_key.wrapped_key.ciphertext[3] ^= 0x80;
-        assert!(matches!(vault.open(BINDING, &flipped_key), Err(Error::OpenFailed)));
+        assert!(matches!(
+            vault.open(BINDING, &flipped_key),
+            Err(Error::OpenFailed)
+        ));
         let mut flipped_nonce = sealed;
         flipped_nonce.secret.nonce[0] ^= 1;
-        assert!(matches!(vault.open(BINDING, &flipped_nonce), Err(Error::OpenFailed)));
+        assert!(matches!(
+            vault.open(BINDING, &flipped_nonce),
+            Err(Error::OpenFailed)
+        ));
     }
 
     #[test]
@@ -400,10 +502,22 @@ mod tests {
         assert_eq!(vault.open(BINDING, &sealed).unwrap().as_slice(), b"secret");
         let rewrapped = vault.rewrap(BINDING, &sealed).unwrap();
         assert_eq!(rewrapped.key_id, new);
-        assert!(matches!(vault.retire_key(&old, 1), Err(Error::KeyInUse(_, 1))));
-        assert!(matches!(vault.retire_key(&new, 0), Err(Error::RetirePrimary)));
+        assert!(matches!(
+            vault.retire_key(&old, 1),
+            Err(Error::KeyInUse(_, 1))
+        ));
+        assert!(matches!(
+            vault.retire_key(&new, 0),
+            Err(Error::RetirePrimary)
+        ));
         vault.retire_key(&old, 0).unwrap();
-        assert_eq!(vault.open(BINDING, &rewrapped).unwrap().as_slice(), b"secret");
-        assert!(matches!(vault.open(BINDING, &sealed), Err(Error::UnknownKey(_))));
+        assert_eq!(
+            vault.open(BINDING, &rewrapped).unwrap().as_slice(),
+            b"secret"
+        );
+        assert!(matches!(
+            vault.open(BINDING, &sealed),
+            Err(Error::UnknownKey(_))
+        ));
     }
 }

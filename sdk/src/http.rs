@@ -112,8 +112,12 @@ impl Request {
         self.send_raw().map_err(|e| match e {
             HttpError::Timeout => Error::transient("provider request timed out"),
             HttpError::Unreachable(m) => Error::transient(format!("provider unreachable: {m}")),
-            HttpError::RateLimited(ms) => Error::transient(format!("rate limited, retry in {ms} ms")),
-            HttpError::TooLarge(cap) => Error::internal(format!("response larger than {cap} bytes")),
+            HttpError::RateLimited(ms) => {
+                Error::transient(format!("rate limited, retry in {ms} ms"))
+            }
+            HttpError::TooLarge(cap) => {
+                Error::internal(format!("response larger than {cap} bytes"))
+            }
             HttpError::Denied(m) => Error::internal(format!("request denied by host: {m}")),
             HttpError::Invalid(m) => Error::internal(format!("invalid request: {m}")),
         })
@@ -138,7 +142,11 @@ impl Request {
             body: self.body,
             timeout_ms: self.timeout_ms,
         })?;
-        Ok(Response { status: response.status, headers: response.headers, body: response.body })
+        Ok(Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
     }
 }
 
@@ -171,7 +179,11 @@ impl Response {
     /// provider error carrying the status.
     pub fn json(&self) -> Result<Value, Error> {
         serde_json::from_slice(&self.body).map_err(|_| {
-            Error::provider(self.status, None, format!("provider answered {} with a non-JSON body", self.status))
+            Error::provider(
+                self.status,
+                None,
+                format!("provider answered {} with a non-JSON body", self.status),
+            )
         })
     }
 

@@ -33,10 +33,14 @@ pub fn id_field<'a>(input: &'a Value, key: &str) -> Result<&'a str, Error> {
     let id = str_field(input, key)?;
     let valid = !id.is_empty()
         && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if valid {
         Ok(id)
     } else {
-        Err(Error::invalid_input(format!("`{key}` is not a valid identifier")))
+        Err(Error::invalid_input(format!(
+            "`{key}` is not a valid identifier"
+        )))
     }
 }

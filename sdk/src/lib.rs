@@ -37,8 +37,12 @@ pub trait Connector {
     fn info() -> ConnectorInfo;
 
     /// Runs `capability` with its JSON `input` and returns its JSON output.
-    fn execute(ctx: &Context, secret: &Secret, capability: &str, input: Value)
-        -> Result<Value, Error>;
+    fn execute(
+        ctx: &Context,
+        secret: &Secret,
+        capability: &str,
+        input: Value,
+    ) -> Result<Value, Error>;
 
     /// Checks that the credential works against the provider.
     fn health_check(ctx: &Context, secret: &Secret) -> Result<Health, Error>;
@@ -100,7 +104,10 @@ impl Context {
 
     /// A string setting from the connection config.
     pub fn config_str(&self, key: &str) -> Option<String> {
-        self.config_json().get(key).and_then(Value::as_str).map(str::to_owned)
+        self.config_json()
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     /// The provider's base URL: the connection config's `baseUrl`, else `default`,
@@ -116,7 +123,11 @@ impl Context {
 impl Capability {
     /// A capability entry for [`ConnectorInfo::capabilities`].
     pub fn new(key: &str, version: u32, description: &str) -> Self {
-        Capability { key: key.into(), version, description: description.into() }
+        Capability {
+            key: key.into(),
+            version,
+            description: description.into(),
+        }
     }
 }
 

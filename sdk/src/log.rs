@@ -1,7 +1,7 @@
 //! Logging into the host's logs, tagged with the connector. Never log secrets.
 
-pub use crate::bindings::conduit::connector::log::Level;
 use crate::bindings::conduit::connector::log::log as host_log;
+pub use crate::bindings::conduit::connector::log::Level;
 
 /// Logs at info level.
 pub fn info(message: &str) {

@@ -19,25 +19,45 @@ impl Probe {
     async fn start() -> Self {
         let router = axum::Router::new()
             .route("/ok", get(|| async { "fine" }))
-            .route("/slow", get(|| async {
-                tokio::time::sleep(Duration::from_secs(20)).await;
-                "late"
-            }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    "late"
+                }),
+            )
             .route("/big", get(|| async { "x".repeat(11 * 1024 * 1024) }));
         let fake = serve_on_loopback(router).await;
-        let conduit = Conduit::start(vec![PluginDecl::new("sandbox-probe", "conduit_sandbox_probe")
-            .allow(&[&fake.to_string(), "example.com"])
-            .setting("memory_mb = 32")
-            .setting(&format!("deadline_ms = {DEADLINE_MS}"))])
+        let conduit = Conduit::start(vec![PluginDecl::new(
+            "sandbox-probe",
+            "conduit_sandbox_probe",
+        )
+        .allow(&[&fake.to_string(), "example.com"])
+        .setting("memory_mb = 32")
+        .setting(&format!("deadline_ms = {DEADLINE_MS}"))])
         .await;
         let token = conduit.tenant("acme-corp").await;
-        let connection = conduit.connection(&token, json!({"connector": "sandbox-probe", "environment": "sandbox"})).await;
-        conduit.api_key(&token, &connection, "probe-key-0123456789").await;
-        Probe { conduit, token, connection, fake }
+        let connection = conduit
+            .connection(
+                &token,
+                json!({"connector": "sandbox-probe", "environment": "sandbox"}),
+            )
+            .await;
+        conduit
+            .api_key(&token, &connection, "probe-key-0123456789")
+            .await;
+        Probe {
+            conduit,
+            token,
+            connection,
+            fake,
+        }
     }
 
     async fn run(&self, capability: &str, input: serde_json::Value) -> crate::support::Resp {
-        self.conduit.execute(&self.token, &self.connection, capability, input).await
+        self.conduit
+            .execute(&self.token, &self.connection, capability, input)
+            .await
     }
 
     /// The host still serves: a plain call right after answers normally.
@@ -67,9 +87,17 @@ async fn an_infinite_loop_times_out_and_does_not_stall_other_calls() {
     });
     spin.assert_error(504, "plugin_timeout");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(DEADLINE_MS) && elapsed < Duration::from_millis(DEADLINE_MS + 2000), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(DEADLINE_MS)
+            && elapsed < Duration::from_millis(DEADLINE_MS + 2000),
+        "{elapsed:?}"
+    );
     assert_eq!(echo.0.status, 200, "{}", echo.0.text);
-    assert!(echo.1 < Duration::from_millis(600), "a call during the spin took {:?}", echo.1);
+    assert!(
+        echo.1 < Duration::from_millis(600),
+        "a call during the spin took {:?}",
+        echo.1
+    );
     probe.still_serving().await;
 }
 
@@ -84,7 +112,10 @@ async fn a_memory_bomb_hits_its_limit() {
 #[tokio::test]
 async fn a_trap_is_a_plugin_error() {
     let probe = Probe::start().await;
-    probe.run("probe.trap", json!({})).await.assert_error(502, "plugin_error");
+    probe
+        .run("probe.trap", json!({}))
+        .await
+        .assert_error(502, "plugin_error");
     probe.still_serving().await;
 }
 
@@ -92,10 +123,19 @@ async fn a_trap_is_a_plugin_error() {
 async fn a_guest_blocked_in_a_host_call_still_meets_its_deadline() {
     let probe = Probe::start().await;
     let started = Instant::now();
-    let r = probe.run("probe.fetch", json!({"url": format!("http://{}/slow", probe.fake)})).await;
+    let r = probe
+        .run(
+            "probe.fetch",
+            json!({"url": format!("http://{}/slow", probe.fake)}),
+        )
+        .await;
     // Either the request's own timeout (capped at the deadline) answers the guest, or
     // the call's tokio timeout ends it; both within the deadline plus slack.
-    assert!(started.elapsed() < Duration::from_millis(DEADLINE_MS + 2000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(DEADLINE_MS + 2000),
+        "{:?}",
+        started.elapsed()
+    );
     if r.status == 200 {
         assert_eq!(r.output()["httpError"], "timeout");
     } else {
@@ -132,40 +172,73 @@ async fn outbound_requests_are_confined_to_allowed_hosts() {
     assert_eq!(big["httpError"], "too-large");
 
     // Every attempt is audited, refusals included, with the reason.
-    let audit = probe.conduit.get(&format!("/api/audit?connectionId={}", probe.connection), &probe.token).await;
+    let audit = probe
+        .conduit
+        .get(
+            &format!("/api/audit?connectionId={}", probe.connection),
+            &probe.token,
+        )
+        .await;
     let outbound: Vec<&serde_json::Value> = audit.body["data"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|r| r["attributes"]["outbound"].as_array().unwrap())
         .collect();
-    assert!(outbound.iter().any(|o| o["url"].as_str().unwrap().contains("169.254.169.254")
-        && o["error"].as_str().unwrap().starts_with("denied")));
+    assert!(outbound
+        .iter()
+        .any(|o| o["url"].as_str().unwrap().contains("169.254.169.254")
+            && o["error"].as_str().unwrap().starts_with("denied")));
     probe.still_serving().await;
 }
 
 #[tokio::test]
 async fn no_files_no_environment_and_output_goes_to_tagged_logs() {
     let probe = Probe::start().await;
-    let r = probe.run("probe.readFile", json!({"path": "/etc/passwd"})).await;
+    let r = probe
+        .run("probe.readFile", json!({"path": "/etc/passwd"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.output()["error"].is_string(), "the guest read a file: {}", r.output());
+    assert!(
+        r.output()["error"].is_string(),
+        "the guest read a file: {}",
+        r.output()
+    );
     let r = probe.run("probe.readFile", json!({"path": "."})).await;
     assert!(r.output()["error"].is_string());
 
     let r = probe.run("probe.env", json!({})).await;
-    assert_eq!(r.output()["vars"], json!([]), "the guest sees environment variables");
+    assert_eq!(
+        r.output()["vars"],
+        json!([]),
+        "the guest sees environment variables"
+    );
 
-    let r = probe.run("probe.print", json!({"message": "hello from the sandbox"})).await;
+    let r = probe
+        .run("probe.print", json!({"message": "hello from the sandbox"}))
+        .await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = probe.conduit.logs();
-    let line = logs.lines().find(|l| l.contains("probe stdout: hello from the sandbox")).expect("guest stdout is logged");
-    assert!(line.contains("sandbox-probe") && line.contains("stdout"), "{line}");
-    assert!(logs.lines().any(|l| l.contains("probe stderr: hello from the sandbox") && l.contains("stderr")));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("probe stdout: hello from the sandbox"))
+        .expect("guest stdout is logged");
+    assert!(
+        line.contains("sandbox-probe") && line.contains("stdout"),
+        "{line}"
+    );
+    assert!(logs
+        .lines()
+        .any(|l| l.contains("probe stderr: hello from the sandbox") && l.contains("stderr")));
 
     // A guest printing the secret it was given is redacted in the logs.
-    let r = probe.run("probe.print", json!({"message": "key=probe-key-0123456789"})).await;
+    let r = probe
+        .run(
+            "probe.print",
+            json!({"message": "key=probe-key-0123456789"}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!probe.conduit.logs().contains("probe-key-0123456789"));

@@ -27,7 +27,10 @@ pub struct Received {
 
 impl Received {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
@@ -83,7 +86,13 @@ fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &st
 }
 
 /// Records the request and checks authentication and encoding as Stripe does.
-fn receive(fake: &FakeStripe, method: &str, path: String, headers: &HeaderMap, body: &[u8]) -> Result<Received, Response> {
+fn receive(
+    fake: &FakeStripe,
+    method: &str,
+    path: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Received, Response> {
     let received = Received {
         method: method.into(),
         path,
@@ -95,7 +104,12 @@ fn receive(fake: &FakeStripe, method: &str, path: String, headers: &HeaderMap, b
     };
     fake.inner.lock().unwrap().received.push(received.clone());
     if received.header("authorization") != Some(&format!("Bearer {GOOD_KEY}")) {
-        let shown = received.header("authorization").unwrap_or("").chars().take(14).collect::<String>();
+        let shown = received
+            .header("authorization")
+            .unwrap_or("")
+            .chars()
+            .take(14)
+            .collect::<String>();
         return Err(stripe_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -103,21 +117,39 @@ fn receive(fake: &FakeStripe, method: &str, path: String, headers: &HeaderMap, b
             &format!("Invalid API Key provided: {shown}****"),
         ));
     }
-    if method == "POST" && received.header("content-type") != Some("application/x-www-form-urlencoded") {
-        return Err(stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", None, "Invalid request: expected form encoding"));
+    if method == "POST"
+        && received.header("content-type") != Some("application/x-www-form-urlencoded")
+    {
+        return Err(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "Invalid request: expected form encoding",
+        ));
     }
     Ok(received)
 }
 
-async fn create_intent(State(fake): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_intent(
+    State(fake): State<FakeStripe>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let r = match receive(&fake, "POST", "/v1/payment_intents".into(), &headers, &body) {
         Ok(r) => r,
         Err(response) => return response,
     };
     let Some(amount) = r.field("amount").and_then(|a| a.parse::<i64>().ok()) else {
-        return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("parameter_missing"), "Missing required param: amount.");
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_missing"),
+            "Missing required param: amount.",
+        );
     };
-    if r.field("confirm") == Some("true") && r.field("payment_method") == Some("pm_card_visa_chargeDeclined") {
+    if r.field("confirm") == Some("true")
+        && r.field("payment_method") == Some("pm_card_visa_chargeDeclined")
+    {
         return (
             StatusCode::PAYMENT_REQUIRED,
             Json(json!({"error": {
@@ -135,34 +167,69 @@ async fn create_intent(State(fake): State<FakeStripe>, headers: HeaderMap, body:
         "client_secret": format!("{id}_secret_fake"),
         "metadata": {},
     });
-    fake.inner.lock().unwrap().intents.insert(id, intent.clone());
+    fake.inner
+        .lock()
+        .unwrap()
+        .intents
+        .insert(id, intent.clone());
     Json(intent).into_response()
 }
 
-async fn retrieve_intent(State(fake): State<FakeStripe>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(response) = receive(&fake, "GET", format!("/v1/payment_intents/{id}"), &headers, b"") {
+async fn retrieve_intent(
+    State(fake): State<FakeStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = receive(
+        &fake,
+        "GET",
+        format!("/v1/payment_intents/{id}"),
+        &headers,
+        b"",
+    ) {
         return response;
     }
     match fake.inner.lock().unwrap().intents.get(&id) {
         Some(intent) => Json(intent.clone()).into_response(),
-        None => stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", Some("resource_missing"), &format!("No such payment_intent: '{id}'")),
+        None => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such payment_intent: '{id}'"),
+        ),
     }
 }
 
-async fn create_refund(State(fake): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_refund(
+    State(fake): State<FakeStripe>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let r = match receive(&fake, "POST", "/v1/refunds".into(), &headers, &body) {
         Ok(r) => r,
         Err(response) => return response,
     };
     let intent_id = r.field("payment_intent").unwrap_or("").to_owned();
     let Some(intent) = fake.inner.lock().unwrap().intents.get(&intent_id).cloned() else {
-        return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("resource_missing"), &format!("No such payment_intent: '{intent_id}'"));
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such payment_intent: '{intent_id}'"),
+        );
     };
-    let amount = r.field("amount").and_then(|a| a.parse::<i64>().ok()).unwrap_or(intent["amount"].as_i64().unwrap_or(0));
+    let amount = r
+        .field("amount")
+        .and_then(|a| a.parse::<i64>().ok())
+        .unwrap_or(intent["amount"].as_i64().unwrap_or(0));
     Json(json!({"id": fake.next_id("re"), "object": "refund", "amount": amount, "payment_intent": intent_id, "status": "succeeded"})).into_response()
 }
 
-async fn create_customer(State(fake): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_customer(
+    State(fake): State<FakeStripe>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let r = match receive(&fake, "POST", "/v1/customers".into(), &headers, &body) {
         Ok(r) => r,
         Err(response) => return response,

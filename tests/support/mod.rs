@@ -19,8 +19,14 @@ pub fn wasm(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)", path.display());
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        path.display()
+    );
     path
 }
 
@@ -51,11 +57,16 @@ pub struct PluginDecl {
 
 impl PluginDecl {
     pub fn new(slug: &'static str, wasm: &'static str) -> Self {
-        PluginDecl { slug, wasm, extra: String::new() }
+        PluginDecl {
+            slug,
+            wasm,
+            extra: String::new(),
+        }
     }
     pub fn allow(mut self, hosts: &[&str]) -> Self {
         let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
-        self.extra.push_str(&format!("allowed_hosts = [{}]\n", list.join(", ")));
+        self.extra
+            .push_str(&format!("allowed_hosts = [{}]\n", list.join(", ")));
         self
     }
     pub fn setting(mut self, line: &str) -> Self {
@@ -78,12 +89,44 @@ impl Conduit {
     }
 
     /// Starts Conduit on `data_dir` (kept by the caller) with `master_key`.
-    pub async fn start_in(data_dir: &std::path::Path, plugins: &[PluginDecl], master_key: &str) -> Self {
+    pub async fn start_in(
+        data_dir: &std::path::Path,
+        plugins: &[PluginDecl],
+        master_key: &str,
+    ) -> Self {
+        Self::spawn(
+            data_dir,
+            plugins,
+            master_key,
+            "debug,cranelift=warn,wasmtime=warn,hyper=warn,reqwest=warn,h2=warn,tower=warn",
+        )
+        .await
+    }
+
+    /// Starts Conduit as it runs in production (info-level logs), for benchmarks.
+    pub async fn start_for_bench(plugins: Vec<PluginDecl>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conduit = Self::spawn(&dir.path().join("data"), &plugins, MASTER_KEY, "info").await;
+        conduit._dir = Some(dir);
+        conduit
+    }
+
+    async fn spawn(
+        data_dir: &std::path::Path,
+        plugins: &[PluginDecl],
+        master_key: &str,
+        log: &str,
+    ) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let plugins_file = data_dir.with_extension("plugins.toml");
         let mut toml = String::new();
         for p in plugins {
-            toml.push_str(&format!("[[plugin]]\nslug = {:?}\npath = {:?}\n{}\n", p.slug, wasm(p.wasm), p.extra));
+            toml.push_str(&format!(
+                "[[plugin]]\nslug = {:?}\npath = {:?}\n{}\n",
+                p.slug,
+                wasm(p.wasm),
+                p.extra
+            ));
         }
         std::fs::write(&plugins_file, toml).unwrap();
         let admin_token = format!("admin-{}", uuid_like());
@@ -97,7 +140,7 @@ impl Conduit {
             .arg(shared_cache_dir())
             .env("CONDUIT_ADMIN_TOKEN", &admin_token)
             .env("CONDUIT_MASTER_KEY", master_key)
-            .env("CONDUIT_LOG", "debug,cranelift=warn,wasmtime=warn,hyper=warn,reqwest=warn,h2=warn,tower=warn")
+            .env("CONDUIT_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -157,13 +200,21 @@ impl Conduit {
     }
 
     /// A raw request; returns status, parsed body (or the text as a JSON string) and headers.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
+            request = request
+                .header("content-type", "application/vnd.api+json")
+                .body(body.to_string());
         }
         let response = request.send().await.expect("request to conduit");
         Resp::read(response, &self.bodies).await
@@ -183,14 +234,25 @@ impl Conduit {
 
     /// Creates a tenant and returns its token.
     pub async fn tenant(&self, id: &str) -> String {
-        let r = self.post("/admin/tenants", &self.admin_token.clone(), doc("tenants", json!({"id": id}))).await;
+        let r = self
+            .post(
+                "/admin/tenants",
+                &self.admin_token.clone(),
+                doc("tenants", json!({"id": id})),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
-        r.body["data"]["attributes"]["token"].as_str().unwrap().to_owned()
+        r.body["data"]["attributes"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Creates a connection and returns its id.
     pub async fn connection(&self, token: &str, attributes: Value) -> String {
-        let r = self.post("/api/connections", token, doc("connections", attributes)).await;
+        let r = self
+            .post("/api/connections", token, doc("connections", attributes))
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.body["data"]["id"].as_str().unwrap().to_owned()
     }
@@ -198,13 +260,23 @@ impl Conduit {
     /// Stores an API key on a connection.
     pub async fn api_key(&self, token: &str, connection: &str, key: &str) {
         let r = self
-            .put(&format!("/api/connections/{connection}/credential"), token, doc("credentials", json!({"kind": "api_key", "apiKey": key})))
+            .put(
+                &format!("/api/connections/{connection}/credential"),
+                token,
+                doc("credentials", json!({"kind": "api_key", "apiKey": key})),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
     /// Executes a capability on a connection.
-    pub async fn execute(&self, token: &str, connection: &str, capability: &str, input: Value) -> Resp {
+    pub async fn execute(
+        &self,
+        token: &str,
+        connection: &str,
+        capability: &str,
+        input: Value,
+    ) -> Resp {
         self.post(
             &format!("/api/connections/{connection}/capabilities/{capability}/execute"),
             token,
@@ -241,7 +313,12 @@ impl Resp {
         let text = response.text().await.unwrap_or_default();
         bodies.lock().unwrap().push(text.clone());
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        Resp { status, body, text, headers }
+        Resp {
+            status,
+            body,
+            text,
+            headers,
+        }
     }
 
     /// The first error's code.
@@ -251,9 +328,16 @@ impl Resp {
 
     /// Asserts a JSON:API error with this status and code.
     pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.code()), (status, code), "unexpected answer: {}", self.text);
         assert_eq!(
-            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            (self.status, self.code()),
+            (status, code),
+            "unexpected answer: {}",
+            self.text
+        );
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/vnd.api+json"),
             "errors are JSON:API documents"
         );
@@ -266,7 +350,10 @@ impl Resp {
 
 pub fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{:x}", nanos, std::process::id())
 }
 

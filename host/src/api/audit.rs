@@ -1,10 +1,10 @@
 //! `GET /api/audit`: the caller's audit records, newest first.
 
 use super::auth::TenantCaller;
+use super::document::QueryParams;
 use super::document::{resource, Document};
 use super::{ApiError, AppState};
 use crate::domain::rfc3339;
-use super::document::QueryParams;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,7 +22,10 @@ pub async fn list(
     QueryParams(filter): QueryParams<Filter>,
 ) -> Result<Document, ApiError> {
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    let records = app.audit.list(&tenant, filter.connection_id.as_deref(), limit)?;
+    let records = app
+        .audit
+        .list(&tenant, filter.connection_id.as_deref(), limit)
+        .await?;
     let items = records
         .into_iter()
         .map(|r| {

@@ -16,12 +16,21 @@ pub struct TenantCaller(pub String);
 pub struct AdminCaller;
 
 fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    };
     let token = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(unauthorized)?;
@@ -34,7 +43,11 @@ impl FromRequestParts<AppState> for TenantCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state)? {
             Principal::Tenant(id) => Ok(TenantCaller(id)),
-            Principal::Admin => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route needs a tenant token")),
+            Principal::Admin => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs a tenant token",
+            )),
         }
     }
 }
@@ -45,7 +58,11 @@ impl FromRequestParts<AppState> for AdminCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state)? {
             Principal::Admin => Ok(AdminCaller),
-            Principal::Tenant(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route needs the admin token")),
+            Principal::Tenant(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs the admin token",
+            )),
         }
     }
 }

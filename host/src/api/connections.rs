@@ -4,7 +4,10 @@ use super::auth::TenantCaller;
 use super::document::{resource, Attributes, Document, ResourceAttributes};
 use super::{ApiError, AppState};
 use crate::connections::NewConnection;
-use crate::domain::{parse_rfc3339, rfc3339, AuthType, Connection, ConnectionStatus, CredentialKind, Environment, OwnershipMode, SecretFields};
+use crate::domain::{
+    parse_rfc3339, rfc3339, AuthType, Connection, ConnectionStatus, CredentialKind, Environment,
+    OwnershipMode, SecretFields,
+};
 use crate::exec;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -69,8 +72,13 @@ pub async fn create(
     Ok(Document::data(render(&connection)).status(StatusCode::CREATED))
 }
 
-pub async fn list(State(app): State<AppState>, TenantCaller(tenant): TenantCaller) -> Result<Document, ApiError> {
-    Ok(Document::list(app.connections.list(&tenant)?.iter().map(render).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+) -> Result<Document, ApiError> {
+    Ok(Document::list(
+        app.connections.list(&tenant)?.iter().map(render).collect(),
+    ))
 }
 
 pub async fn get(
@@ -118,7 +126,10 @@ impl CredentialAttributes {
         if expected != Some(self.kind) {
             return Err(ApiError::unprocessable(
                 "credential_kind_mismatch",
-                format!("this connector's auth type is {auth_type:?}; a `{:?}` credential does not fit", self.kind),
+                format!(
+                    "this connector's auth type is {auth_type:?}; a `{:?}` credential does not fit",
+                    self.kind
+                ),
             ));
         }
         let expires_at = match &self.expires_at {
@@ -131,11 +142,16 @@ impl CredentialAttributes {
         let missing = match self.kind {
             CredentialKind::Oauth2 if !present(&self.access_token) => Some("accessToken"),
             CredentialKind::ApiKey if !present(&self.api_key) => Some("apiKey"),
-            _ if auth_type == AuthType::ApiKeySecret && !present(&self.api_secret) => Some("apiSecret"),
+            _ if auth_type == AuthType::ApiKeySecret && !present(&self.api_secret) => {
+                Some("apiSecret")
+            }
             _ => None,
         };
         if let Some(field) = missing {
-            return Err(ApiError::unprocessable("invalid_attributes", format!("`{field}` is required for this credential")));
+            return Err(ApiError::unprocessable(
+                "invalid_attributes",
+                format!("`{field}` is required for this credential"),
+            ));
         }
         let secret = SecretFields {
             access_token: self.access_token,
@@ -156,17 +172,28 @@ pub async fn put_credential(
 ) -> Result<Document, ApiError> {
     let mut connection = app.connections.get(&tenant, &id)?;
     if connection.status == ConnectionStatus::Revoked {
-        return Err(ApiError::new(StatusCode::CONFLICT, "revoked", "the connection is revoked"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "revoked",
+            "the connection is revoked",
+        ));
     }
     let auth_type = app
         .catalog
         .get(&connection.connector)
         .map(|p| p.spec.auth_type)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "connector_unavailable", "the connection's connector is not loaded"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "connector_unavailable",
+                "the connection's connector is not loaded",
+            )
+        })?;
     let (kind, secret) = attrs.into_secret(auth_type)?;
     let stored = app.tokens.put(&connection, kind, &secret)?;
     // A fresh credential is the way back from NEEDS_REAUTH.
-    app.connections.set_status(&mut connection, ConnectionStatus::Active)?;
+    app.connections
+        .set_status(&mut connection, ConnectionStatus::Active)?;
     Ok(Document::resource(
         "credentials",
         &connection.id,
@@ -208,7 +235,9 @@ pub async fn health(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let health = app.exec.health(&tenant, &id).await?;
-    Ok(axum::Json(json!({"healthy": health.healthy, "detail": health.detail})))
+    Ok(axum::Json(
+        json!({"healthy": health.healthy, "detail": health.detail}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -229,10 +258,20 @@ pub async fn execute(
     Attributes(attrs): Attributes<ExecuteAttributes>,
 ) -> Result<Document, ApiError> {
     if !attrs.input.is_object() {
-        return Err(ApiError::unprocessable("invalid_input", "input must be a JSON object"));
+        return Err(ApiError::unprocessable(
+            "invalid_input",
+            "input must be a JSON object",
+        ));
     }
-    if attrs.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
-        return Err(ApiError::unprocessable("invalid_attributes", "idempotencyKey must be 1-255 characters"));
+    if attrs
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 255)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_attributes",
+            "idempotencyKey must be 1-255 characters",
+        ));
     }
     let execution = app
         .exec

@@ -39,9 +39,18 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if let Some(ct) = content_type {
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if essence != "application/json" && essence != JSON_API {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -52,16 +61,27 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
         }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the request body could not be read")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the request body could not be read",
+                )
             }
         })?;
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_document",
-                format!("expected a JSON:API document {{\"data\": {{\"type\", \"attributes\"}}}}: {}", scrub(&e)),
+                format!(
+                    "expected a JSON:API document {{\"data\": {{\"type\", \"attributes\"}}}}: {}",
+                    scrub(&e)
+                ),
             )
         })?;
         if envelope.data.kind != T::TYPE {
@@ -111,17 +131,26 @@ pub struct Document {
 impl Document {
     /// `{"data": {"type", "id", "attributes"}}` with 200.
     pub fn resource(kind: &str, id: &str, attributes: Value) -> Self {
-        Document { status: StatusCode::OK, body: json!({"data": resource(kind, id, attributes)}) }
+        Document {
+            status: StatusCode::OK,
+            body: json!({"data": resource(kind, id, attributes)}),
+        }
     }
 
     /// `{"data": <resource>}` with 200, for an already rendered resource object.
     pub fn data(resource: Value) -> Self {
-        Document { status: StatusCode::OK, body: json!({"data": resource}) }
+        Document {
+            status: StatusCode::OK,
+            body: json!({"data": resource}),
+        }
     }
 
     /// `{"data": [...]}` with 200.
     pub fn list(items: Vec<Value>) -> Self {
-        Document { status: StatusCode::OK, body: json!({"data": items}) }
+        Document {
+            status: StatusCode::OK,
+            body: json!({"data": items}),
+        }
     }
 
     /// The same document with another status (201 on create).
@@ -139,7 +168,9 @@ pub fn resource(kind: &str, id: &str, attributes: Value) -> Value {
 impl IntoResponse for Document {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
         response
     }
 }
@@ -161,7 +192,10 @@ pub struct QueryParams<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| QueryParams(value))

@@ -42,7 +42,11 @@ impl ApiError {
 
     /// 404 `not_found`.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 422 with a code.
@@ -53,7 +57,11 @@ impl ApiError {
     /// 500 `internal`: logged in full, shown as a generic message.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred",
+        )
     }
 }
 
@@ -69,9 +77,10 @@ impl IntoResponse for ApiError {
             error["meta"] = meta;
         }
         let mut response = (self.status, axum::Json(json!({"errors": [error]}))).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(super::document::JSON_API));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(super::document::JSON_API),
+        );
         response
     }
 }
@@ -85,8 +94,12 @@ impl From<store::Error> for ApiError {
 impl From<tenants::Error> for ApiError {
     fn from(e: tenants::Error) -> Self {
         match e {
-            tenants::Error::InvalidId => ApiError::unprocessable("invalid_tenant_id", e.to_string()),
-            tenants::Error::Exists(_) => ApiError::new(StatusCode::CONFLICT, "tenant_exists", e.to_string()),
+            tenants::Error::InvalidId => {
+                ApiError::unprocessable("invalid_tenant_id", e.to_string())
+            }
+            tenants::Error::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "tenant_exists", e.to_string())
+            }
             tenants::Error::Store(e) => e.into(),
         }
     }
@@ -96,9 +109,15 @@ impl From<connections::Error> for ApiError {
     fn from(e: connections::Error) -> Self {
         match e {
             connections::Error::NotFound => ApiError::not_found("connection"),
-            connections::Error::UnknownConnector(_) => ApiError::unprocessable("unknown_connector", e.to_string()),
-            connections::Error::OwnershipMode { .. } => ApiError::unprocessable("ownership_mode_not_supported", e.to_string()),
-            connections::Error::Invalid(_) => ApiError::unprocessable("invalid_attributes", e.to_string()),
+            connections::Error::UnknownConnector(_) => {
+                ApiError::unprocessable("unknown_connector", e.to_string())
+            }
+            connections::Error::OwnershipMode { .. } => {
+                ApiError::unprocessable("ownership_mode_not_supported", e.to_string())
+            }
+            connections::Error::Invalid(_) => {
+                ApiError::unprocessable("invalid_attributes", e.to_string())
+            }
             connections::Error::Store(e) => e.into(),
         }
     }
@@ -107,10 +126,16 @@ impl From<connections::Error> for ApiError {
 impl From<tokens::Error> for ApiError {
     fn from(e: tokens::Error) -> Self {
         match e {
-            tokens::Error::NeedsReauth => ApiError::new(StatusCode::CONFLICT, "needs_reauth", e.to_string()),
+            tokens::Error::NeedsReauth => {
+                ApiError::new(StatusCode::CONFLICT, "needs_reauth", e.to_string())
+            }
             tokens::Error::Revoked => ApiError::new(StatusCode::CONFLICT, "revoked", e.to_string()),
-            tokens::Error::Broken => ApiError::new(StatusCode::CONFLICT, "connection_error", e.to_string()),
-            tokens::Error::NoCredential => ApiError::new(StatusCode::CONFLICT, "no_credential", e.to_string()),
+            tokens::Error::Broken => {
+                ApiError::new(StatusCode::CONFLICT, "connection_error", e.to_string())
+            }
+            tokens::Error::NoCredential => {
+                ApiError::new(StatusCode::CONFLICT, "no_credential", e.to_string())
+            }
             tokens::Error::Vault(_) | tokens::Error::Store(_) => ApiError::internal(&e),
         }
     }
@@ -129,18 +154,27 @@ impl From<exec::Error> for ApiError {
                 ApiError::unprocessable(code, detail).with_meta(json!({"path": path}))
             }
             E::NeedsReauth(_) => ApiError::new(StatusCode::CONFLICT, code, detail),
-            E::Provider { status, code: provider_code, retryable, .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, code, detail).with_meta(json!({
-                    "providerStatus": status,
-                    "providerCode": provider_code,
-                    "retryable": retryable,
-                }))
+            E::Provider {
+                status,
+                code: provider_code,
+                retryable,
+                ..
+            } => ApiError::new(StatusCode::BAD_GATEWAY, code, detail).with_meta(json!({
+                "providerStatus": status,
+                "providerCode": provider_code,
+                "retryable": retryable,
+            })),
+            E::ProviderUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+                    .with_meta(json!({"retryable": true}))
             }
-            E::ProviderUnavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-                .with_meta(json!({"retryable": true})),
             E::PluginTimeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, detail),
-            E::PluginMemory | E::PluginError(_) => ApiError::new(StatusCode::BAD_GATEWAY, code, detail),
-            E::ConnectorUnavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail),
+            E::PluginMemory | E::PluginError(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, code, detail)
+            }
+            E::ConnectorUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+            }
         }
     }
 }

@@ -49,8 +49,20 @@ pub struct Route {
     handler: MethodRouter<AppState>,
 }
 
-fn route(method: Method, path: &'static str, access: Access, summary: &'static str, handler: MethodRouter<AppState>) -> Route {
-    Route { method, path, summary, access, handler }
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        access,
+        handler,
+    }
 }
 
 /// Every route of the API.
@@ -58,18 +70,90 @@ pub fn routes() -> Vec<Route> {
     use Access::*;
     use Method as M;
     vec![
-        route(M::GET, "/healthz", Anyone, "Liveness", routing::get(healthz)),
-        route(M::GET, "/api/openapi.json", Anyone, "This OpenAPI document", routing::get(openapi_json)),
-        route(M::POST, "/admin/tenants", Admin, "Create a tenant; returns its token once", routing::post(tenants::create)),
-        route(M::GET, "/api/connectors", Tenant, "The connector catalog", routing::get(catalog::connectors)),
-        route(M::GET, "/api/plugins", Tenant, "Loaded plugins with version and wasm hash", routing::get(catalog::plugins)),
-        route(M::POST, "/api/connections", Tenant, "Create a connection", routing::post(connections::create)),
-        route(M::GET, "/api/connections", Tenant, "List the caller's connections", routing::get(connections::list)),
-        route(M::GET, "/api/connections/{id}", Tenant, "Get a connection", routing::get(connections::get)),
-        route(M::DELETE, "/api/connections/{id}", Tenant, "Delete a connection and its credential", routing::delete(connections::delete)),
-        route(M::PUT, "/api/connections/{id}/credential", Tenant, "Seal a credential into the vault", routing::put(connections::put_credential)),
-        route(M::POST, "/api/connections/{id}/vend", Tenant, "Vend the connection's credential", routing::post(connections::vend)),
-        route(M::POST, "/api/connections/{id}/health", Tenant, "Run the connector's health check", routing::post(connections::health)),
+        route(
+            M::GET,
+            "/healthz",
+            Anyone,
+            "Liveness",
+            routing::get(healthz),
+        ),
+        route(
+            M::GET,
+            "/api/openapi.json",
+            Anyone,
+            "This OpenAPI document",
+            routing::get(openapi_json),
+        ),
+        route(
+            M::POST,
+            "/admin/tenants",
+            Admin,
+            "Create a tenant; returns its token once",
+            routing::post(tenants::create),
+        ),
+        route(
+            M::GET,
+            "/api/connectors",
+            Tenant,
+            "The connector catalog",
+            routing::get(catalog::connectors),
+        ),
+        route(
+            M::GET,
+            "/api/plugins",
+            Tenant,
+            "Loaded plugins with version and wasm hash",
+            routing::get(catalog::plugins),
+        ),
+        route(
+            M::POST,
+            "/api/connections",
+            Tenant,
+            "Create a connection",
+            routing::post(connections::create),
+        ),
+        route(
+            M::GET,
+            "/api/connections",
+            Tenant,
+            "List the caller's connections",
+            routing::get(connections::list),
+        ),
+        route(
+            M::GET,
+            "/api/connections/{id}",
+            Tenant,
+            "Get a connection",
+            routing::get(connections::get),
+        ),
+        route(
+            M::DELETE,
+            "/api/connections/{id}",
+            Tenant,
+            "Delete a connection and its credential",
+            routing::delete(connections::delete),
+        ),
+        route(
+            M::PUT,
+            "/api/connections/{id}/credential",
+            Tenant,
+            "Seal a credential into the vault",
+            routing::put(connections::put_credential),
+        ),
+        route(
+            M::POST,
+            "/api/connections/{id}/vend",
+            Tenant,
+            "Vend the connection's credential",
+            routing::post(connections::vend),
+        ),
+        route(
+            M::POST,
+            "/api/connections/{id}/health",
+            Tenant,
+            "Run the connector's health check",
+            routing::post(connections::health),
+        ),
         route(
             M::POST,
             "/api/connections/{id}/capabilities/{capabilityKey}/execute",
@@ -77,7 +161,13 @@ pub fn routes() -> Vec<Route> {
             "Run a capability on this connection",
             routing::post(connections::execute),
         ),
-        route(M::GET, "/api/audit", Tenant, "The caller's audit records, newest first", routing::get(audit::list)),
+        route(
+            M::GET,
+            "/api/audit",
+            Tenant,
+            "The caller's audit records, newest first",
+            routing::get(audit::list),
+        ),
     ]
 }
 
@@ -90,7 +180,11 @@ pub fn router(app: AppState) -> Router {
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
         .with_state(app)
@@ -110,10 +204,21 @@ pub fn openapi() -> OpenApi {
     for route in routes() {
         let mut operation = OperationBuilder::new()
             .summary(Some(route.summary))
-            .response("200", ResponseBuilder::new().description("JSON:API document").build())
-            .response("4XX", ResponseBuilder::new().description("JSON:API error document with a stable `code`").build());
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("JSON:API document")
+                    .build(),
+            )
+            .response(
+                "4XX",
+                ResponseBuilder::new()
+                    .description("JSON:API error document with a stable `code`")
+                    .build(),
+            );
         if route.access != Access::Anyone {
-            operation = operation.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+            operation =
+                operation.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
             operation = operation.tag(match route.access {
                 Access::Admin => "admin",
                 _ => "tenant",
@@ -131,8 +236,17 @@ pub fn openapi() -> OpenApi {
     }
     let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("Conduit").version(env!("CARGO_PKG_VERSION")).build())
+        .info(
+            InfoBuilder::new()
+                .title("Conduit")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
         .paths(paths)
-        .components(Some(ComponentsBuilder::new().security_scheme("bearer", bearer).build()))
+        .components(Some(
+            ComponentsBuilder::new()
+                .security_scheme("bearer", bearer)
+                .build(),
+        ))
         .build()
 }

@@ -36,12 +36,18 @@ impl ComponentCache {
 
     /// Loads `wasm` from the cache, or compiles it and stores the artifact. Blocking:
     /// call from a blocking thread.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, Origin)> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, Origin)> {
         let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
         if path.exists() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok((component, Origin::Cache)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable cached component"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable cached component")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;
@@ -53,8 +59,14 @@ impl ComponentCache {
 
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let tmp = self.dir.join(format!(".{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4()));
+        let bytes = component
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let tmp = self.dir.join(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

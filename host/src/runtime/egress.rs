@@ -32,9 +32,10 @@ impl HostPattern {
         let invalid = || InvalidPattern(text.to_owned());
         let lowered = text.trim().to_ascii_lowercase();
         let (host, port) = match lowered.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => {
-                (host.to_owned(), Some(port.parse::<u16>().map_err(|_| invalid())?))
-            }
+            Some((host, port)) if !host.contains(':') => (
+                host.to_owned(),
+                Some(port.parse::<u16>().map_err(|_| invalid())?),
+            ),
             Some(_) => return Err(invalid()),
             None => (lowered.clone(), None),
         };
@@ -42,11 +43,21 @@ impl HostPattern {
             Some(suffix) => (suffix.to_owned(), true),
             None => (host, false),
         };
-        let valid_chars = host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if host.is_empty() || !valid_chars || host.contains('*') || (wildcard && !host.contains('.')) {
+        let valid_chars = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if host.is_empty()
+            || !valid_chars
+            || host.contains('*')
+            || (wildcard && !host.contains('.'))
+        {
             return Err(invalid());
         }
-        Ok(HostPattern { host, wildcard, port })
+        Ok(HostPattern {
+            host,
+            wildcard,
+            port,
+        })
     }
 
     fn matches(&self, host: &str, port: u16, default_port: u16) -> bool {
@@ -73,7 +84,11 @@ pub struct AllowedHosts(Vec<HostPattern>);
 impl AllowedHosts {
     /// Parses every pattern.
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, InvalidPattern> {
-        patterns.iter().map(|p| HostPattern::parse(p.as_ref())).collect::<Result<_, _>>().map(AllowedHosts)
+        patterns
+            .iter()
+            .map(|p| HostPattern::parse(p.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(AllowedHosts)
     }
 
     /// Checks a URL against the patterns and the private-address rule; `Err` is the
@@ -92,7 +107,9 @@ impl AllowedHosts {
         let port = url.port_or_known_default().unwrap_or(0);
         let default_port = if scheme == "https" { 443 } else { 80 };
         if !self.0.iter().any(|p| p.matches(&host, port, default_port)) {
-            return Err(format!("host `{host}:{port}` is not in the connector's allowed hosts"));
+            return Err(format!(
+                "host `{host}:{port}` is not in the connector's allowed hosts"
+            ));
         }
         // An IP literal only matches an exact pattern naming it, which is the explicit
         // allowance for a private address; still refuse the unspecified address.
@@ -149,12 +166,17 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let explicit = host.eq_ignore_ascii_case("localhost");
-            let kept: Vec<SocketAddr> =
-                addrs.into_iter().filter(|a| explicit || is_public(a.ip())).collect();
+            let kept: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| explicit || is_public(a.ip()))
+                .collect();
             if kept.is_empty() {
-                return Err(Box::new(PrivateAddress(host)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(PrivateAddress(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(kept.into_iter()) as Addrs)
         })
@@ -189,8 +211,16 @@ pub fn is_private_address_refusal(error: &(dyn std::error::Error + 'static)) -> 
 pub fn is_forbidden_header(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
-            | "trailer" | "keep-alive" | "proxy-authorization" | "proxy-connection"
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-connection"
     )
 }
 
@@ -199,7 +229,9 @@ mod tests {
     use super::*;
 
     fn allowed(patterns: &[&str], url: &str) -> Result<(), String> {
-        AllowedHosts::parse(patterns).unwrap().check(&url.parse().unwrap())
+        AllowedHosts::parse(patterns)
+            .unwrap()
+            .check(&url.parse().unwrap())
     }
 
     #[test]
@@ -227,7 +259,10 @@ mod tests {
         assert!(allowed(&["127.0.0.1:9000"], "http://127.0.0.1:9001/x").is_err());
         assert!(allowed(&["*.0.0.1"], "http://127.0.0.1/").is_err());
         assert!(allowed(&["example.com"], "http://169.254.169.254/latest/meta-data").is_err());
-        assert!(HostPattern::parse("[::1]:80").is_err(), "ipv6 literals are not accepted as patterns");
+        assert!(
+            HostPattern::parse("[::1]:80").is_err(),
+            "ipv6 literals are not accepted as patterns"
+        );
     }
 
     #[test]
@@ -239,7 +274,19 @@ mod tests {
 
     #[test]
     fn public_addresses() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["8.8.8.8", "151.101.1.1", "2606:4700::1111"] {

@@ -33,8 +33,18 @@ pub struct Egress {
 }
 
 impl Egress {
-    pub fn new(slug: &str, allowed: AllowedHosts, client: reqwest::Client, max_response_bytes: u64) -> Self {
-        Egress { slug: slug.into(), allowed, client, max_response_bytes }
+    pub fn new(
+        slug: &str,
+        allowed: AllowedHosts,
+        client: reqwest::Client,
+        max_response_bytes: u64,
+    ) -> Self {
+        Egress {
+            slug: slug.into(),
+            allowed,
+            client,
+            max_response_bytes,
+        }
     }
 }
 
@@ -46,7 +56,12 @@ pub struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Ok(false);
@@ -54,7 +69,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -71,9 +91,19 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(egress: Arc<Egress>, redactor: Redactor, memory_bytes: usize, deadline: Instant) -> Self {
+    pub fn new(
+        egress: Arc<Egress>,
+        redactor: Redactor,
+        memory_bytes: usize,
+        deadline: Instant,
+    ) -> Self {
         let budget = Arc::new(AtomicUsize::new(MAX_OUTPUT_PER_CALL));
-        let output = |stream| GuestOutput { slug: egress.slug.clone(), stream, redactor: redactor.clone(), budget: budget.clone() };
+        let output = |stream| GuestOutput {
+            slug: egress.slug.clone(),
+            stream,
+            redactor: redactor.clone(),
+            budget: budget.clone(),
+        };
         // No preopens, no environment, no arguments, no sockets: a connector sees
         // nothing of the machine it runs on.
         let wasi = WasiCtxBuilder::new()
@@ -86,7 +116,10 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_bytes, exceeded: false },
+            limiter: MemoryLimiter {
+                limit: memory_bytes,
+                exceeded: false,
+            },
             egress,
             redactor,
             deadline,
@@ -97,7 +130,10 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -127,7 +163,10 @@ impl http::Host for CallState {
             method,
             url: self.redactor.redact(&url),
             status: result.as_ref().ok().map(|r| r.status),
-            error: result.as_ref().err().map(|e| self.redactor.redact(&describe(e))),
+            error: result
+                .as_ref()
+                .err()
+                .map(|e| self.redactor.redact(&describe(e))),
             duration_ms: started.elapsed().as_millis() as u64,
         });
         result
@@ -135,13 +174,23 @@ impl http::Host for CallState {
 }
 
 /// Performs one outbound request under the plugin's policy.
-async fn send(egress: &Egress, request: http::Request, deadline: Instant) -> Result<http::Response, http::HttpError> {
+async fn send(
+    egress: &Egress,
+    request: http::Request,
+    deadline: Instant,
+) -> Result<http::Response, http::HttpError> {
     use http::HttpError;
     let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
         .ok()
-        .filter(|m| matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"))
+        .filter(|m| {
+            matches!(
+                m.as_str(),
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"
+            )
+        })
         .ok_or_else(|| HttpError::Invalid(format!("method `{}` is not allowed", request.method)))?;
-    let url = reqwest::Url::parse(&request.url).map_err(|e| HttpError::Invalid(format!("bad URL: {e}")))?;
+    let url = reqwest::Url::parse(&request.url)
+        .map_err(|e| HttpError::Invalid(format!("bad URL: {e}")))?;
     egress.allowed.check(&url).map_err(HttpError::Denied)?;
 
     let mut headers = reqwest::header::HeaderMap::new();
@@ -157,7 +206,10 @@ async fn send(egress: &Egress, request: http::Request, deadline: Instant) -> Res
     }
 
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let asked = request.timeout_ms.map(|ms| Duration::from_millis(ms.into())).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    let asked = request
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.into()))
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
     let timeout = asked.min(remaining);
     if timeout.is_zero() {
         return Err(HttpError::Timeout);
@@ -172,14 +224,22 @@ async fn send(egress: &Egress, request: http::Request, deadline: Instant) -> Res
         .send()
         .await
         .map_err(transport_error)?;
-    if response.content_length().is_some_and(|len| len > egress.max_response_bytes) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > egress.max_response_bytes)
+    {
         return Err(HttpError::TooLarge(egress.max_response_bytes));
     }
     let status = response.status().as_u16();
     let headers = response
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut response = response;
     let mut body = Vec::new();
@@ -189,7 +249,11 @@ async fn send(egress: &Egress, request: http::Request, deadline: Instant) -> Res
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(http::Response { status, headers, body })
+    Ok(http::Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Maps a transport failure without echoing the URL (which may carry secrets).
@@ -200,7 +264,13 @@ fn transport_error(e: reqwest::Error) -> http::HttpError {
     if let Some(reason) = egress::is_private_address_refusal(&e) {
         return http::HttpError::Denied(reason);
     }
-    let kind = if e.is_connect() { "connection failed" } else if e.is_body() { "response body failed" } else { "request failed" };
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
     http::HttpError::Unreachable(kind.into())
 }
 
@@ -261,12 +331,16 @@ impl GuestOutput {
         let wanted = text.len();
         let granted = self
             .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left.saturating_sub(wanted)))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(wanted))
+            })
             .unwrap_or(0);
         if granted == 0 {
             return;
         }
-        let text = self.redactor.redact(truncate(text, granted.min(MAX_LOG_LINE)));
+        let text = self
+            .redactor
+            .redact(truncate(text, granted.min(MAX_LOG_LINE)));
         tracing::info!(plugin = &*self.slug, stream = self.stream, "{text}");
     }
 }
@@ -279,7 +353,10 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { output: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            output: self.clone(),
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -289,7 +366,11 @@ struct LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.pending.extend_from_slice(buf);
         while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -326,7 +407,10 @@ mod tests {
 
     #[test]
     fn query_values_are_redacted() {
-        assert_eq!(redact_query("https://x.com/a?key=sk_1&b=2"), "https://x.com/a?key=<redacted>&b=<redacted>");
+        assert_eq!(
+            redact_query("https://x.com/a?key=sk_1&b=2"),
+            "https://x.com/a?key=<redacted>&b=<redacted>"
+        );
         assert_eq!(redact_query("https://x.com/a"), "https://x.com/a");
     }
 

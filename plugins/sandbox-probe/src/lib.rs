@@ -32,14 +32,26 @@ impl Connector for Probe {
             category: "testing".into(),
             auth_type: AuthType::ApiKey,
             ownership_modes: vec!["byok".into()],
-            capabilities: CAPABILITIES.iter().map(|key| Capability::new(key, 1, "hostile probe")).collect(),
+            capabilities: CAPABILITIES
+                .iter()
+                .map(|key| Capability::new(key, 1, "hostile probe"))
+                .collect(),
             allowed_hosts: vec!["example.com".into()],
-            rate_profile: RateProfile { requests: 1000, per_seconds: 1, burst: 1000 },
+            rate_profile: RateProfile {
+                requests: 1000,
+                per_seconds: 1,
+                burst: 1000,
+            },
             oauth: None,
         }
     }
 
-    fn execute(_ctx: &Context, _secret: &Secret, capability: &str, input: Value) -> Result<Value, Error> {
+    fn execute(
+        _ctx: &Context,
+        _secret: &Secret,
+        capability: &str,
+        input: Value,
+    ) -> Result<Value, Error> {
         match capability {
             "probe.echo" => Ok(input),
             "probe.spin" => spin(),
@@ -64,7 +76,10 @@ impl Connector for Probe {
     }
 
     fn health_check(_ctx: &Context, _secret: &Secret) -> Result<Health, Error> {
-        Ok(Health { healthy: true, detail: "probe".into() })
+        Ok(Health {
+            healthy: true,
+            detail: "probe".into(),
+        })
     }
 }
 
@@ -99,7 +114,9 @@ fn fetch(url: &str) -> Value {
         Ok(response) => json!({"status": response.status, "body": response.text()}),
         Err(HttpError::Denied(reason)) => json!({"httpError": "denied", "detail": reason}),
         Err(HttpError::Timeout) => json!({"httpError": "timeout"}),
-        Err(HttpError::Unreachable(reason)) => json!({"httpError": "unreachable", "detail": reason}),
+        Err(HttpError::Unreachable(reason)) => {
+            json!({"httpError": "unreachable", "detail": reason})
+        }
         Err(HttpError::TooLarge(cap)) => json!({"httpError": "too-large", "detail": cap}),
         Err(HttpError::RateLimited(ms)) => json!({"httpError": "rate-limited", "detail": ms}),
         Err(HttpError::Invalid(reason)) => json!({"httpError": "invalid", "detail": reason}),

@@ -29,36 +29,55 @@ impl Connector for Stripe {
             ownership_modes: vec!["managed".into(), "byok".into()],
             capabilities: vec![
                 Capability::new("payments.createPaymentIntent", 1, "Create a PaymentIntent"),
-                Capability::new("payments.retrievePaymentIntent", 1, "Retrieve a PaymentIntent"),
+                Capability::new(
+                    "payments.retrievePaymentIntent",
+                    1,
+                    "Retrieve a PaymentIntent",
+                ),
                 Capability::new("payments.createRefund", 1, "Refund a PaymentIntent"),
                 Capability::new("customers.create", 1, "Create a customer"),
             ],
             allowed_hosts: vec!["api.stripe.com".into()],
             // Stripe's documented live-mode limit: 100 read/write requests per second.
-            rate_profile: RateProfile { requests: 100, per_seconds: 1, burst: 100 },
+            rate_profile: RateProfile {
+                requests: 100,
+                per_seconds: 1,
+                burst: 100,
+            },
             oauth: None,
         }
     }
 
-    fn execute(ctx: &Context, secret: &Secret, capability: &str, input: Value) -> Result<Value, Error> {
+    fn execute(
+        ctx: &Context,
+        secret: &Secret,
+        capability: &str,
+        input: Value,
+    ) -> Result<Value, Error> {
         let api = Api::new(ctx, secret)?;
         match capability {
             "payments.createPaymentIntent" => create_payment_intent(&api, &input),
             "payments.retrievePaymentIntent" => {
                 let id = id_field(&input, "id")?;
-                let intent = api.call(Request::get(api.url(&format!("/v1/payment_intents/{id}"))))?;
+                let intent =
+                    api.call(Request::get(api.url(&format!("/v1/payment_intents/{id}"))))?;
                 Ok(payment_intent_output(&intent))
             }
             "payments.createRefund" => create_refund(&api, &input),
             "customers.create" => create_customer(&api, &input),
-            other => Err(Error::unsupported(format!("stripe does not provide `{other}`"))),
+            other => Err(Error::unsupported(format!(
+                "stripe does not provide `{other}`"
+            ))),
         }
     }
 
     fn health_check(ctx: &Context, secret: &Secret) -> Result<Health, Error> {
         let api = Api::new(ctx, secret)?;
         api.call(Request::get(api.url("/v1/balance")))?;
-        Ok(Health { healthy: true, detail: "balance readable".into() })
+        Ok(Health {
+            healthy: true,
+            detail: "balance readable".into(),
+        })
     }
 }
 
@@ -77,7 +96,11 @@ impl<'a> Api<'a> {
             .api_key
             .as_deref()
             .ok_or_else(|| Error::needs_reauth("the connection has no Stripe secret key"))?;
-        Ok(Api { ctx, base: ctx.base_url(DEFAULT_BASE_URL), key })
+        Ok(Api {
+            ctx,
+            base: ctx.base_url(DEFAULT_BASE_URL),
+            key,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -103,7 +126,10 @@ impl<'a> Api<'a> {
 fn stripe_error(response: &Response) -> Error {
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     let error = &body["error"];
-    let message = error["message"].as_str().unwrap_or("stripe returned an error").to_owned();
+    let message = error["message"]
+        .as_str()
+        .unwrap_or("stripe returned an error")
+        .to_owned();
     if response.status == 401 {
         return Error::needs_reauth(format!("stripe rejected the API key: {message}"));
     }
