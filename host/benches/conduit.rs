@@ -7,7 +7,6 @@
 //! 3. plugin load: first compile vs load from the compiled-component cache.
 
 #[path = "../../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use conduit::domain::SecretFields;

@@ -230,7 +230,12 @@ impl Exec {
             )
             .await;
         trace.outbound = report.outbound;
-        let raw = self.guest_result(report.result, &mut trace.connection, &trace.redactor)?;
+        let raw = self.guest_result(
+            report.result,
+            &request.capability,
+            &mut trace.connection,
+            &trace.redactor,
+        )?;
         let output: Value = serde_json::from_str(&raw).map_err(|_| {
             Error::PluginError("the connector returned output that is not JSON".into())
         })?;
@@ -252,7 +257,12 @@ impl Exec {
                 .health_check(&plugin, &call_context(&connection, None), &secret)
                 .await;
             trace.outbound = report.outbound;
-            match self.guest_result(report.result, &mut trace.connection, &trace.redactor) {
+            match self.guest_result(
+                report.result,
+                "health",
+                &mut trace.connection,
+                &trace.redactor,
+            ) {
                 Ok(health) => Ok(health),
                 // A provider refusal is an unhealthy answer, not a failed check.
                 Err(Error::Provider {
@@ -290,6 +300,7 @@ impl Exec {
     fn guest_result<T>(
         &self,
         result: runtime::Result<Result<T, ConnectorError>>,
+        capability: &str,
         connection: &mut Option<Connection>,
         redactor: &Redactor,
     ) -> Result<T, Error> {
@@ -311,13 +322,16 @@ impl Exec {
                 path: "/".into(),
                 message: redactor.redact(&message),
             }),
-            Ok(Err(ConnectorError::Unsupported(message))) => Err(Error::UnsupportedCapability {
-                connector: connection
-                    .as_ref()
-                    .map(|c| c.connector.clone())
-                    .unwrap_or_default(),
-                capability: redactor.redact(&message),
-            }),
+            Ok(Err(ConnectorError::Unsupported(message))) => {
+                tracing::debug!(capability, reason = %redactor.redact(&message), "connector refused the capability");
+                Err(Error::UnsupportedCapability {
+                    connector: connection
+                        .as_ref()
+                        .map(|c| c.connector.clone())
+                        .unwrap_or_default(),
+                    capability: capability.to_owned(),
+                })
+            }
             Ok(Err(ConnectorError::Provider {
                 status,
                 code,

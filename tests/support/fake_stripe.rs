@@ -86,6 +86,7 @@ fn stripe_error(status: StatusCode, kind: &str, code: Option<&str>, message: &st
 }
 
 /// Records the request and checks authentication and encoding as Stripe does.
+#[allow(clippy::result_large_err)]
 fn receive(
     fake: &FakeStripe,
     method: &str,

@@ -175,17 +175,6 @@ impl IntoResponse for Document {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn scrub_removes_quoted_values() {
-        let e = serde_json::from_str::<u64>("\"sk_live_secret\"").unwrap_err();
-        let scrubbed = super::scrub(&e);
-        assert!(!scrubbed.contains("sk_live_secret"), "{scrubbed}");
-        assert!(scrubbed.contains("invalid type"));
-    }
-}
-
 /// Query parameters with a typed `400 invalid_query` instead of axum's rejection.
 pub struct QueryParams<T>(pub T);
 
@@ -200,5 +189,16 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             .await
             .map(|axum::extract::Query(value)| QueryParams(value))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scrub_removes_quoted_values() {
+        let e = serde_json::from_str::<u64>("\"sk_live_secret\"").unwrap_err();
+        let scrubbed = super::scrub(&e);
+        assert!(!scrubbed.contains("sk_live_secret"), "{scrubbed}");
+        assert!(scrubbed.contains("invalid type"));
     }
 }
