@@ -25,6 +25,31 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Runs `a` and `b` alternately (so both see the same machine state) after a warm-up,
+/// and returns their samples.
+async fn interleave<A, FA, B, FB>(a: A, b: B, rounds: usize) -> (Vec<Duration>, Vec<Duration>)
+where
+    A: Fn() -> FA,
+    FA: std::future::Future<Output = ()>,
+    B: Fn() -> FB,
+    FB: std::future::Future<Output = ()>,
+{
+    for _ in 0..200 {
+        a().await;
+        b().await;
+    }
+    let (mut a_samples, mut b_samples) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let started = Instant::now();
+        a().await;
+        a_samples.push(started.elapsed());
+        let started = Instant::now();
+        b().await;
+        b_samples.push(started.elapsed());
+    }
+    (a_samples, b_samples)
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -136,20 +161,7 @@ async fn end_to_end() {
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     };
-    for _ in 0..200 {
-        via_conduit().await;
-        direct().await;
-    }
-    // Interleaved, so both see the same machine state.
-    let (mut conduit_samples, mut direct_samples) = (Vec::new(), Vec::new());
-    for _ in 0..2000 {
-        let started = Instant::now();
-        via_conduit().await;
-        conduit_samples.push(started.elapsed());
-        let started = Instant::now();
-        direct().await;
-        direct_samples.push(started.elapsed());
-    }
+    let (mut conduit_samples, mut direct_samples) = interleave(via_conduit, direct, 2000).await;
     let (c50, c99) = (
         percentile(&mut conduit_samples, 0.5),
         percentile(&mut conduit_samples, 0.99),
@@ -206,19 +218,7 @@ async fn end_to_end() {
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     };
-    for _ in 0..200 {
-        echo().await;
-        healthz().await;
-    }
-    let (mut echo_samples, mut healthz_samples) = (Vec::new(), Vec::new());
-    for _ in 0..2000 {
-        let started = Instant::now();
-        echo().await;
-        echo_samples.push(started.elapsed());
-        let started = Instant::now();
-        healthz().await;
-        healthz_samples.push(started.elapsed());
-    }
+    let (mut echo_samples, mut healthz_samples) = interleave(echo, healthz, 2000).await;
     let (e50, e99) = (
         percentile(&mut echo_samples, 0.5),
         percentile(&mut echo_samples, 0.99),

@@ -276,11 +276,7 @@ async fn bad_input_gets_typed_errors() {
 
     // Vend and execute without a credential.
     conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &token,
-            json!({}),
-        )
+        .vend(&token, &connection)
         .await
         .assert_error(409, "no_credential");
     conduit
@@ -340,11 +336,7 @@ async fn bad_input_gets_typed_errors() {
         .await
         .assert_error(404, "not_found");
     conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &token,
-            json!({}),
-        )
+        .vend(&token, &connection)
         .await
         .assert_error(404, "not_found");
 }
@@ -383,13 +375,7 @@ async fn a_wrong_master_key_refuses_to_start_and_the_right_one_reopens_everythin
     assert!(stderr.contains("master key does not open"), "{stderr}");
 
     let conduit = Conduit::start_in(&data, &plugins, crate::support::MASTER_KEY).await;
-    let r = conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &token,
-            json!({}),
-        )
-        .await;
+    let r = conduit.vend(&token, &connection).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["attributes"]["apiKey"], GOOD_KEY);
 }

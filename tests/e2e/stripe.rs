@@ -268,11 +268,7 @@ async fn another_tenants_connection_is_not_found() {
         .await
         .assert_error(404, "not_found");
     conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &intruder,
-            json!({}),
-        )
+        .vend(&intruder, &connection)
         .await
         .assert_error(404, "not_found");
     conduit
@@ -337,11 +333,7 @@ async fn a_rejected_key_flips_the_connection_until_a_new_key_arrives() {
         .await;
     assert_eq!(c.body["data"]["attributes"]["status"], "NEEDS_REAUTH");
     conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &token,
-            json!({}),
-        )
+        .vend(&token, &connection)
         .await
         .assert_error(409, "needs_reauth");
     conduit
@@ -374,13 +366,7 @@ async fn a_rejected_key_flips_the_connection_until_a_new_key_arrives() {
 #[tokio::test]
 async fn vend_returns_the_sealed_key_to_its_owner_only() {
     let (conduit, _fake, token, connection) = setup().await;
-    let r = conduit
-        .post(
-            &format!("/api/connections/{connection}/vend"),
-            &token,
-            json!({}),
-        )
-        .await;
+    let r = conduit.vend(&token, &connection).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["type"], "secrets");
     assert_eq!(r.body["data"]["attributes"]["apiKey"], GOOD_KEY);

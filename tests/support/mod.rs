@@ -269,6 +269,16 @@ impl Conduit {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
+    /// Vends a connection's credential.
+    pub async fn vend(&self, token: &str, connection: &str) -> Resp {
+        self.post(
+            &format!("/api/connections/{connection}/vend"),
+            token,
+            json!({}),
+        )
+        .await
+    }
+
     /// Executes a capability on a connection.
     pub async fn execute(
         &self,
