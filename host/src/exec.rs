@@ -83,6 +83,7 @@ impl Error {
             Error::Vend(tokens::Error::Revoked) => "revoked",
             Error::Vend(tokens::Error::Broken) => "connection_error",
             Error::Vend(tokens::Error::NoCredential) => "no_credential",
+            Error::Vend(tokens::Error::RefreshFailed(_)) => "refresh_failed",
             Error::Vend(_) => "vault_error",
             Error::UnsupportedCapability { .. } => "unsupported_capability",
             Error::InvalidInput { .. } => "invalid_input",
@@ -216,7 +217,7 @@ impl Exec {
                 path: e.path,
                 message: e.message,
             })?;
-        let secret = self.tokens.vend(&connection)?;
+        let secret = self.tokens.vend(&connection).await?;
         trace.redactor = redactor_for(&secret);
         let ctx = call_context(&connection, request.idempotency_key.clone());
         let report = self
@@ -250,7 +251,7 @@ impl Exec {
             trace.connection = Some(connection.clone());
             let plugin = self.plugin(&connection)?;
             trace.connector_version = Some(plugin.spec.version);
-            let secret = self.tokens.vend(&connection)?;
+            let secret = self.tokens.vend(&connection).await?;
             trace.redactor = redactor_for(&secret);
             let report = self
                 .runtime

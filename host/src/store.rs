@@ -180,6 +180,35 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the credential only if its stored version is still `expected_version`,
+    /// then flushes it to disk. `Ok(false)` means a newer write won: the caller's value
+    /// is stale and was not stored.
+    pub fn replace_credential(
+        &self,
+        connection_id: &str,
+        expected_version: u64,
+        credential: &StoredCredential,
+    ) -> Result<bool> {
+        loop {
+            let Some(current) = self.credentials.get(connection_id)? else {
+                return Ok(false);
+            };
+            let decoded: StoredCredential = decode("credentials", &current)?;
+            if decoded.version != expected_version {
+                return Ok(false);
+            }
+            let swapped = self.credentials.compare_and_swap(
+                connection_id,
+                Some(current),
+                Some(encode(credential)),
+            )?;
+            if swapped.is_ok() {
+                self.credentials.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
     /// Every stored credential with its connection id (for key rotation and counts).
     pub fn all_credentials(&self) -> impl Iterator<Item = Result<(String, StoredCredential)>> + '_ {
         self.credentials.iter().map(|entry| {

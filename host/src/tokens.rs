@@ -1,12 +1,26 @@
 //! The token lifecycle: sealing a connection's credential into the vault and vending
-//! it back. A warm vend is one store read and one decrypt. Refresh-on-read, the refresh
-//! scheduler and single flight build on this module.
+//! it back, refreshing it on read when it is within the refresh lead of expiry.
+//!
+//! A warm vend is one store read and one decrypt. A due credential is refreshed under a
+//! per-connection lock (single flight): concurrent vends wait for the one refresh in
+//! flight and then read its result, so a rotating refresh token is used exactly once.
+//! The refreshed credential is written compare-and-swap on its version and flushed to
+//! disk before anyone is handed the new access token; a response without a refresh
+//! token keeps the old one. A rejected refresh token flips the connection to
+//! `NEEDS_REAUTH`; a transient failure never does.
 
-use crate::domain::{now_ms, Connection, ConnectionStatus, CredentialKind, SecretFields};
+use crate::domain::{now_ms, Connection, ConnectionStatus, CredentialKind, SecretFields, UnixMs};
 use crate::store::{self, Store, StoredCredential};
 use crate::vault::{self, Binding, Vault};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use zeroize::Zeroizing;
+
+/// How long before expiry a credential is refreshed, by default.
+pub const DEFAULT_REFRESH_LEAD: Duration = Duration::from_secs(10 * 60);
 
 /// Vend and seal failures.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +37,9 @@ pub enum Error {
     /// No credential has been stored for the connection.
     #[error("the connection has no credential yet")]
     NoCredential,
+    /// The access token expired and could not be refreshed for now.
+    #[error("the credential expired and refreshing it failed: {0}")]
+    RefreshFailed(String),
     /// The vault refused.
     #[error(transparent)]
     Vault(#[from] vault::Error),
@@ -31,17 +48,56 @@ pub enum Error {
     Store(#[from] store::Error),
 }
 
-/// Seals and vends credentials.
+/// Why a refresh did not produce new tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshError {
+    /// The provider rejected the refresh token (`invalid_grant`, revoked).
+    Rejected(String),
+    /// A temporary failure (5xx, timeout): try again later.
+    Transient(String),
+}
+
+/// A boxed future, for the object-safe [`Refresher`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Trades a refresh token for new tokens: through the connection's connector in
+/// production, a double in tests.
+pub trait Refresher: Send + Sync {
+    /// New tokens for `connection`; the refresh token may be rotated in the answer.
+    fn refresh<'a>(
+        &'a self,
+        connection: &'a Connection,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<SecretFields, RefreshError>>;
+}
+
+/// Seals, vends and refreshes credentials.
 #[derive(Clone)]
 pub struct Tokens {
     store: Store,
     vault: Arc<Vault>,
+    refresher: Option<Arc<dyn Refresher>>,
+    lead: Duration,
+    flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Tokens {
-    /// Tokens over `store` and `vault`.
+    /// Tokens over `store` and `vault`, without refresh (credentials vend as stored).
     pub fn new(store: Store, vault: Arc<Vault>) -> Self {
-        Tokens { store, vault }
+        Tokens {
+            store,
+            vault,
+            refresher: None,
+            lead: DEFAULT_REFRESH_LEAD,
+            flights: Arc::default(),
+        }
+    }
+
+    /// Refreshes due credentials through `refresher`, `lead` before expiry.
+    pub fn with_refresher(mut self, refresher: Arc<dyn Refresher>, lead: Duration) -> Self {
+        self.refresher = Some(refresher);
+        self.lead = lead;
+        self
     }
 
     /// Seals `secret` as the connection's credential (replacing any previous one).
@@ -52,37 +108,140 @@ impl Tokens {
         secret: &SecretFields,
     ) -> Result<StoredCredential, Error> {
         let previous = self.store.credential(&connection.id)?;
-        let credential_id = format!("cred_{}", uuid::Uuid::new_v4().simple());
-        let plaintext =
-            Zeroizing::new(serde_json::to_vec(secret).expect("secret fields serialize"));
-        let sealed = self
-            .vault
-            .seal(binding(&credential_id, connection), &plaintext);
-        let stored = StoredCredential {
-            credential_id,
-            version: previous.map_or(1, |p| p.version + 1),
+        let stored = self.seal(
+            connection,
             kind,
-            expires_at: secret.expires_at,
-            sealed,
-            updated_at: now_ms(),
-        };
+            previous.map_or(1, |p| p.version + 1),
+            secret,
+        );
         self.store.put_credential(&connection.id, &stored)?;
         Ok(stored)
     }
 
-    /// The connection's plaintext credential, if its status allows vending.
-    pub fn vend(&self, connection: &Connection) -> Result<SecretFields, Error> {
-        match connection.status {
-            ConnectionStatus::Active => {}
-            ConnectionStatus::NeedsReauth => return Err(Error::NeedsReauth),
-            ConnectionStatus::Revoked => return Err(Error::Revoked),
-            ConnectionStatus::Error => return Err(Error::Broken),
-        }
+    /// The connection's plaintext credential, if its status allows vending, refreshed
+    /// first when it is within the refresh lead of expiry.
+    pub async fn vend(&self, connection: &Connection) -> Result<SecretFields, Error> {
+        check_status(connection.status)?;
         let stored = self
             .store
             .credential(&connection.id)?
             .ok_or(Error::NoCredential)?;
-        self.open(connection, &stored)
+        let secret = self.open(connection, &stored)?;
+        if !self.is_due(stored.expires_at) {
+            return Ok(secret);
+        }
+        self.refresh(connection).await
+    }
+
+    /// Refreshes the credential if it is due, under the connection's single-flight
+    /// lock. A caller that waited for the lock re-reads first: the refresh it waited for
+    /// has usually made the credential fresh already.
+    pub async fn refresh(&self, connection: &Connection) -> Result<SecretFields, Error> {
+        let flight = self.flight(&connection.id);
+        let _guard = flight.lock().await;
+        let current = self
+            .store
+            .connection(&connection.id)?
+            .unwrap_or_else(|| connection.clone());
+        check_status(current.status)?;
+        let stored = self
+            .store
+            .credential(&connection.id)?
+            .ok_or(Error::NoCredential)?;
+        let secret = self.open(connection, &stored)?;
+        let (Some(refresher), Some(refresh_token)) =
+            (&self.refresher, secret.refresh_token.as_deref())
+        else {
+            return Ok(secret);
+        };
+        if !self.is_due(stored.expires_at) {
+            return Ok(secret);
+        }
+        match refresher.refresh(&current, refresh_token).await {
+            Ok(mut fresh) => {
+                // A response without a refresh token keeps the one we have.
+                if fresh.refresh_token.is_none() {
+                    fresh.refresh_token = secret.refresh_token.clone();
+                }
+                self.replace(connection, &stored, &fresh)?;
+                Ok(fresh)
+            }
+            Err(RefreshError::Rejected(reason)) => {
+                self.flip_to_reauth(&connection.id, &reason)?;
+                Err(Error::NeedsReauth)
+            }
+            Err(RefreshError::Transient(reason)) => {
+                tracing::warn!(connection = %connection.id, reason = %reason, "credential refresh failed; will retry");
+                if stored.expires_at.is_some_and(|at| at > now_ms()) {
+                    Ok(secret)
+                } else {
+                    Err(Error::RefreshFailed(reason))
+                }
+            }
+        }
+    }
+
+    fn is_due(&self, expires_at: Option<UnixMs>) -> bool {
+        self.refresher.is_some()
+            && expires_at.is_some_and(|at| at <= now_ms() + self.lead.as_millis() as u64)
+    }
+
+    fn flight(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().expect("flights lock");
+        flights.entry(connection_id.to_owned()).or_default().clone()
+    }
+
+    fn seal(
+        &self,
+        connection: &Connection,
+        kind: CredentialKind,
+        version: u64,
+        secret: &SecretFields,
+    ) -> StoredCredential {
+        let credential_id = format!("cred_{}", uuid::Uuid::new_v4().simple());
+        let plaintext =
+            Zeroizing::new(serde_json::to_vec(secret).expect("secret fields serialize"));
+        StoredCredential {
+            sealed: self
+                .vault
+                .seal(binding(&credential_id, connection), &plaintext),
+            credential_id,
+            version,
+            kind,
+            expires_at: secret.expires_at,
+            updated_at: now_ms(),
+        }
+    }
+
+    /// Seals `fresh` as the next version, durably; never overwrites a newer write.
+    fn replace(
+        &self,
+        connection: &Connection,
+        previous: &StoredCredential,
+        fresh: &SecretFields,
+    ) -> Result<(), Error> {
+        let next = self.seal(connection, previous.kind, previous.version + 1, fresh);
+        if !self
+            .store
+            .replace_credential(&connection.id, previous.version, &next)?
+        {
+            // Refreshes hold the flight lock, so only a credential PUT can race one;
+            // the tenant's new credential wins.
+            tracing::info!(connection = %connection.id, "a newer credential was stored during the refresh; keeping it");
+        }
+        Ok(())
+    }
+
+    fn flip_to_reauth(&self, connection_id: &str, reason: &str) -> Result<(), Error> {
+        if let Some(mut connection) = self.store.connection(connection_id)? {
+            if connection.status == ConnectionStatus::Active {
+                connection.status = ConnectionStatus::NeedsReauth;
+                connection.updated_at = now_ms();
+                self.store.put_connection(&connection)?;
+                tracing::warn!(connection = %connection_id, tenant = %connection.tenant_id, reason = %reason, "refresh token rejected; connection needs re-authorization");
+            }
+        }
+        Ok(())
     }
 
     fn open(
@@ -97,9 +256,253 @@ impl Tokens {
     }
 }
 
+fn check_status(status: ConnectionStatus) -> Result<(), Error> {
+    match status {
+        ConnectionStatus::Active => Ok(()),
+        ConnectionStatus::NeedsReauth => Err(Error::NeedsReauth),
+        ConnectionStatus::Revoked => Err(Error::Revoked),
+        ConnectionStatus::Error => Err(Error::Broken),
+    }
+}
+
 fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
     Binding {
         credential_id,
         connection_id: &connection.id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Environment, OwnershipMode};
+    use crate::vault::Key;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A token endpoint that rotates the refresh token on every use and rejects reuse,
+    /// as Google and others can.
+    struct RotatingProvider {
+        calls: AtomicUsize,
+        current: Mutex<String>,
+        outcome: Mutex<Option<RefreshError>>,
+        /// Expiry of issued access tokens, relative to now.
+        lifetime_ms: u64,
+        rotate: bool,
+    }
+
+    impl RotatingProvider {
+        fn new(first_refresh_token: &str, lifetime_ms: u64, rotate: bool) -> Arc<Self> {
+            Arc::new(RotatingProvider {
+                calls: AtomicUsize::new(0),
+                current: Mutex::new(first_refresh_token.into()),
+                outcome: Mutex::new(None),
+                lifetime_ms,
+                rotate,
+            })
+        }
+    }
+
+    impl Refresher for RotatingProvider {
+        fn refresh<'a>(
+            &'a self,
+            _c: &'a Connection,
+            refresh_token: &'a str,
+        ) -> BoxFuture<'a, Result<SecretFields, RefreshError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Some(e) = self.outcome.lock().unwrap().clone() {
+                    return Err(e);
+                }
+                let mut current = self.current.lock().unwrap();
+                if *current != refresh_token {
+                    return Err(RefreshError::Rejected("invalid_grant: token reused".into()));
+                }
+                let mut fresh = SecretFields::default();
+                fresh.access_token = Some(format!("access-{n}"));
+                fresh.expires_at = Some(now_ms() + self.lifetime_ms);
+                if self.rotate {
+                    *current = format!("refresh-{n}");
+                    fresh.refresh_token = Some(current.clone());
+                }
+                Ok(fresh)
+            })
+        }
+    }
+
+    fn setup(provider: Arc<RotatingProvider>, expires_in_ms: i64) -> (Tokens, Connection) {
+        let store = Store::temporary().unwrap();
+        let vault = Arc::new(Vault::load(store.vault_tree().unwrap(), Key::generate()).unwrap());
+        let tokens =
+            Tokens::new(store.clone(), vault).with_refresher(provider, Duration::from_secs(600));
+        let connection = Connection {
+            id: "conn_1".into(),
+            tenant_id: "acme".into(),
+            connector: "gmail".into(),
+            integration_key: "email.gmail".into(),
+            integration_version: 1,
+            label: "Gmail".into(),
+            environment: Environment::Production,
+            ownership_mode: OwnershipMode::Managed,
+            external_account_id: None,
+            config: Default::default(),
+            status: ConnectionStatus::Active,
+            created_at: 0,
+            updated_at: 0,
+        };
+        store.put_connection(&connection).unwrap();
+        let mut secret = SecretFields::default();
+        secret.access_token = Some("access-0".into());
+        secret.refresh_token = Some("refresh-0".into());
+        secret.expires_at = Some((now_ms() as i64 + expires_in_ms) as u64);
+        tokens
+            .put(&connection, CredentialKind::Oauth2, &secret)
+            .unwrap();
+        (tokens, connection)
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    #[tokio::test]
+    async fn a_warm_vend_makes_no_provider_call() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        let (tokens, connection) = setup(provider.clone(), HOUR);
+        let secret = tokens.vend(&connection).await.unwrap();
+        assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_vend_inside_the_lead_refreshes_once_and_persists_the_rotation() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        let (tokens, connection) = setup(provider.clone(), 60_000);
+        let secret = tokens.vend(&connection).await.unwrap();
+        assert_eq!(secret.access_token.as_deref(), Some("access-1"));
+        assert_eq!(secret.refresh_token.as_deref(), Some("refresh-1"));
+        let again = tokens.vend(&connection).await.unwrap();
+        assert_eq!(again.access_token.as_deref(), Some("access-1"));
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        let stored = tokens.store.credential(&connection.id).unwrap().unwrap();
+        assert_eq!(stored.version, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_vends_share_one_refresh() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        let (tokens, connection) = setup(provider.clone(), 1_000);
+        let vends: Vec<_> = (0..200)
+            .map(|_| {
+                let (tokens, connection) = (tokens.clone(), connection.clone());
+                tokio::spawn(async move { tokens.vend(&connection).await })
+            })
+            .collect();
+        for vend in vends {
+            let secret = vend.await.unwrap().unwrap();
+            assert_eq!(secret.access_token.as_deref(), Some("access-1"));
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotating_refresh_token_is_never_used_twice() {
+        // Issued tokens are due at once, so every round refreshes again.
+        let provider = RotatingProvider::new("refresh-0", 0, true);
+        let (tokens, connection) = setup(provider.clone(), 0);
+        for round in 1..=50 {
+            let vends: Vec<_> = (0..8)
+                .map(|_| {
+                    let (tokens, connection) = (tokens.clone(), connection.clone());
+                    tokio::spawn(async move { tokens.vend(&connection).await })
+                })
+                .collect();
+            for vend in vends {
+                vend.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+        }
+        let status = tokens
+            .store
+            .connection(&connection.id)
+            .unwrap()
+            .unwrap()
+            .status;
+        assert_eq!(status, ConnectionStatus::Active);
+        assert!(provider.calls.load(Ordering::SeqCst) >= 50);
+    }
+
+    #[tokio::test]
+    async fn a_response_without_a_refresh_token_keeps_the_old_one() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, false);
+        let (tokens, connection) = setup(provider, 1_000);
+        let secret = tokens.vend(&connection).await.unwrap();
+        assert_eq!(secret.access_token.as_deref(), Some("access-1"));
+        assert_eq!(secret.refresh_token.as_deref(), Some("refresh-0"));
+    }
+
+    #[tokio::test]
+    async fn a_rejected_refresh_token_flips_the_connection() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        *provider.outcome.lock().unwrap() = Some(RefreshError::Rejected("invalid_grant".into()));
+        let (tokens, connection) = setup(provider.clone(), 1_000);
+        assert!(matches!(
+            tokens.vend(&connection).await,
+            Err(Error::NeedsReauth)
+        ));
+        let stored = tokens.store.connection(&connection.id).unwrap().unwrap();
+        assert_eq!(stored.status, ConnectionStatus::NeedsReauth);
+        assert!(matches!(
+            tokens.vend(&stored).await,
+            Err(Error::NeedsReauth)
+        ));
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_never_flips_the_connection() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        *provider.outcome.lock().unwrap() = Some(RefreshError::Transient("503".into()));
+        let (tokens, connection) = setup(provider.clone(), 60_000);
+        // Still valid for a minute: the old token is handed out.
+        let secret = tokens.vend(&connection).await.unwrap();
+        assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+        let (expired, expired_connection) = setup(provider, -1_000);
+        assert!(matches!(
+            expired.vend(&expired_connection).await,
+            Err(Error::RefreshFailed(_))
+        ));
+        for (tokens, connection) in [(&tokens, &connection), (&expired, &expired_connection)] {
+            let status = tokens
+                .store
+                .connection(&connection.id)
+                .unwrap()
+                .unwrap()
+                .status;
+            assert_eq!(status, ConnectionStatus::Active);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_write_never_overwrites_a_newer_credential() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        let (tokens, connection) = setup(provider, HOUR);
+        let v1 = tokens.store.credential(&connection.id).unwrap().unwrap();
+        let mut newer = SecretFields::default();
+        newer.api_key = Some("tenant-put-this".into());
+        tokens
+            .put(&connection, CredentialKind::Oauth2, &newer)
+            .unwrap();
+        let stale = tokens.seal(
+            &connection,
+            CredentialKind::Oauth2,
+            v1.version + 1,
+            &SecretFields::default(),
+        );
+        assert!(!tokens
+            .store
+            .replace_credential(&connection.id, v1.version, &stale)
+            .unwrap());
+        let kept = tokens.vend(&connection).await.unwrap();
+        assert_eq!(kept.api_key.as_deref(), Some("tenant-put-this"));
     }
 }

@@ -215,7 +215,7 @@ pub async fn vend(
     Path(id): Path<String>,
 ) -> Result<Document, ApiError> {
     let connection = app.connections.get(&tenant, &id)?;
-    let secret = app.tokens.vend(&connection)?;
+    let secret = app.tokens.vend(&connection).await?;
     Ok(Document::resource(
         "secrets",
         &connection.id,

@@ -136,6 +136,12 @@ impl From<tokens::Error> for ApiError {
             tokens::Error::NoCredential => {
                 ApiError::new(StatusCode::CONFLICT, "no_credential", e.to_string())
             }
+            tokens::Error::RefreshFailed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refresh_failed",
+                e.to_string(),
+            )
+            .with_meta(json!({"retryable": true})),
             tokens::Error::Vault(_) | tokens::Error::Store(_) => ApiError::internal(&e),
         }
     }
