@@ -363,6 +363,20 @@ mod tests {
 
     const HOUR: i64 = 3_600_000;
 
+    /// `n` vends of the same connection running at once.
+    fn spawn_vends(
+        tokens: &Tokens,
+        connection: &Connection,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<SecretFields, Error>>> {
+        (0..n)
+            .map(|_| {
+                let (tokens, connection) = (tokens.clone(), connection.clone());
+                tokio::spawn(async move { tokens.vend(&connection).await })
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_warm_vend_makes_no_provider_call() {
         let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
@@ -390,12 +404,7 @@ mod tests {
     async fn concurrent_vends_share_one_refresh() {
         let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
         let (tokens, connection) = setup(provider.clone(), 1_000);
-        let vends: Vec<_> = (0..200)
-            .map(|_| {
-                let (tokens, connection) = (tokens.clone(), connection.clone());
-                tokio::spawn(async move { tokens.vend(&connection).await })
-            })
-            .collect();
+        let vends = spawn_vends(&tokens, &connection, 200);
         for vend in vends {
             let secret = vend.await.unwrap().unwrap();
             assert_eq!(secret.access_token.as_deref(), Some("access-1"));
@@ -409,12 +418,7 @@ mod tests {
         let provider = RotatingProvider::new("refresh-0", 0, true);
         let (tokens, connection) = setup(provider.clone(), 0);
         for round in 1..=50 {
-            let vends: Vec<_> = (0..8)
-                .map(|_| {
-                    let (tokens, connection) = (tokens.clone(), connection.clone());
-                    tokio::spawn(async move { tokens.vend(&connection).await })
-                })
-                .collect();
+            let vends = spawn_vends(&tokens, &connection, 8);
             for vend in vends {
                 vend.await
                     .unwrap()
