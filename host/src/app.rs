@@ -8,13 +8,18 @@ use crate::capabilities::Contracts;
 use crate::catalog::{self, Catalog};
 use crate::connections::Connections;
 use crate::exec::Exec;
+use crate::notify::{Notifier, WebhookConfig};
+use crate::oauth::{Clients, ConnectorRefresher, Oauth};
+use crate::rotation::Rotation;
 use crate::runtime::{self, Runtime, RuntimeConfig};
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{self, Store};
 use crate::tenants::{self, Tenants};
-use crate::tokens::Tokens;
+use crate::tokens::{RefreshLeads, Tokens};
 use crate::vault::{self, Key, Vault};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Startup failures.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,30 @@ pub struct Config {
     pub master_key: Option<String>,
     /// `CONDUIT_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
+    /// How long before expiry credentials are refreshed (per-connector overrides come
+    /// from `plugins.toml`).
+    pub refresh_lead: Duration,
+    /// How the refresh scheduler paces itself.
+    pub scheduler: SchedulerConfig,
+    /// Where lifecycle webhooks go, if anywhere.
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Config {
+    /// The embedded defaults over `data_dir`: no plugins, generated keys, a 10 minute
+    /// refresh lead, a 30 s scheduler, log-only notifications.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            plugins_file: None,
+            cache_dir: None,
+            master_key: None,
+            admin_token: None,
+            refresh_lead: crate::tokens::DEFAULT_REFRESH_LEAD,
+            scheduler: SchedulerConfig::default(),
+            webhook: None,
+        }
+    }
 }
 
 /// Everything the API serves.
@@ -76,6 +105,12 @@ pub struct App {
     pub store: Store,
     /// The vault.
     pub vault: Arc<Vault>,
+    /// The OAuth authorization-code flow.
+    pub oauth: Oauth,
+    /// Key rotation.
+    pub rotation: Rotation,
+    /// Refresh ahead of expiry (started by [`serve`]).
+    pub scheduler: Arc<Scheduler>,
 }
 
 /// What startup generated and must tell the operator once.
@@ -129,10 +164,41 @@ impl App {
         };
         let catalog = Arc::new(Catalog::load(&runtime, &entries).await?);
 
+        let leads = RefreshLeads {
+            default: config.refresh_lead,
+            per_connector: entries
+                .iter()
+                .filter_map(|e| Some((e.slug.clone(), Duration::from_secs(e.refresh_lead_secs?))))
+                .collect(),
+        };
+        let notifier = match &config.webhook {
+            Some(webhook) => Notifier::with_webhook(webhook.clone(), reqwest::Client::new()),
+            None => Notifier::log_only(),
+        };
         let tenants = Tenants::new(store.clone(), admin_hash);
         let connections = Connections::new(store.clone(), catalog.clone());
-        let tokens = Tokens::new(store.clone(), vault.clone());
         let audit = Audit::new(store.clone());
+        let clients = Clients::new(store.clone(), vault.clone());
+        let refresher = ConnectorRefresher::new(
+            catalog.clone(),
+            runtime.clone(),
+            clients.clone(),
+            audit.clone(),
+        );
+        let tokens = Tokens::new(store.clone(), vault.clone(), notifier)
+            .with_refresher(Arc::new(refresher), leads);
+        let oauth = Oauth::new(
+            store.clone(),
+            vault.clone(),
+            catalog.clone(),
+            runtime.clone(),
+            connections.clone(),
+            tokens.clone(),
+            clients,
+            audit.clone(),
+        );
+        let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
+        let scheduler = Scheduler::new(store.clone(), tokens.clone(), config.scheduler.clone());
         let exec = Exec::new(
             connections.clone(),
             tokens.clone(),
@@ -151,6 +217,9 @@ impl App {
             audit,
             store,
             vault,
+            oauth,
+            rotation,
+            scheduler,
         };
         Ok((app, generated))
     }
@@ -221,10 +290,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (store, audit) = (app.store.clone(), app.audit.clone());
+    let scheduler = app.scheduler.spawn();
     let router = crate::api::router(app);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
+    scheduler.abort();
     audit.flush().await;
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown failed");

@@ -56,6 +56,9 @@ pub struct PluginEntry {
     pub memory_mb: Option<u32>,
     /// Call deadline in ms (default 10 000).
     pub deadline_ms: Option<u64>,
+    /// Refresh this connector's credentials this many seconds before expiry, instead
+    /// of the deployment's default lead.
+    pub refresh_lead_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

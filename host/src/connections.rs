@@ -131,18 +131,4 @@ impl Connections {
         self.store.delete_connection(&connection)?;
         Ok(())
     }
-
-    /// Moves a connection to `status` (no-op when already there).
-    pub fn set_status(
-        &self,
-        connection: &mut Connection,
-        status: ConnectionStatus,
-    ) -> Result<(), Error> {
-        if connection.status != status {
-            connection.status = status;
-            connection.updated_at = now_ms();
-            self.store.put_connection(connection)?;
-        }
-        Ok(())
-    }
 }

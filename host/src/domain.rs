@@ -185,6 +185,26 @@ impl SecretFields {
     }
 }
 
+/// An OAuth client (application) used for code exchanges and refreshes: the
+/// deployment's for `managed` connections, the tenant's own (sealed) for `byok`.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OauthClient {
+    /// The public client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for OauthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OauthClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
 impl fmt::Debug for SecretFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };

@@ -305,57 +305,24 @@ impl Exec {
         connection: &mut Option<Connection>,
         redactor: &Redactor,
     ) -> Result<T, Error> {
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(ConnectorError::NeedsReauth(reason))) => {
+        match map_guest_result(result, redactor) {
+            Err(Error::NeedsReauth(reason)) => {
                 if let Some(connection) = connection.as_mut() {
-                    if let Err(e) = self
-                        .connections
-                        .set_status(connection, ConnectionStatus::NeedsReauth)
-                    {
+                    if let Err(e) = self.tokens.mark_needs_reauth(&connection.id, &reason) {
                         tracing::error!(connection = %connection.id, error = %e, "could not flip connection to NEEDS_REAUTH");
                     }
-                    tracing::warn!(connection = %connection.id, tenant = %connection.tenant_id, "provider rejected the credential; connection needs re-authorization");
+                    connection.status = ConnectionStatus::NeedsReauth;
                 }
-                Err(Error::NeedsReauth(redactor.redact(&reason)))
+                Err(Error::NeedsReauth(reason))
             }
-            Ok(Err(ConnectorError::InvalidInput(message))) => Err(Error::InvalidInput {
-                path: "/".into(),
-                message: redactor.redact(&message),
+            Err(Error::UnsupportedCapability { .. }) => Err(Error::UnsupportedCapability {
+                connector: connection
+                    .as_ref()
+                    .map(|c| c.connector.clone())
+                    .unwrap_or_default(),
+                capability: capability.to_owned(),
             }),
-            Ok(Err(ConnectorError::Unsupported(message))) => {
-                tracing::debug!(capability, reason = %redactor.redact(&message), "connector refused the capability");
-                Err(Error::UnsupportedCapability {
-                    connector: connection
-                        .as_ref()
-                        .map(|c| c.connector.clone())
-                        .unwrap_or_default(),
-                    capability: capability.to_owned(),
-                })
-            }
-            Ok(Err(ConnectorError::Provider {
-                status,
-                code,
-                message,
-                retryable,
-            })) => Err(Error::Provider {
-                status,
-                code: code.map(|c| redactor.redact(&c)),
-                message: redactor.redact(&message),
-                retryable,
-            }),
-            Ok(Err(ConnectorError::Transient(message))) => {
-                Err(Error::ProviderUnavailable(redactor.redact(&message)))
-            }
-            Ok(Err(ConnectorError::Internal(message))) => {
-                Err(Error::PluginError(redactor.redact(&message)))
-            }
-            Err(runtime::Error::Timeout(_)) => Err(Error::PluginTimeout),
-            Err(runtime::Error::Memory(_)) => Err(Error::PluginMemory),
-            Err(runtime::Error::Trap(_)) => Err(Error::PluginError("the connector trapped".into())),
-            Err(runtime::Error::Load(message)) => {
-                Err(Error::PluginError(redactor.redact(&message)))
-            }
+            other => other,
         }
     }
 
@@ -406,6 +373,52 @@ impl Trace {
             outbound: Vec::new(),
             redactor: Redactor::default(),
         }
+    }
+}
+
+/// Maps a guest call's result to this module's errors, with every message redacted.
+/// Pure: the caller decides what a rejected credential means for its connection.
+pub fn map_guest_result<T>(
+    result: runtime::Result<Result<T, ConnectorError>>,
+    redactor: &Redactor,
+) -> Result<T, Error> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(ConnectorError::NeedsReauth(reason))) => {
+            Err(Error::NeedsReauth(redactor.redact(&reason)))
+        }
+        Ok(Err(ConnectorError::InvalidInput(message))) => Err(Error::InvalidInput {
+            path: "/".into(),
+            message: redactor.redact(&message),
+        }),
+        Ok(Err(ConnectorError::Unsupported(message))) => {
+            tracing::debug!(reason = %redactor.redact(&message), "connector refused the call as unsupported");
+            Err(Error::UnsupportedCapability {
+                connector: String::new(),
+                capability: String::new(),
+            })
+        }
+        Ok(Err(ConnectorError::Provider {
+            status,
+            code,
+            message,
+            retryable,
+        })) => Err(Error::Provider {
+            status,
+            code: code.map(|c| redactor.redact(&c)),
+            message: redactor.redact(&message),
+            retryable,
+        }),
+        Ok(Err(ConnectorError::Transient(message))) => {
+            Err(Error::ProviderUnavailable(redactor.redact(&message)))
+        }
+        Ok(Err(ConnectorError::Internal(message))) => {
+            Err(Error::PluginError(redactor.redact(&message)))
+        }
+        Err(runtime::Error::Timeout(_)) => Err(Error::PluginTimeout),
+        Err(runtime::Error::Memory(_)) => Err(Error::PluginMemory),
+        Err(runtime::Error::Trap(_)) => Err(Error::PluginError("the connector trapped".into())),
+        Err(runtime::Error::Load(message)) => Err(Error::PluginError(redactor.redact(&message))),
     }
 }
 

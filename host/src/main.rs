@@ -1,11 +1,15 @@
-//! The `conduit` binary: `conduit serve` runs the host.
+//! The `conduit` binary: `conduit serve` runs the host; `conduit vault …` rotates keys
+//! (online through the admin API, or the root key offline on a stopped server's data).
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
 use conduit::app::{self, App};
+use conduit::notify::WebhookConfig;
+use conduit::scheduler::SchedulerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "conduit", version, about = "Conduit integration host")]
@@ -17,20 +21,75 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "CONDUIT_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Data directory (sled database, generated dev keys, component cache).
+    Serve(ServeArgs),
+    /// Manage the vault's keys.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONDUIT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory (sled database, generated dev keys, component cache).
+    #[arg(long, env = "CONDUIT_DATA_DIR", default_value = ".conduit")]
+    data_dir: PathBuf,
+    /// plugins.toml listing the connectors to load.
+    #[arg(long, env = "CONDUIT_PLUGINS", default_value = "plugins.toml")]
+    plugins: PathBuf,
+    /// Compiled-component cache (default: <data-dir>/component-cache).
+    #[arg(long, env = "CONDUIT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Refresh credentials this many seconds before they expire.
+    #[arg(long, env = "CONDUIT_REFRESH_LEAD_SECS", default_value_t = 600)]
+    refresh_lead_secs: u64,
+    /// Milliseconds between refresh-scheduler passes.
+    #[arg(long, env = "CONDUIT_REFRESH_INTERVAL_MS", default_value_t = 30_000)]
+    refresh_interval_ms: u64,
+    /// Milliseconds a credential waits after its first transient refresh failure
+    /// (doubled on each further one, capped at 15 minutes).
+    #[arg(long, env = "CONDUIT_REFRESH_BACKOFF_MS", default_value_t = 30_000)]
+    refresh_backoff_ms: u64,
+    /// Spread each pass's refreshes over up to this many milliseconds.
+    #[arg(long, env = "CONDUIT_REFRESH_SPREAD_MS", default_value_t = 1_000)]
+    refresh_spread_ms: u64,
+    /// Lifecycle webhooks go here (needs CONDUIT_WEBHOOK_SECRET).
+    #[arg(long, env = "CONDUIT_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Add a new primary key-encryption key and re-wrap every data key under it, on a
+    /// running server (POST /admin/vault/rotate).
+    Rotate(AdminArgs),
+    /// List the key-encryption keys and how many credentials each wraps.
+    Keys(AdminArgs),
+    /// Remove a key-encryption key that nothing uses any more.
+    Retire {
+        /// The key id (`kek_…`).
+        key_id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Re-seal the keyring under a new root key (CONDUIT_NEW_MASTER_KEY), offline: the
+    /// server must be stopped. Only the keyring is rewritten.
+    RotateRoot {
+        /// Data directory of the stopped server.
         #[arg(long, env = "CONDUIT_DATA_DIR", default_value = ".conduit")]
         data_dir: PathBuf,
-        /// plugins.toml listing the connectors to load.
-        #[arg(long, env = "CONDUIT_PLUGINS", default_value = "plugins.toml")]
-        plugins: PathBuf,
-        /// Compiled-component cache (default: <data-dir>/component-cache).
-        #[arg(long, env = "CONDUIT_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The server's base URL.
+    #[arg(long, env = "CONDUIT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin token.
+    #[arg(long, env = "CONDUIT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
 }
 
 #[tokio::main]
@@ -45,27 +104,45 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve {
-            listen,
-            data_dir,
-            plugins,
-            cache_dir,
-        } => serve(listen, data_dir, plugins, cache_dir).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Vault(VaultCommand::Rotate(admin)) => {
+            admin_call(&admin, reqwest::Method::POST, "/admin/vault/rotate").await
+        }
+        Command::Vault(VaultCommand::Keys(admin)) => {
+            admin_call(&admin, reqwest::Method::GET, "/admin/vault").await
+        }
+        Command::Vault(VaultCommand::Retire { key_id, admin }) => {
+            let path = format!("/admin/vault/keys/{key_id}/retire");
+            admin_call(&admin, reqwest::Method::POST, &path).await
+        }
+        Command::Vault(VaultCommand::RotateRoot { data_dir }) => rotate_root(&data_dir),
     }
 }
 
-async fn serve(
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    plugins: PathBuf,
-    cache_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let webhook = match (args.webhook_url, std::env::var("CONDUIT_WEBHOOK_SECRET").ok()) {
+        (Some(url), Some(secret)) if !secret.is_empty() => Some(WebhookConfig {
+            url,
+            secret: secret.into(),
+            first_retry: Duration::from_secs(1),
+        }),
+        (Some(_), _) => bail!("CONDUIT_WEBHOOK_URL is set but CONDUIT_WEBHOOK_SECRET is not"),
+        (None, _) => None,
+    };
     let config = app::Config {
-        data_dir,
-        plugins_file: Some(plugins),
-        cache_dir,
+        plugins_file: Some(args.plugins),
+        cache_dir: args.cache_dir,
         master_key: std::env::var("CONDUIT_MASTER_KEY").ok(),
         admin_token: std::env::var("CONDUIT_ADMIN_TOKEN").ok(),
+        refresh_lead: Duration::from_secs(args.refresh_lead_secs),
+        scheduler: SchedulerConfig {
+            interval: Duration::from_millis(args.refresh_interval_ms.max(10)),
+            spread: Duration::from_millis(args.refresh_spread_ms),
+            backoff_base: Duration::from_millis(args.refresh_backoff_ms),
+            ..SchedulerConfig::default()
+        },
+        webhook,
+        ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;
     if let Some(path) = &generated.master_key_file {
@@ -75,9 +152,9 @@ async fn serve(
              Set CONDUIT_MASTER_KEY (base64 of 32 random bytes) in production."
         );
     }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("binding {listen}"))?;
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("conduit listening on http://{addr}");
     if let Some(token) = &generated.admin_token {
@@ -96,6 +173,39 @@ async fn serve(
     );
     println!("try: curl -s http://{addr}/api/openapi.json");
     app::serve(Arc::new(app), listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Calls an admin route and prints the JSON answer.
+async fn admin_call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> anyhow::Result<()> {
+    let url = format!("{}{path}", admin.url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(&admin.admin_token)
+        .send()
+        .await
+        .with_context(|| format!("calling {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
+fn rotate_root(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let old = std::env::var("CONDUIT_MASTER_KEY").context("CONDUIT_MASTER_KEY (the current root key) is required")?;
+    let new = std::env::var("CONDUIT_NEW_MASTER_KEY").context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
+    let store = conduit::store::Store::open(data_dir)
+        .context("opening the data directory (is the server still running?)")?;
+    conduit::vault::reseal_keyring(
+        &store.vault_tree()?,
+        &conduit::vault::Key::from_base64(&old)?,
+        &conduit::vault::Key::from_base64(&new)?,
+    )?;
+    store.flush()?;
+    println!("keyring re-sealed under the new root key; start the server with CONDUIT_MASTER_KEY set to it");
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! Persistence on sled: tenants and their token hashes, connections, sealed credentials
-//! and audit records, each in its own tree. Methods are shaped by the use cases that
+//! with their expiry index, sealed OAuth clients, pending OAuth states and audit
+//! records, each in its own tree. Methods are shaped by the use cases that
 //! call them (find a tenant by token hash, list a tenant's connections, load a sealed
 //! credential); no caller sees sled keys. One implementation today; the methods are the
 //! seam where a PostgreSQL store for several replicas would go.
 
-use crate::domain::{AuditRecord, Connection, CredentialKind, Tenant, UnixMs};
+use crate::domain::{AuditRecord, Connection, ConnectionStatus, CredentialKind, Tenant, UnixMs};
 use crate::vault::SealedSecret;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
@@ -43,10 +44,46 @@ pub struct StoredCredential {
     pub kind: CredentialKind,
     /// Access token expiry, unix ms, kept outside the seal for scheduling.
     pub expires_at: Option<UnixMs>,
+    /// Whether it holds a refresh token, i.e. whether the scheduler can renew it.
+    #[serde(default)]
+    pub refreshable: bool,
     /// The envelope.
     pub sealed: SealedSecret,
     /// Last written.
     pub updated_at: UnixMs,
+}
+
+impl StoredCredential {
+    /// When the scheduler should look at it: refreshable credentials with an expiry.
+    fn due_at(&self) -> Option<UnixMs> {
+        self.expires_at.filter(|_| self.refreshable)
+    }
+}
+
+/// A tenant's own OAuth client (`byok`), sealed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredClient {
+    /// The sealed record's id (part of the vault's associated data).
+    pub credential_id: String,
+    /// The envelope around the client id and secret.
+    pub sealed: SealedSecret,
+}
+
+/// A pending OAuth authorization, kept until its callback or its expiry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OauthState {
+    /// The tenant that started the flow.
+    pub tenant_id: String,
+    /// The connection the tokens are for.
+    pub connection_id: String,
+    /// Where the provider sent the user back; the exchange must repeat it.
+    pub redirect_uri: String,
+    /// The PKCE verifier, sealed (it turns a stolen code into tokens).
+    pub code_verifier: Option<SealedSecret>,
+    /// When the state stops being accepted.
+    pub expires_at: UnixMs,
 }
 
 /// The sled database and its trees.
@@ -58,6 +95,11 @@ pub struct Store {
     connections: sled::Tree,
     tenant_connections: sled::Tree,
     credentials: sled::Tree,
+    /// Refreshable credentials by expiry: `expires_at (u64 BE) ‖ connection id` → ().
+    expiry: sled::Tree,
+    oauth_clients: sled::Tree,
+    /// Pending authorizations by SHA-256 of their state.
+    oauth_states: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -80,6 +122,9 @@ impl Store {
             connections: db.open_tree("connections")?,
             tenant_connections: db.open_tree("tenant_connections")?,
             credentials: db.open_tree("credentials")?,
+            expiry: db.open_tree("credential_expiry")?,
+            oauth_clients: db.open_tree("oauth_clients")?,
+            oauth_states: db.open_tree("oauth_states")?,
             audit: db.open_tree("audit")?,
             db,
         })
@@ -156,7 +201,13 @@ impl Store {
 
     /// Deletes a connection and its credential.
     pub fn delete_connection(&self, connection: &Connection) -> Result<()> {
-        self.credentials.remove(connection.id.as_bytes())?;
+        if let Some(old) = self.credentials.remove(connection.id.as_bytes())? {
+            let old: StoredCredential = decode("credentials", &old)?;
+            if let Some(at) = old.due_at() {
+                self.expiry.remove(expiry_key(at, &connection.id))?;
+            }
+        }
+        self.oauth_clients.remove(connection.id.as_bytes())?;
         self.tenant_connections
             .remove(tenant_key(&connection.tenant_id, &connection.id))?;
         self.connections.remove(connection.id.as_bytes())?;
@@ -173,10 +224,10 @@ impl Store {
             .transpose()
     }
 
-    /// Writes a credential and flushes it to disk before returning.
+    /// Writes a credential (and its expiry index entry) and flushes it to disk before
+    /// returning.
     pub fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()> {
-        self.credentials.insert(connection_id, encode(credential))?;
-        self.credentials.flush()?;
+        self.write_credential(connection_id, None, credential)?;
         Ok(())
     }
 
@@ -189,24 +240,173 @@ impl Store {
         expected_version: u64,
         credential: &StoredCredential,
     ) -> Result<bool> {
-        loop {
-            let Some(current) = self.credentials.get(connection_id)? else {
-                return Ok(false);
-            };
-            let decoded: StoredCredential = decode("credentials", &current)?;
-            if decoded.version != expected_version {
-                return Ok(false);
+        self.write_credential(connection_id, Some(expected_version), credential)
+    }
+
+    /// One transaction over the credential and its index entry, so a crash never
+    /// leaves a credential the scheduler cannot find.
+    fn write_credential(
+        &self,
+        connection_id: &str,
+        expected_version: Option<u64>,
+        credential: &StoredCredential,
+    ) -> Result<bool> {
+        use sled::transaction::{abort, ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let encoded = encode(credential);
+        let outcome = (&self.credentials, &self.expiry).transaction(|(credentials, expiry)| {
+            let current: Option<StoredCredential> = credentials
+                .get(connection_id)?
+                .map(|v| decode("credentials", &v))
+                .transpose()
+                .map_err(ConflictableTransactionError::Abort)?;
+            if let Some(expected) = expected_version {
+                if current.as_ref().map(|c| c.version) != Some(expected) {
+                    return abort(Error::Conflict);
+                }
             }
-            let swapped = self.credentials.compare_and_swap(
-                connection_id,
+            if let Some(at) = current.as_ref().and_then(StoredCredential::due_at) {
+                expiry.remove(expiry_key(at, connection_id))?;
+            }
+            if let Some(at) = credential.due_at() {
+                expiry.insert(expiry_key(at, connection_id), &[])?;
+            }
+            credentials.insert(connection_id.as_bytes(), encoded.as_slice())?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {
+                self.db.flush()?;
+                Ok(true)
+            }
+            Err(TransactionError::Abort(Error::Conflict)) => Ok(false),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Connections whose refreshable credential expires at or before `until`, soonest
+    /// first, at most `limit`. A range scan of the expiry index: the cost follows the
+    /// number due, not the number stored.
+    pub fn due_credentials(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>> {
+        let end = (until.saturating_add(1)).to_be_bytes();
+        self.expiry
+            .range(..end.as_slice())
+            .take(limit)
+            .map(|entry| {
+                let (key, _) = entry?;
+                let at = UnixMs::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
+                Ok((at, String::from_utf8_lossy(&key[8..]).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Drops a connection's expiry index entry (it is not ACTIVE, so the scheduler
+    /// leaves it alone until a new credential indexes it again).
+    pub fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()> {
+        self.expiry.remove(expiry_key(expires_at, connection_id))?;
+        Ok(())
+    }
+
+    /// Moves a connection from `from` to `to` atomically; `None` when it was not in
+    /// `from` (someone else moved it first), so each transition happens once.
+    pub fn transition_status(
+        &self,
+        id: &str,
+        from: ConnectionStatus,
+        to: ConnectionStatus,
+    ) -> Result<Option<Connection>> {
+        loop {
+            let Some(current) = self.connections.get(id)? else {
+                return Ok(None);
+            };
+            let mut connection: Connection = decode("connections", &current)?;
+            if connection.status != from {
+                return Ok(None);
+            }
+            connection.status = to;
+            connection.updated_at = crate::domain::now_ms();
+            let swapped = self.connections.compare_and_swap(
+                id,
                 Some(current),
-                Some(encode(credential)),
+                Some(encode(&connection)),
             )?;
             if swapped.is_ok() {
-                self.credentials.flush()?;
-                return Ok(true);
+                self.connections.flush()?;
+                return Ok(Some(connection));
             }
         }
+    }
+
+    // --- OAuth clients and states ----------------------------------------------------
+
+    /// A `byok` connection's sealed OAuth client.
+    pub fn oauth_client(&self, connection_id: &str) -> Result<Option<StoredClient>> {
+        self.oauth_clients
+            .get(connection_id)?
+            .map(|v| decode("oauth_clients", &v))
+            .transpose()
+    }
+
+    /// Stores a connection's sealed OAuth client, durably.
+    pub fn put_oauth_client(&self, connection_id: &str, client: &StoredClient) -> Result<()> {
+        self.oauth_clients.insert(connection_id, encode(client))?;
+        self.oauth_clients.flush()?;
+        Ok(())
+    }
+
+    /// Every sealed OAuth client (for key rotation and counts).
+    pub fn all_oauth_clients(&self) -> impl Iterator<Item = Result<(String, StoredClient)>> + '_ {
+        self.oauth_clients.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode("oauth_clients", &value)?,
+            ))
+        })
+    }
+
+    /// Replaces a sealed OAuth client if it is still `previous`.
+    pub fn replace_oauth_client(
+        &self,
+        connection_id: &str,
+        previous: &StoredClient,
+        next: &StoredClient,
+    ) -> Result<bool> {
+        let swapped = self.oauth_clients.compare_and_swap(
+            connection_id,
+            Some(encode(previous)),
+            Some(encode(next)),
+        )?;
+        Ok(swapped.is_ok())
+    }
+
+    /// Remembers a pending authorization under the hash of its state.
+    pub fn put_oauth_state(&self, state_hash: &[u8], state: &OauthState) -> Result<()> {
+        self.oauth_states.insert(state_hash, encode(state))?;
+        Ok(())
+    }
+
+    /// Removes and returns a pending authorization: a state is usable once.
+    pub fn take_oauth_state(&self, state_hash: &[u8]) -> Result<Option<OauthState>> {
+        self.oauth_states
+            .remove(state_hash)?
+            .map(|v| decode("oauth_states", &v))
+            .transpose()
+    }
+
+    /// Drops pending authorizations that expired before `now`.
+    pub fn purge_oauth_states(&self, now: UnixMs) -> Result<usize> {
+        let mut purged = 0;
+        for entry in self.oauth_states.iter() {
+            let (key, value) = entry?;
+            let state: OauthState = decode("oauth_states", &value)?;
+            if state.expires_at < now {
+                self.oauth_states.remove(key)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 
     /// Every stored credential with its connection id (for key rotation and counts).
@@ -254,6 +454,12 @@ impl Store {
 }
 
 /// `tenant \0 rest`: tenant ids cannot contain NUL, so prefixes never collide.
+fn expiry_key(expires_at: UnixMs, connection_id: &str) -> Vec<u8> {
+    let mut key = expires_at.to_be_bytes().to_vec();
+    key.extend_from_slice(connection_id.as_bytes());
+    key
+}
+
 fn tenant_key(tenant_id: &str, rest: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(tenant_id.len() + 1 + rest.len());
     key.extend_from_slice(tenant_id.as_bytes());

@@ -10,6 +10,7 @@
 //! `NEEDS_REAUTH`; a transient failure never does.
 
 use crate::domain::{now_ms, Connection, ConnectionStatus, CredentialKind, SecretFields, UnixMs};
+use crate::notify::{Event, EventKind, Notifier};
 use crate::store::{self, Store, StoredCredential};
 use crate::vault::{self, Binding, Vault};
 use std::collections::HashMap;
@@ -71,42 +72,110 @@ pub trait Refresher: Send + Sync {
     ) -> BoxFuture<'a, Result<SecretFields, RefreshError>>;
 }
 
+/// How long before expiry credentials are refreshed: a default and per-connector
+/// overrides (a provider with short-lived tokens wants a shorter lead).
+#[derive(Debug, Clone)]
+pub struct RefreshLeads {
+    /// For connectors without an override.
+    pub default: Duration,
+    /// By connector slug.
+    pub per_connector: HashMap<String, Duration>,
+}
+
+impl Default for RefreshLeads {
+    fn default() -> Self {
+        RefreshLeads {
+            default: DEFAULT_REFRESH_LEAD,
+            per_connector: HashMap::new(),
+        }
+    }
+}
+
+impl RefreshLeads {
+    /// The lead for `connector`.
+    pub fn for_connector(&self, connector: &str) -> Duration {
+        self.per_connector
+            .get(connector)
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// The longest lead of all: how far ahead the scheduler must look.
+    pub fn longest(&self) -> Duration {
+        self.per_connector
+            .values()
+            .copied()
+            .fold(self.default, Duration::max)
+    }
+}
+
+/// What a refresh attempt did.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// New tokens were obtained and stored.
+    Renewed(SecretFields),
+    /// Nothing to do: not due (another flight just refreshed it) or not refreshable.
+    NotDue(SecretFields),
+    /// A transient failure; the current token is still valid and is returned.
+    Deferred(SecretFields, String),
+}
+
+impl Refreshed {
+    fn into_secret(self) -> SecretFields {
+        match self {
+            Refreshed::Renewed(s) | Refreshed::NotDue(s) | Refreshed::Deferred(s, _) => s,
+        }
+    }
+}
+
 /// Seals, vends and refreshes credentials.
 #[derive(Clone)]
 pub struct Tokens {
     store: Store,
     vault: Arc<Vault>,
+    notifier: Notifier,
     refresher: Option<Arc<dyn Refresher>>,
-    lead: Duration,
+    leads: Arc<RefreshLeads>,
     flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Tokens {
     /// Tokens over `store` and `vault`, without refresh (credentials vend as stored).
-    pub fn new(store: Store, vault: Arc<Vault>) -> Self {
+    pub fn new(store: Store, vault: Arc<Vault>, notifier: Notifier) -> Self {
         Tokens {
             store,
             vault,
+            notifier,
             refresher: None,
-            lead: DEFAULT_REFRESH_LEAD,
+            leads: Arc::default(),
             flights: Arc::default(),
         }
     }
 
-    /// Refreshes due credentials through `refresher`, `lead` before expiry.
-    pub fn with_refresher(mut self, refresher: Arc<dyn Refresher>, lead: Duration) -> Self {
+    /// Refreshes due credentials through `refresher`, `leads` before expiry.
+    pub fn with_refresher(mut self, refresher: Arc<dyn Refresher>, leads: RefreshLeads) -> Self {
         self.refresher = Some(refresher);
-        self.lead = lead;
+        self.leads = Arc::new(leads);
         self
     }
 
-    /// Seals `secret` as the connection's credential (replacing any previous one).
+    /// The refresh leads in force.
+    pub fn leads(&self) -> &RefreshLeads {
+        &self.leads
+    }
+
+    /// Seals `secret` as the connection's credential (replacing any previous one). A
+    /// `NEEDS_REAUTH` or `ERROR` connection becomes `ACTIVE` again; the returned
+    /// connection has its current status.
     pub fn put(
         &self,
         connection: &Connection,
         kind: CredentialKind,
         secret: &SecretFields,
-    ) -> Result<StoredCredential, Error> {
+    ) -> Result<(StoredCredential, Connection), Error> {
+        if connection.status == ConnectionStatus::Revoked {
+            return Err(Error::Revoked);
+        }
         let previous = self.store.credential(&connection.id)?;
         let stored = self.seal(
             connection,
@@ -115,7 +184,57 @@ impl Tokens {
             secret,
         );
         self.store.put_credential(&connection.id, &stored)?;
-        Ok(stored)
+        let connection = self.reactivate(connection)?;
+        Ok((stored, connection))
+    }
+
+    fn reactivate(&self, connection: &Connection) -> Result<Connection, Error> {
+        let id = &connection.id;
+        if let Some(recovered) = self.store.transition_status(
+            id,
+            ConnectionStatus::NeedsReauth,
+            ConnectionStatus::Active,
+        )? {
+            self.notifier.notify(Event::new(
+                EventKind::Recovered,
+                &recovered,
+                "a new credential was stored",
+            ));
+            return Ok(recovered);
+        }
+        if let Some(repaired) =
+            self.store
+                .transition_status(id, ConnectionStatus::Error, ConnectionStatus::Active)?
+        {
+            return Ok(repaired);
+        }
+        Ok(self
+            .store
+            .connection(id)?
+            .unwrap_or_else(|| connection.clone()))
+    }
+
+    /// Flips an `ACTIVE` connection to `NEEDS_REAUTH` and notifies, once however many
+    /// callers see the rejection. The scheduler stops looking at it.
+    pub fn mark_needs_reauth(&self, connection_id: &str, reason: &str) -> Result<(), Error> {
+        let Some(flipped) = self.store.transition_status(
+            connection_id,
+            ConnectionStatus::Active,
+            ConnectionStatus::NeedsReauth,
+        )?
+        else {
+            return Ok(());
+        };
+        if let Some(at) = self
+            .store
+            .credential(connection_id)?
+            .and_then(|c| c.expires_at)
+        {
+            self.store.unindex_expiry(at, connection_id)?;
+        }
+        self.notifier
+            .notify(Event::new(EventKind::NeedsReauth, &flipped, reason));
+        Ok(())
     }
 
     /// The connection's plaintext credential, if its status allows vending, refreshed
@@ -127,16 +246,16 @@ impl Tokens {
             .credential(&connection.id)?
             .ok_or(Error::NoCredential)?;
         let secret = self.open(connection, &stored)?;
-        if !self.is_due(stored.expires_at) {
+        if !self.is_due(connection, stored.expires_at) {
             return Ok(secret);
         }
-        self.refresh(connection).await
+        Ok(self.refresh(connection).await?.into_secret())
     }
 
     /// Refreshes the credential if it is due, under the connection's single-flight
     /// lock. A caller that waited for the lock re-reads first: the refresh it waited for
     /// has usually made the credential fresh already.
-    pub async fn refresh(&self, connection: &Connection) -> Result<SecretFields, Error> {
+    pub async fn refresh(&self, connection: &Connection) -> Result<Refreshed, Error> {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
         let current = self
@@ -152,10 +271,10 @@ impl Tokens {
         let (Some(refresher), Some(refresh_token)) =
             (&self.refresher, secret.refresh_token.as_deref())
         else {
-            return Ok(secret);
+            return Ok(Refreshed::NotDue(secret));
         };
-        if !self.is_due(stored.expires_at) {
-            return Ok(secret);
+        if !self.is_due(&current, stored.expires_at) {
+            return Ok(Refreshed::NotDue(secret));
         }
         match refresher.refresh(&current, refresh_token).await {
             Ok(mut fresh) => {
@@ -164,16 +283,16 @@ impl Tokens {
                     fresh.refresh_token = secret.refresh_token.clone();
                 }
                 self.replace(connection, &stored, &fresh)?;
-                Ok(fresh)
+                Ok(Refreshed::Renewed(fresh))
             }
             Err(RefreshError::Rejected(reason)) => {
-                self.flip_to_reauth(&connection.id, &reason)?;
+                self.mark_needs_reauth(&connection.id, &reason)?;
                 Err(Error::NeedsReauth)
             }
             Err(RefreshError::Transient(reason)) => {
                 tracing::warn!(connection = %connection.id, reason = %reason, "credential refresh failed; will retry");
                 if stored.expires_at.is_some_and(|at| at > now_ms()) {
-                    Ok(secret)
+                    Ok(Refreshed::Deferred(secret, reason))
                 } else {
                     Err(Error::RefreshFailed(reason))
                 }
@@ -181,9 +300,40 @@ impl Tokens {
         }
     }
 
-    fn is_due(&self, expires_at: Option<UnixMs>) -> bool {
+    /// Re-wraps the connection's data key under the vault's primary KEK, under the
+    /// connection's flight lock so it never races a refresh. Returns whether anything
+    /// was re-wrapped. The secret and its version are unchanged.
+    pub async fn rewrap(&self, connection: &Connection) -> Result<bool, Error> {
+        let flight = self.flight(&connection.id);
+        let _guard = flight.lock().await;
+        loop {
+            let Some(stored) = self.store.credential(&connection.id)? else {
+                return Ok(false);
+            };
+            if stored.sealed.key_id == self.vault.primary_key_id() {
+                return Ok(false);
+            }
+            let sealed = self
+                .vault
+                .rewrap(binding(&stored.credential_id, connection), &stored.sealed)?;
+            let next = StoredCredential {
+                sealed,
+                ..stored.clone()
+            };
+            // A credential PUT may land meanwhile (it takes no flight lock): read again.
+            if self
+                .store
+                .replace_credential(&connection.id, stored.version, &next)?
+            {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn is_due(&self, connection: &Connection, expires_at: Option<UnixMs>) -> bool {
+        let lead = self.leads.for_connector(&connection.connector);
         self.refresher.is_some()
-            && expires_at.is_some_and(|at| at <= now_ms() + self.lead.as_millis() as u64)
+            && expires_at.is_some_and(|at| at <= now_ms() + lead.as_millis() as u64)
     }
 
     fn flight(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -209,6 +359,7 @@ impl Tokens {
             version,
             kind,
             expires_at: secret.expires_at,
+            refreshable: secret.refresh_token.is_some(),
             updated_at: now_ms(),
         }
     }
@@ -228,18 +379,6 @@ impl Tokens {
             // Refreshes hold the flight lock, so only a credential PUT can race one;
             // the tenant's new credential wins.
             tracing::info!(connection = %connection.id, "a newer credential was stored during the refresh; keeping it");
-        }
-        Ok(())
-    }
-
-    fn flip_to_reauth(&self, connection_id: &str, reason: &str) -> Result<(), Error> {
-        if let Some(mut connection) = self.store.connection(connection_id)? {
-            if connection.status == ConnectionStatus::Active {
-                connection.status = ConnectionStatus::NeedsReauth;
-                connection.updated_at = now_ms();
-                self.store.put_connection(&connection)?;
-                tracing::warn!(connection = %connection_id, tenant = %connection.tenant_id, reason = %reason, "refresh token rejected; connection needs re-authorization");
-            }
         }
         Ok(())
     }
@@ -333,8 +472,8 @@ mod tests {
     fn setup(provider: Arc<RotatingProvider>, expires_in_ms: i64) -> (Tokens, Connection) {
         let store = Store::temporary().unwrap();
         let vault = Arc::new(Vault::load(store.vault_tree().unwrap(), Key::generate()).unwrap());
-        let tokens =
-            Tokens::new(store.clone(), vault).with_refresher(provider, Duration::from_secs(600));
+        let tokens = Tokens::new(store.clone(), vault, Notifier::log_only())
+            .with_refresher(provider, RefreshLeads::default());
         let connection = Connection {
             id: "conn_1".into(),
             tenant_id: "acme".into(),

@@ -339,6 +339,18 @@ impl Vault {
     }
 }
 
+/// Re-seals the keyring stored in `tree` from root key `old` to `new`; the KEKs, and so
+/// every credential, are unchanged. Fails (changing nothing) unless `old` opens it.
+pub fn reseal_keyring(tree: &sled::Tree, old: &Key, new: &Key) -> Result<()> {
+    let stored = tree.get(KEYRING_KEY)?.ok_or(Error::WrongRootKey)?;
+    let sealed: Sealed = serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
+    let doc = old
+        .open(&sealed, KEYRING_AAD)
+        .map_err(|_| Error::WrongRootKey)?;
+    let keyring = Keyring::from_doc(&doc)?;
+    persist_keyring(tree, new, &keyring)
+}
+
 fn persist_keyring(tree: &sled::Tree, root: &Key, keyring: &Keyring) -> Result<()> {
     let sealed = root.seal(&keyring.to_doc(), KEYRING_AAD);
     tree.insert(
@@ -519,5 +531,26 @@ mod tests {
             vault.open(BINDING, &sealed),
             Err(Error::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn resealing_the_root_keeps_every_credential() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("vault").unwrap();
+        let (old_root, new_root) = (Key::generate(), Key::generate());
+        let sealed = Vault::load(tree.clone(), Key::from_bytes(&old_root.0[..]).unwrap())
+            .unwrap()
+            .seal(BINDING, b"secret");
+        assert!(matches!(
+            reseal_keyring(&tree, &new_root, &old_root),
+            Err(Error::WrongRootKey)
+        ));
+        reseal_keyring(&tree, &old_root, &new_root).unwrap();
+        assert!(matches!(
+            Vault::load(tree.clone(), old_root),
+            Err(Error::WrongRootKey)
+        ));
+        let vault = Vault::load(tree, new_root).unwrap();
+        assert_eq!(vault.open(BINDING, &sealed).unwrap().as_slice(), b"secret");
     }
 }

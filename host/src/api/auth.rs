@@ -15,6 +15,10 @@ pub struct TenantCaller(pub String);
 /// The administrator.
 pub struct AdminCaller;
 
+/// The calling tenant if the request carries a valid tenant token; on routes anyone
+/// may call (the OAuth callback), a token that is present must still be valid.
+pub struct OptionalTenant(pub Option<String>);
+
 fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let unauthorized = || {
         ApiError::new(
@@ -63,6 +67,20 @@ impl FromRequestParts<AppState> for AdminCaller {
                 "forbidden",
                 "this route needs the admin token",
             )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for OptionalTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(OptionalTenant(None));
+        }
+        match principal(parts, state)? {
+            Principal::Tenant(id) => Ok(OptionalTenant(Some(id))),
+            Principal::Admin => Ok(OptionalTenant(None)),
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// How a connection is shown: everything but the secret, which is only a reference.
-fn render(c: &Connection) -> Value {
+pub(super) fn render(c: &Connection) -> Value {
     resource(
         "connections",
         &c.id,
@@ -170,7 +170,7 @@ pub async fn put_credential(
     Path(id): Path<String>,
     Attributes(attrs): Attributes<CredentialAttributes>,
 ) -> Result<Document, ApiError> {
-    let mut connection = app.connections.get(&tenant, &id)?;
+    let connection = app.connections.get(&tenant, &id)?;
     if connection.status == ConnectionStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -190,10 +190,8 @@ pub async fn put_credential(
             )
         })?;
     let (kind, secret) = attrs.into_secret(auth_type)?;
-    let stored = app.tokens.put(&connection, kind, &secret)?;
     // A fresh credential is the way back from NEEDS_REAUTH.
-    app.connections
-        .set_status(&mut connection, ConnectionStatus::Active)?;
+    let (stored, connection) = app.tokens.put(&connection, kind, &secret)?;
     Ok(Document::resource(
         "credentials",
         &connection.id,

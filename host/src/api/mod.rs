@@ -8,7 +8,9 @@ mod catalog;
 mod connections;
 mod document;
 mod error;
+mod oauth;
 mod tenants;
+mod vault;
 
 pub use error::ApiError;
 
@@ -160,6 +162,48 @@ pub fn routes() -> Vec<Route> {
             Tenant,
             "Run a capability on this connection",
             routing::post(connections::execute),
+        ),
+        route(
+            M::GET,
+            "/api/connections/{id}/oauth/authorize",
+            Tenant,
+            "Start an OAuth authorization: 302 to the provider's consent page (state, PKCE)",
+            routing::get(oauth::authorize),
+        ),
+        route(
+            M::PUT,
+            "/api/connections/{id}/oauth/client",
+            Tenant,
+            "Seal a byok connection's own OAuth client id and secret",
+            routing::put(oauth::put_client),
+        ),
+        route(
+            M::GET,
+            "/oauth/callback",
+            Anyone,
+            "The provider's redirect: checks the state, exchanges the code, seals the tokens",
+            routing::get(oauth::callback),
+        ),
+        route(
+            M::GET,
+            "/admin/vault",
+            Admin,
+            "Key-encryption keys with how many credentials each wraps",
+            routing::get(vault::keys),
+        ),
+        route(
+            M::POST,
+            "/admin/vault/rotate",
+            Admin,
+            "Add a primary key-encryption key and re-wrap every data key, online",
+            routing::post(vault::rotate),
+        ),
+        route(
+            M::POST,
+            "/admin/vault/keys/{keyId}/retire",
+            Admin,
+            "Retire a key-encryption key nothing uses",
+            routing::post(vault::retire),
         ),
         route(
             M::GET,

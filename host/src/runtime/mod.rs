@@ -17,8 +17,8 @@ mod host;
 
 use crate::audit::Redactor;
 use crate::domain::{
-    AuthType, CapabilityRef, IntegrationSpec, OauthConfig, OutboundRecord, OwnershipMode,
-    RateProfile, SecretFields,
+    AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OutboundRecord,
+    OwnershipMode, RateProfile, SecretFields,
 };
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
@@ -408,6 +409,62 @@ impl Runtime {
         map_guest_error(report)
     }
 
+    /// Trades a refresh token for new tokens through the connector's `refresh`.
+    pub async fn refresh(
+        &self,
+        plugin: &Plugin,
+        ctx: &CallContext,
+        client: &OauthClient,
+        refresh_token: &str,
+    ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
+        let (ctx, wit_client) = (ctx.to_wit(), wit_client(client));
+        let refresh_token = Zeroizing::new(refresh_token.to_owned());
+        let redactor = Redactor::new([client.client_secret.as_str(), refresh_token.as_str()]);
+        let report = self
+            .call(plugin, &redactor, move |guest, store| {
+                Box::pin(async move {
+                    guest
+                        .call_refresh(store, &ctx, &wit_client.0, &refresh_token)
+                        .await
+                })
+            })
+            .await;
+        map_guest_secret(report)
+    }
+
+    /// Exchanges an OAuth authorization code through the connector's `exchange-code`.
+    pub async fn exchange_code(
+        &self,
+        plugin: &Plugin,
+        ctx: &CallContext,
+        client: &OauthClient,
+        exchange: &CodeExchange,
+    ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
+        let (ctx, wit_client, exchange) = (ctx.to_wit(), wit_client(client), exchange.clone());
+        let redactor = Redactor::new(
+            [client.client_secret.as_str(), exchange.code.as_str()]
+                .into_iter()
+                .chain(exchange.code_verifier.as_deref()),
+        );
+        let report = self
+            .call(plugin, &redactor, move |guest, store| {
+                Box::pin(async move {
+                    guest
+                        .call_exchange_code(
+                            store,
+                            &ctx,
+                            &wit_client.0,
+                            &exchange.code,
+                            &exchange.redirect_uri,
+                            exchange.code_verifier.as_deref(),
+                        )
+                        .await
+                })
+            })
+            .await;
+        map_guest_secret(report)
+    }
+
     /// Runs the connector's health check.
     pub async fn health_check(
         &self,
@@ -498,6 +555,60 @@ fn map_guest_error<T>(
     CallReport {
         result: report.result.map(|r| r.map_err(ConnectorError::from)),
         outbound: report.outbound,
+    }
+}
+
+/// An authorization code to exchange, with what the token endpoint checks it against.
+#[derive(Clone)]
+pub struct CodeExchange {
+    /// The code the provider sent to the callback.
+    pub code: String,
+    /// The redirect URI the consent was started with.
+    pub redirect_uri: String,
+    /// The PKCE verifier, when the flow used PKCE.
+    pub code_verifier: Option<String>,
+}
+
+impl Drop for CodeExchange {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.code.zeroize();
+        self.code_verifier.zeroize();
+    }
+}
+
+fn map_guest_secret(
+    report: CallReport<std::result::Result<wit::Secret, wit::Error>>,
+) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
+    let CallReport { result, outbound } = map_guest_error(report);
+    let result = result.map(|r| r.map(|secret| secret_fields(WitSecret(secret))));
+    CallReport { result, outbound }
+}
+
+fn secret_fields(mut wit: WitSecret) -> SecretFields {
+    SecretFields {
+        access_token: wit.0.access_token.take(),
+        refresh_token: wit.0.refresh_token.take(),
+        api_key: wit.0.api_key.take(),
+        api_secret: wit.0.api_secret.take(),
+        expires_at: wit.0.expires_at,
+    }
+}
+
+/// The WIT client handed to a guest, zeroized when the call is over.
+struct WitClient(wit::Client);
+
+fn wit_client(client: &OauthClient) -> WitClient {
+    WitClient(wit::Client {
+        client_id: client.client_id.clone(),
+        client_secret: client.client_secret.clone(),
+    })
+}
+
+impl Drop for WitClient {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.client_secret.zeroize();
     }
 }
 

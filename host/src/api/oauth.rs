@@ -1,0 +1,133 @@
+//! OAuth routes: start an authorization (302 to the provider's consent page), the
+//! provider's callback (authenticated by its single-use state), and a `byok`
+//! connection's own OAuth client.
+
+use super::auth::{OptionalTenant, TenantCaller};
+use super::connections::render;
+use super::document::{Attributes, Document, QueryParams, ResourceAttributes};
+use super::{ApiError, AppState};
+use crate::domain::OauthClient;
+use crate::oauth::{self, error_code};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizeQuery {
+    redirect_uri: Option<String>,
+}
+
+pub async fn authorize(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<AuthorizeQuery>,
+) -> Result<Response, ApiError> {
+    let redirect_uri = query.redirect_uri.ok_or_else(|| {
+        ApiError::unprocessable("invalid_redirect_uri", "the redirectUri query parameter is required")
+    })?;
+    let authorization = app.oauth.authorize(&tenant, &id, &redirect_uri)?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, authorization.url),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response())
+}
+
+/// What a provider sends back: a code, or an error (`access_denied`…), with the state.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn callback(
+    State(app): State<AppState>,
+    OptionalTenant(caller): OptionalTenant,
+    QueryParams(mut query): QueryParams<CallbackQuery>,
+) -> Result<Document, ApiError> {
+    let state = query
+        .state
+        .take()
+        .ok_or_else(|| ApiError::from(oauth::Error::InvalidState("missing")))?;
+    let outcome = match (&query.code, &query.error) {
+        (Some(code), _) => Ok(code.as_str()),
+        (None, Some(error)) => Err(error.as_str()),
+        (None, None) => Err("the callback carries neither a code nor an error"),
+    };
+    let result = app.oauth.callback(&state, outcome, caller.as_deref()).await;
+    query.code.zeroize();
+    let connection = result?;
+    Ok(Document::data(render(&connection)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAttributes {
+    client_id: String,
+    client_secret: String,
+}
+
+impl ResourceAttributes for ClientAttributes {
+    const TYPE: &'static str = "oauthClients";
+}
+
+pub async fn put_client(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    Attributes(attrs): Attributes<ClientAttributes>,
+) -> Result<Document, ApiError> {
+    if attrs.client_id.trim().is_empty() || attrs.client_secret.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_attributes",
+            "clientId and clientSecret must not be empty",
+        ));
+    }
+    let client = OauthClient {
+        client_id: attrs.client_id.clone(),
+        client_secret: attrs.client_secret.clone(),
+    };
+    let connection = app.oauth.put_client(&tenant, &id, &client)?;
+    Ok(Document::resource(
+        "oauthClients",
+        &connection.id,
+        json!({"clientId": client.client_id, "sealed": true}),
+    ))
+}
+
+impl Drop for ClientAttributes {
+    fn drop(&mut self) {
+        self.client_secret.zeroize();
+    }
+}
+
+impl From<oauth::Error> for ApiError {
+    fn from(e: oauth::Error) -> Self {
+        use oauth::Error as E;
+        let code = error_code(&e);
+        let detail = e.to_string();
+        match e {
+            E::Connection(e) => e.into(),
+            E::Connector(e) => e.into(),
+            E::Tokens(e) => e.into(),
+            E::Vault(_) | E::Store(_) => ApiError::internal(&detail),
+            E::Revoked => ApiError::new(StatusCode::CONFLICT, code, detail),
+            E::InvalidState(_) | E::Denied(_) | E::CodeRejected(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+            }
+            E::ConnectorUnavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail),
+            E::NotOauth(_) | E::InvalidRedirectUri | E::ClientMissing(_) | E::EndpointNotAllowed(_) => {
+                ApiError::unprocessable(code, detail)
+            }
+        }
+    }
+}

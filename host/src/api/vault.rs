@@ -1,0 +1,63 @@
+//! Admin key-rotation routes: list the KEKs with their usage, rotate (new primary KEK,
+//! data keys re-wrapped online), retire a KEK nothing uses.
+
+use super::auth::AdminCaller;
+use super::document::{resource, Document};
+use super::{ApiError, AppState};
+use crate::rotation::{self, KeyUsage};
+use crate::vault;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+fn render(key: &KeyUsage) -> Value {
+    resource(
+        "vaultKeys",
+        &key.key_id,
+        json!({"primary": key.primary, "credentials": key.in_use}),
+    )
+}
+
+pub async fn keys(State(app): State<AppState>, _admin: AdminCaller) -> Result<Document, ApiError> {
+    let keys = app.rotation.keys()?;
+    Ok(Document::list(keys.iter().map(render).collect()))
+}
+
+pub async fn rotate(State(app): State<AppState>, _admin: AdminCaller) -> Result<Document, ApiError> {
+    let report = app.rotation.rotate().await?;
+    Ok(Document::resource(
+        "vaultRotations",
+        &report.key_id,
+        json!({"primaryKeyId": report.key_id, "rewrapped": report.rewrapped}),
+    ))
+}
+
+pub async fn retire(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    Path(key_id): Path<String>,
+) -> Result<Document, ApiError> {
+    app.rotation.retire(&key_id)?;
+    Ok(Document::resource(
+        "vaultKeys",
+        &key_id,
+        json!({"retired": true}),
+    ))
+}
+
+impl From<rotation::Error> for ApiError {
+    fn from(e: rotation::Error) -> Self {
+        let detail = e.to_string();
+        match e {
+            rotation::Error::Vault(vault::Error::UnknownKey(_)) => ApiError::not_found("key"),
+            rotation::Error::Vault(vault::Error::KeyInUse(..)) => {
+                ApiError::new(StatusCode::CONFLICT, "key_in_use", detail)
+            }
+            rotation::Error::Vault(vault::Error::RetirePrimary) => {
+                ApiError::new(StatusCode::CONFLICT, "key_is_primary", detail)
+            }
+            rotation::Error::Tokens(e) => e.into(),
+            rotation::Error::Vault(_) | rotation::Error::Store(_) => ApiError::internal(&detail),
+        }
+    }
+}

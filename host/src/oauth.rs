@@ -1,0 +1,596 @@
+//! OAuth for `oauth2` connectors: which client (application) a connection uses, the
+//! authorization-code flow, and the connector-backed [`Refresher`] the token lifecycle
+//! refreshes through.
+//!
+//! `managed` connections use the deployment's client from `CONDUIT_<SLUG>_CLIENT_ID` /
+//! `_CLIENT_SECRET` (never stored, never in the catalog); `byok` connections carry
+//! their own, sealed in the vault like any secret. `authorize` builds the consent URL
+//! with a random single-use `state` (stored by its hash, bound to the tenant and
+//! connection, valid 10 minutes) and a PKCE S256 challenge; `callback` consumes the
+//! state, exchanges the code through the connector and seals the tokens.
+
+use crate::audit::{Audit, Redactor};
+use crate::catalog::Catalog;
+use crate::connections::{self, Connections};
+use crate::domain::{
+    now_ms, AuditRecord, AuthType, Connection, ConnectionStatus, CredentialKind, OauthClient,
+    OutboundRecord, OwnershipMode, SecretFields,
+};
+use crate::exec::{self, map_guest_result};
+use crate::runtime::{
+    egress::AllowedHosts, CallContext, CallReport, CodeExchange, ConnectorError, Plugin, Runtime,
+};
+use crate::store::{self, OauthState, Store, StoredClient};
+use crate::tokens::{self, BoxFuture, RefreshError, Refresher, Tokens};
+use crate::vault::{self, Binding, Vault};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// How long an authorization may take from `authorize` to `callback`.
+pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// OAuth failures. Each variant is one stable API code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Connection lookup failed.
+    #[error(transparent)]
+    Connection(#[from] connections::Error),
+    /// The connection is revoked.
+    #[error("the connection is revoked")]
+    Revoked,
+    /// The connection's connector does not use OAuth.
+    #[error("connector `{0}` does not use OAuth")]
+    NotOauth(String),
+    /// The redirect URI is not an absolute http(s) URL.
+    #[error("redirectUri must be an absolute http or https URL")]
+    InvalidRedirectUri,
+    /// No OAuth client is configured for the connection.
+    #[error("{0}")]
+    ClientMissing(String),
+    /// A configured endpoint is not one of the connector's allowed hosts.
+    #[error("{0}")]
+    EndpointNotAllowed(String),
+    /// The state is unknown, used, expired or not the caller's.
+    #[error("the OAuth state is invalid: {0}")]
+    InvalidState(&'static str),
+    /// The provider reported an error instead of a code (the user declined…).
+    #[error("the provider refused the authorization: {0}")]
+    Denied(String),
+    /// The provider rejected the code (expired, reused, wrong verifier).
+    #[error("the provider rejected the authorization code: {0}")]
+    CodeRejected(String),
+    /// The connector call failed.
+    #[error(transparent)]
+    Connector(exec::Error),
+    /// The connector of the connection is not loaded.
+    #[error("connector `{0}` is not loaded")]
+    ConnectorUnavailable(String),
+    /// Sealing the tokens failed.
+    #[error(transparent)]
+    Tokens(#[from] tokens::Error),
+    /// The vault refused.
+    #[error(transparent)]
+    Vault(#[from] vault::Error),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Finds the OAuth client of a connection.
+#[derive(Clone)]
+pub struct Clients {
+    store: Store,
+    vault: Arc<Vault>,
+}
+
+impl Clients {
+    /// Clients over the store and vault (for `byok`) and the environment (`managed`).
+    pub fn new(store: Store, vault: Arc<Vault>) -> Self {
+        Clients { store, vault }
+    }
+
+    /// The client the connection's exchanges and refreshes use.
+    pub fn for_connection(&self, connection: &Connection) -> Result<OauthClient, Error> {
+        match connection.ownership_mode {
+            OwnershipMode::Managed => managed_client(&connection.connector),
+            OwnershipMode::Byok => {
+                let stored = self.store.oauth_client(&connection.id)?.ok_or_else(|| {
+                    Error::ClientMissing(
+                        "this byok connection has no OAuth client yet: PUT /api/connections/{id}/oauth/client first".into(),
+                    )
+                })?;
+                let plaintext = self
+                    .vault
+                    .open(binding(&stored.credential_id, connection), &stored.sealed)?;
+                serde_json::from_slice(&plaintext).map_err(|_| Error::Vault(vault::Error::OpenFailed))
+            }
+        }
+    }
+
+    /// Seals a `byok` connection's own client.
+    pub fn put(&self, connection: &Connection, client: &OauthClient) -> Result<(), Error> {
+        if connection.ownership_mode != OwnershipMode::Byok {
+            return Err(Error::ClientMissing(
+                "only byok connections carry their own OAuth client; managed ones use the deployment's".into(),
+            ));
+        }
+        let credential_id = format!("client_{}", uuid::Uuid::new_v4().simple());
+        let plaintext = Zeroizing::new(serde_json::to_vec(client).expect("clients serialize"));
+        let sealed = self
+            .vault
+            .seal(binding(&credential_id, connection), &plaintext);
+        self.store.put_oauth_client(
+            &connection.id,
+            &StoredClient {
+                credential_id,
+                sealed,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// `CONDUIT_<SLUG>_CLIENT_ID` / `_CLIENT_SECRET`, read when needed so an operator can
+/// see at once which variable is missing.
+fn managed_client(slug: &str) -> Result<OauthClient, Error> {
+    let prefix = format!(
+        "CONDUIT_{}",
+        slug.to_ascii_uppercase().replace('-', "_")
+    );
+    let read = |suffix: &str| {
+        let name = format!("{prefix}_{suffix}");
+        std::env::var(&name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                Error::ClientMissing(format!(
+                    "the deployment has no OAuth client for `{slug}`: set {name}"
+                ))
+            })
+    };
+    Ok(OauthClient {
+        client_id: read("CLIENT_ID")?,
+        client_secret: read("CLIENT_SECRET")?,
+    })
+}
+
+/// Refreshes through the connection's connector, with the connection's client.
+pub struct ConnectorRefresher {
+    catalog: Arc<Catalog>,
+    runtime: Arc<Runtime>,
+    clients: Clients,
+    audit: Audit,
+}
+
+impl ConnectorRefresher {
+    /// Wires the refresher.
+    pub fn new(catalog: Arc<Catalog>, runtime: Arc<Runtime>, clients: Clients, audit: Audit) -> Self {
+        ConnectorRefresher {
+            catalog,
+            runtime,
+            clients,
+            audit,
+        }
+    }
+
+    async fn run(&self, connection: &Connection, refresh_token: &str) -> Result<SecretFields, RefreshError> {
+        let started = Instant::now();
+        let plugin = self.catalog.get(&connection.connector).ok_or_else(|| {
+            RefreshError::Transient(format!("connector `{}` is not loaded", connection.connector))
+        })?;
+        let client = self
+            .clients
+            .for_connection(connection)
+            .map_err(|e| RefreshError::Transient(e.to_string()))?;
+        let report = self
+            .runtime
+            .refresh(&plugin, &call_context(connection), &client, refresh_token)
+            .await;
+        let redactor = Redactor::new([client.client_secret.as_str(), refresh_token]);
+        let CallReport { result, outbound } = report;
+        let result = refresh_result(result, &redactor);
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(RefreshError::Rejected(reason)) => Err(("needs_reauth", reason.clone())),
+            Err(RefreshError::Transient(reason)) => Err(("refresh_failed", reason.clone())),
+        };
+        record(&self.audit, connection, &plugin, "oauth.refresh", outbound, started, outcome);
+        result
+    }
+}
+
+impl Refresher for ConnectorRefresher {
+    fn refresh<'a>(
+        &'a self,
+        connection: &'a Connection,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<SecretFields, RefreshError>> {
+        Box::pin(self.run(connection, refresh_token))
+    }
+}
+
+/// Only the provider's rejection of the refresh token is final; everything else (5xx,
+/// timeouts, a misconfigured client, a connector bug) is retried later and never flips
+/// the connection.
+fn refresh_result(
+    result: crate::runtime::Result<Result<SecretFields, ConnectorError>>,
+    redactor: &Redactor,
+) -> Result<SecretFields, RefreshError> {
+    match result {
+        Ok(Ok(fresh)) if fresh.access_token.is_some() => Ok(fresh),
+        Ok(Ok(_)) => Err(RefreshError::Transient(
+            "the connector's refresh returned no access token".into(),
+        )),
+        Ok(Err(ConnectorError::NeedsReauth(reason))) => {
+            Err(RefreshError::Rejected(redactor.redact(&reason)))
+        }
+        other => {
+            let error = map_guest_result(other, redactor)
+                .err()
+                .map_or_else(|| "refresh failed".to_owned(), |e| e.to_string());
+            Err(RefreshError::Transient(error))
+        }
+    }
+}
+
+/// The authorization-code flow.
+#[derive(Clone)]
+pub struct Oauth {
+    store: Store,
+    vault: Arc<Vault>,
+    catalog: Arc<Catalog>,
+    runtime: Arc<Runtime>,
+    connections: Connections,
+    tokens: Tokens,
+    clients: Clients,
+    audit: Audit,
+}
+
+/// A started authorization: where to send the user.
+#[derive(Debug)]
+pub struct Authorization {
+    /// The provider's consent URL, with client id, redirect URI, scopes, state and PKCE.
+    pub url: String,
+    /// When the state stops being accepted.
+    pub expires_at: u64,
+}
+
+impl Oauth {
+    /// Wires the flow.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        catalog: Arc<Catalog>,
+        runtime: Arc<Runtime>,
+        connections: Connections,
+        tokens: Tokens,
+        clients: Clients,
+        audit: Audit,
+    ) -> Self {
+        Oauth {
+            store,
+            vault,
+            catalog,
+            runtime,
+            connections,
+            tokens,
+            clients,
+            audit,
+        }
+    }
+
+    /// The connection's OAuth client settings, for `byok` connections.
+    pub fn put_client(
+        &self,
+        tenant_id: &str,
+        connection_id: &str,
+        client: &OauthClient,
+    ) -> Result<Connection, Error> {
+        let connection = self.connections.get(tenant_id, connection_id)?;
+        self.oauth_plugin(&connection)?;
+        self.clients.put(&connection, client)?;
+        Ok(connection)
+    }
+
+    /// Starts an authorization for the tenant's connection.
+    pub fn authorize(
+        &self,
+        tenant_id: &str,
+        connection_id: &str,
+        redirect_uri: &str,
+    ) -> Result<Authorization, Error> {
+        let connection = self.connections.get(tenant_id, connection_id)?;
+        if connection.status == ConnectionStatus::Revoked {
+            return Err(Error::Revoked);
+        }
+        let plugin = self.oauth_plugin(&connection)?;
+        let redirect = url::Url::parse(redirect_uri).map_err(|_| Error::InvalidRedirectUri)?;
+        if !matches!(redirect.scheme(), "http" | "https") || redirect.host_str().is_none() {
+            return Err(Error::InvalidRedirectUri);
+        }
+        let client = self.clients.for_connection(&connection)?;
+        let oauth = plugin.spec.oauth.as_ref().expect("checked by oauth_plugin");
+        let mut url = consent_endpoint(&plugin, &connection, &oauth.authorize_url)?;
+
+        let state = random_token();
+        let verifier = oauth.pkce.then(random_token);
+        let expires_at = now_ms() + STATE_TTL.as_millis() as u64;
+        let code_verifier = verifier.as_ref().map(|v| {
+            self.vault
+                .seal(state_binding(&state, &connection), v.as_bytes())
+        });
+        self.store.put_oauth_state(
+            &hash(&state),
+            &OauthState {
+                tenant_id: tenant_id.to_owned(),
+                connection_id: connection.id.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+                code_verifier,
+                expires_at,
+            },
+        )?;
+
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &client.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", &oauth.scopes.join(" "))
+                .append_pair("state", &state);
+            if let Some(verifier) = &verifier {
+                query
+                    .append_pair("code_challenge", &pkce_challenge(verifier))
+                    .append_pair("code_challenge_method", "S256");
+            }
+        }
+        Ok(Authorization {
+            url: url.into(),
+            expires_at,
+        })
+    }
+
+    /// Completes an authorization: `state` must be one this deployment issued, unused,
+    /// unexpired, and — when the callback carries a tenant token — that tenant's.
+    pub async fn callback(
+        &self,
+        state: &str,
+        outcome: Result<&str, &str>,
+        caller: Option<&str>,
+    ) -> Result<Connection, Error> {
+        let pending = self
+            .store
+            .take_oauth_state(&hash(state))?
+            .ok_or(Error::InvalidState("unknown or already used"))?;
+        if pending.expires_at < now_ms() {
+            return Err(Error::InvalidState("expired"));
+        }
+        if caller.is_some_and(|tenant| tenant != pending.tenant_id) {
+            return Err(Error::InvalidState("issued to another tenant"));
+        }
+        let connection = self
+            .store
+            .connection(&pending.connection_id)?
+            .filter(|c| c.tenant_id == pending.tenant_id)
+            .ok_or(Error::InvalidState("its connection no longer exists"))?;
+        let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
+        let code_verifier = match &pending.code_verifier {
+            Some(sealed) => {
+                let plain = self
+                    .vault
+                    .open(state_binding(state, &connection), sealed)?;
+                Some(String::from_utf8_lossy(&plain).into_owned())
+            }
+            None => None,
+        };
+        let exchange = CodeExchange {
+            code: code.to_owned(),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_verifier,
+        };
+        let secret = self.exchange(&connection, &exchange).await?;
+        let (_, connection) = self
+            .tokens
+            .put(&connection, CredentialKind::Oauth2, &secret)?;
+        Ok(connection)
+    }
+
+    async fn exchange(
+        &self,
+        connection: &Connection,
+        exchange: &CodeExchange,
+    ) -> Result<SecretFields, Error> {
+        let started = Instant::now();
+        let plugin = self.oauth_plugin(connection)?;
+        let client = self.clients.for_connection(connection)?;
+        let report = self
+            .runtime
+            .exchange_code(&plugin, &call_context(connection), &client, exchange)
+            .await;
+        let redactor = Redactor::new(
+            [client.client_secret.as_str(), exchange.code.as_str()]
+                .into_iter()
+                .chain(exchange.code_verifier.as_deref()),
+        );
+        let CallReport { result, outbound } = report;
+        let result = match map_guest_result(result, &redactor) {
+            Ok(secret) if secret.access_token.is_some() => Ok(secret),
+            Ok(_) => Err(Error::Connector(exec::Error::PluginError(
+                "the connector's exchange returned no access token".into(),
+            ))),
+            Err(exec::Error::NeedsReauth(reason)) => Err(Error::CodeRejected(reason)),
+            Err(e) => Err(Error::Connector(e)),
+        };
+        let outcome = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| (error_code(e), e.to_string()));
+        record(&self.audit, connection, &plugin, "oauth.exchange", outbound, started, outcome);
+        result
+    }
+
+    fn oauth_plugin(&self, connection: &Connection) -> Result<Arc<Plugin>, Error> {
+        let plugin = self
+            .catalog
+            .get(&connection.connector)
+            .ok_or_else(|| Error::ConnectorUnavailable(connection.connector.clone()))?;
+        if plugin.spec.auth_type != AuthType::Oauth2 || plugin.spec.oauth.is_none() {
+            return Err(Error::NotOauth(connection.connector.clone()));
+        }
+        Ok(plugin)
+    }
+}
+
+/// The consent endpoint: the connection's `authorizeUrl` when set (it must be one of
+/// the connector's allowed hosts), else the connector's. Query parameters of the
+/// connector's own URL (Google's `access_type=offline&prompt=consent`) are kept.
+fn consent_endpoint(
+    plugin: &Plugin,
+    connection: &Connection,
+    default: &str,
+) -> Result<url::Url, Error> {
+    let invalid = |what: &str| Error::EndpointNotAllowed(what.to_owned());
+    let default = url::Url::parse(default).map_err(|_| invalid("the connector's authorize URL is invalid"))?;
+    let Some(configured) = connection.config.get("authorizeUrl") else {
+        return Ok(default);
+    };
+    let mut url = configured
+        .as_str()
+        .and_then(|s| url::Url::parse(s).ok())
+        .ok_or_else(|| invalid("config.authorizeUrl must be an absolute URL"))?;
+    let allowed = AllowedHosts::parse(&plugin.spec.allowed_hosts)
+        .map_err(|_| invalid("the connector's allowed hosts are invalid"))?;
+    allowed.check(&url).map_err(|reason| {
+        Error::EndpointNotAllowed(format!("config.authorizeUrl is not allowed: {reason}"))
+    })?;
+    let present: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    let extra: Vec<(String, String)> = default
+        .query_pairs()
+        .filter(|(k, _)| !present.iter().any(|p| p == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().extend_pairs(extra);
+    Ok(url)
+}
+
+fn record(
+    audit: &Audit,
+    connection: &Connection,
+    plugin: &Plugin,
+    operation: &str,
+    outbound: Vec<OutboundRecord>,
+    started: Instant,
+    outcome: Result<(), (&'static str, String)>,
+) {
+    let (outcome, detail) = match outcome {
+        Ok(()) => ("ok".to_owned(), None),
+        Err((code, detail)) => (code.to_owned(), Some(detail)),
+    };
+    audit.record(AuditRecord {
+        id: format!("exe_{}", uuid::Uuid::new_v4().simple()),
+        time: now_ms(),
+        tenant_id: connection.tenant_id.clone(),
+        connection_id: Some(connection.id.clone()),
+        connector: Some(connection.connector.clone()),
+        connector_version: Some(plugin.spec.version),
+        capability: operation.to_owned(),
+        outcome,
+        detail,
+        idempotency_key: None,
+        outbound,
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+}
+
+/// The stable code of an OAuth error.
+pub fn error_code(e: &Error) -> &'static str {
+    match e {
+        Error::Connection(connections::Error::NotFound) => "not_found",
+        Error::Connection(_) | Error::Vault(_) | Error::Store(_) => "internal",
+        Error::Revoked => "revoked",
+        Error::NotOauth(_) => "oauth_unsupported",
+        Error::InvalidRedirectUri => "invalid_redirect_uri",
+        Error::ClientMissing(_) => "oauth_client_missing",
+        Error::EndpointNotAllowed(_) => "endpoint_not_allowed",
+        Error::InvalidState(_) => "invalid_state",
+        Error::Denied(_) => "oauth_denied",
+        Error::CodeRejected(_) => "invalid_grant",
+        Error::Connector(e) => e.code(),
+        Error::ConnectorUnavailable(_) => "connector_unavailable",
+        Error::Tokens(_) => "vault_error",
+    }
+}
+
+fn call_context(connection: &Connection) -> CallContext {
+    CallContext {
+        connection_id: connection.id.clone(),
+        tenant_id: connection.tenant_id.clone(),
+        environment: connection.environment.as_str().to_owned(),
+        external_account_id: connection.external_account_id.clone(),
+        config: connection.config.clone(),
+        idempotency_key: None,
+    }
+}
+
+fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
+    Binding {
+        credential_id,
+        connection_id: &connection.id,
+    }
+}
+
+/// The PKCE verifier is sealed bound to its state, so it opens for that flow only.
+fn state_binding<'a>(state: &'a str, connection: &'a Connection) -> Binding<'a> {
+    binding(state, connection)
+}
+
+/// 32 random bytes, base64url: a `state` or a PKCE verifier (43 characters, within
+/// RFC 7636's 43..=128).
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 7636 S256: base64url(SHA-256(verifier)).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn hash(state: &str) -> [u8; 32] {
+    Sha256::digest(state.as_bytes()).into()
+}
+
+/// Provider-supplied error text, bounded so a callback cannot flood the logs.
+fn truncate(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_challenge_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn random_tokens_are_valid_pkce_verifiers_and_unique() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+}

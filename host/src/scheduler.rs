@@ -1,0 +1,278 @@
+//! Refresh ahead of expiry: a tokio task that, every interval (30 s by default, with
+//! jitter), calls [`Scheduler::refresh_due`], which finds the credentials expiring
+//! within the refresh lead through the store's expiry index (a range scan, so the cost
+//! follows the number due, not the number stored) and refreshes them with bounded
+//! concurrency through the same single-flight path vends use. Non-ACTIVE connections
+//! are dropped from the index; a transient failure backs that credential off
+//! exponentially (with jitter) and never flips its connection.
+
+use crate::domain::{now_ms, ConnectionStatus, UnixMs};
+use crate::store::{self, Store};
+use crate::tokens::{self, Refreshed, Tokens};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// How the scheduler paces itself.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Time between passes (each pass is jittered by up to a tenth of it).
+    pub interval: Duration,
+    /// Credentials looked at per pass.
+    pub batch: usize,
+    /// Refreshes in flight at once.
+    pub concurrency: usize,
+    /// Refreshes in a pass start spread over up to this long, so a pass does not hit
+    /// a provider in one burst.
+    pub spread: Duration,
+    /// Wait after a credential's first transient failure; doubled on each further one.
+    pub backoff_base: Duration,
+    /// The longest wait between attempts.
+    pub backoff_max: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            interval: Duration::from_secs(30),
+            batch: 1000,
+            concurrency: 8,
+            spread: Duration::from_secs(1),
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DueReport {
+    /// Index entries inside the lead.
+    pub due: usize,
+    /// Refreshed with new tokens.
+    pub renewed: usize,
+    /// Already fresh when their turn came (a vend refreshed them first).
+    pub already_fresh: usize,
+    /// Failed transiently; backing off.
+    pub deferred: usize,
+    /// The provider rejected the refresh token; the connection needs re-authorization.
+    pub rejected: usize,
+    /// Not ACTIVE (or gone); dropped from the index.
+    pub dropped: usize,
+    /// Still waiting out an earlier failure's backoff.
+    pub backing_off: usize,
+    /// Failed for another reason (logged).
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next_attempt: UnixMs,
+}
+
+/// The refresh-ahead use case and its task.
+pub struct Scheduler {
+    store: Store,
+    tokens: Tokens,
+    config: SchedulerConfig,
+    backoff: Mutex<HashMap<String, Backoff>>,
+}
+
+enum Outcome {
+    Renewed,
+    AlreadyFresh,
+    Deferred,
+    Rejected,
+    Dropped,
+    Failed,
+}
+
+impl Scheduler {
+    /// A scheduler over the store's expiry index, refreshing through `tokens`.
+    pub fn new(store: Store, tokens: Tokens, config: SchedulerConfig) -> Arc<Self> {
+        Arc::new(Scheduler {
+            store,
+            tokens,
+            config,
+            backoff: Mutex::default(),
+        })
+    }
+
+    /// Runs passes forever on the current tokio runtime.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let scheduler = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(jittered(scheduler.config.interval)).await;
+                match scheduler.refresh_due(scheduler.config.batch).await {
+                    Ok(report) if report != DueReport::default() => {
+                        tracing::info!(?report, "refresh pass");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "refresh pass failed"),
+                }
+            }
+        })
+    }
+
+    /// Refreshes up to `limit` credentials whose expiry falls within the refresh lead.
+    pub async fn refresh_due(self: &Arc<Self>, limit: usize) -> Result<DueReport, store::Error> {
+        let now = now_ms();
+        let until = now + self.tokens.leads().longest().as_millis() as u64;
+        let due = self.store.due_credentials(until, limit)?;
+        let mut report = DueReport {
+            due: due.len(),
+            ..DueReport::default()
+        };
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = JoinSet::new();
+        for (expires_at, connection_id) in due {
+            if self.backing_off(&connection_id, now) {
+                report.backing_off += 1;
+                continue;
+            }
+            let scheduler = self.clone();
+            let slots = slots.clone();
+            let delay = spread_delay(self.config.spread);
+            running.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _slot = slots.acquire_owned().await.expect("never closed");
+                scheduler.refresh_one(expires_at, &connection_id).await
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            match done.unwrap_or(Outcome::Failed) {
+                Outcome::Renewed => report.renewed += 1,
+                Outcome::AlreadyFresh => report.already_fresh += 1,
+                Outcome::Deferred => report.deferred += 1,
+                Outcome::Rejected => report.rejected += 1,
+                Outcome::Dropped => report.dropped += 1,
+                Outcome::Failed => report.failed += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn refresh_one(&self, expires_at: UnixMs, connection_id: &str) -> Outcome {
+        let connection = match self.store.connection(connection_id) {
+            Ok(Some(c)) if c.status == ConnectionStatus::Active => c,
+            Ok(_) => return self.drop_entry(expires_at, connection_id),
+            Err(e) => {
+                tracing::error!(connection = %connection_id, error = %e, "reading a due connection failed");
+                return Outcome::Failed;
+            }
+        };
+        let lead = self.tokens.leads().for_connector(&connection.connector);
+        if expires_at > now_ms() + lead.as_millis() as u64 {
+            // Due only under a longer lead than this connector's.
+            return Outcome::AlreadyFresh;
+        }
+        match self.tokens.refresh(&connection).await {
+            Ok(Refreshed::Renewed(_)) => {
+                self.clear_backoff(connection_id);
+                Outcome::Renewed
+            }
+            Ok(Refreshed::NotDue(_)) => Outcome::AlreadyFresh,
+            Ok(Refreshed::Deferred(_, _)) | Err(tokens::Error::RefreshFailed(_)) => {
+                self.back_off(connection_id);
+                Outcome::Deferred
+            }
+            Err(tokens::Error::NeedsReauth) => Outcome::Rejected,
+            Err(tokens::Error::Revoked | tokens::Error::Broken | tokens::Error::NoCredential) => {
+                self.drop_entry(expires_at, connection_id)
+            }
+            Err(e) => {
+                tracing::error!(connection = %connection_id, error = %e, "scheduled refresh failed");
+                self.back_off(connection_id);
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn drop_entry(&self, expires_at: UnixMs, connection_id: &str) -> Outcome {
+        if let Err(e) = self.store.unindex_expiry(expires_at, connection_id) {
+            tracing::error!(connection = %connection_id, error = %e, "dropping an expiry index entry failed");
+        }
+        self.clear_backoff(connection_id);
+        Outcome::Dropped
+    }
+
+    fn backing_off(&self, connection_id: &str, now: UnixMs) -> bool {
+        let backoff = self.backoff.lock().expect("backoff lock");
+        backoff
+            .get(connection_id)
+            .is_some_and(|b| b.next_attempt > now)
+    }
+
+    fn back_off(&self, connection_id: &str) {
+        let mut backoff = self.backoff.lock().expect("backoff lock");
+        let entry = backoff.entry(connection_id.to_owned()).or_insert(Backoff {
+            failures: 0,
+            next_attempt: 0,
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let wait = backoff_delay(&self.config, entry.failures);
+        entry.next_attempt = now_ms() + wait.as_millis() as u64;
+        tracing::info!(connection = %connection_id, failures = entry.failures, wait_ms = wait.as_millis() as u64, "backing off the refresh");
+    }
+
+    fn clear_backoff(&self, connection_id: &str) {
+        self.backoff
+            .lock()
+            .expect("backoff lock")
+            .remove(connection_id);
+    }
+}
+
+/// `base · 2^(failures-1)`, capped, with "equal jitter": half fixed, half random, so
+/// credentials that failed together do not retry together.
+fn backoff_delay(config: &SchedulerConfig, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let full = config
+        .backoff_base
+        .saturating_mul(1u32 << exponent)
+        .min(config.backoff_max);
+    let half = full / 2;
+    half + random_up_to(half)
+}
+
+fn jittered(interval: Duration) -> Duration {
+    interval - interval / 10 + random_up_to(interval / 5)
+}
+
+fn spread_delay(spread: Duration) -> Duration {
+    random_up_to(spread)
+}
+
+fn random_up_to(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::thread_rng().gen_range(0..=max.as_nanos() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let config = SchedulerConfig {
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+            ..SchedulerConfig::default()
+        };
+        for (failures, full) in [(1, 10), (2, 20), (3, 40), (4, 60), (30, 60)] {
+            let delay = backoff_delay(&config, failures);
+            let full = Duration::from_secs(full);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "failure {failures}: {delay:?}"
+            );
+        }
+    }
+}
