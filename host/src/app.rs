@@ -66,6 +66,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Where lifecycle webhooks go, if anywhere.
     pub webhook: Option<WebhookConfig>,
+    /// How long an OAuth authorization may take.
+    pub oauth_state_ttl: Duration,
 }
 
 impl Config {
@@ -81,6 +83,7 @@ impl Config {
             refresh_lead: crate::tokens::DEFAULT_REFRESH_LEAD,
             scheduler: SchedulerConfig::default(),
             webhook: None,
+            oauth_state_ttl: crate::oauth::DEFAULT_STATE_TTL,
         }
     }
 }
@@ -196,7 +199,10 @@ impl App {
             tokens.clone(),
             clients,
             audit.clone(),
-        );
+        )
+        .with_state_ttl(config.oauth_state_ttl);
+        // Expired authorizations are dropped at startup; live ones survive a restart.
+        store.purge_oauth_states(crate::domain::now_ms())?;
         let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
         let scheduler = Scheduler::new(store.clone(), tokens.clone(), config.scheduler.clone());
         let exec = Exec::new(

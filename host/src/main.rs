@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Spread each pass's refreshes over up to this many milliseconds.
     #[arg(long, env = "CONDUIT_REFRESH_SPREAD_MS", default_value_t = 1_000)]
     refresh_spread_ms: u64,
+    /// Seconds an OAuth authorization may take from authorize to callback.
+    #[arg(long, env = "CONDUIT_OAUTH_STATE_TTL_SECS", default_value_t = 600)]
+    oauth_state_ttl_secs: u64,
     /// Lifecycle webhooks go here (needs CONDUIT_WEBHOOK_SECRET).
     #[arg(long, env = "CONDUIT_WEBHOOK_URL")]
     webhook_url: Option<String>,
@@ -120,7 +123,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let webhook = match (args.webhook_url, std::env::var("CONDUIT_WEBHOOK_SECRET").ok()) {
+    let webhook = match (
+        args.webhook_url,
+        std::env::var("CONDUIT_WEBHOOK_SECRET").ok(),
+    ) {
         (Some(url), Some(secret)) if !secret.is_empty() => Some(WebhookConfig {
             url,
             secret: secret.into(),
@@ -142,6 +148,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..SchedulerConfig::default()
         },
         webhook,
+        oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
         ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;
@@ -195,8 +202,10 @@ async fn admin_call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> a
 }
 
 fn rotate_root(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let old = std::env::var("CONDUIT_MASTER_KEY").context("CONDUIT_MASTER_KEY (the current root key) is required")?;
-    let new = std::env::var("CONDUIT_NEW_MASTER_KEY").context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
+    let old = std::env::var("CONDUIT_MASTER_KEY")
+        .context("CONDUIT_MASTER_KEY (the current root key) is required")?;
+    let new = std::env::var("CONDUIT_NEW_MASTER_KEY")
+        .context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
     let store = conduit::store::Store::open(data_dir)
         .context("opening the data directory (is the server still running?)")?;
     conduit::vault::reseal_keyring(

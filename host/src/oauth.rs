@@ -6,7 +6,7 @@
 //! `_CLIENT_SECRET` (never stored, never in the catalog); `byok` connections carry
 //! their own, sealed in the vault like any secret. `authorize` builds the consent URL
 //! with a random single-use `state` (stored by its hash, bound to the tenant and
-//! connection, valid 10 minutes) and a PKCE S256 challenge; `callback` consumes the
+//! connection, valid 10 minutes by default) and a PKCE S256 challenge; `callback` consumes the
 //! state, exchanges the code through the connector and seals the tokens.
 
 use crate::audit::{Audit, Redactor};
@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// How long an authorization may take from `authorize` to `callback`.
-pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long an authorization may take from `authorize` to `callback`, by default.
+pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// OAuth failures. Each variant is one stable API code.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,8 @@ impl Clients {
                 let plaintext = self
                     .vault
                     .open(binding(&stored.credential_id, connection), &stored.sealed)?;
-                serde_json::from_slice(&plaintext).map_err(|_| Error::Vault(vault::Error::OpenFailed))
+                serde_json::from_slice(&plaintext)
+                    .map_err(|_| Error::Vault(vault::Error::OpenFailed))
             }
         }
     }
@@ -138,10 +139,7 @@ impl Clients {
 /// `CONDUIT_<SLUG>_CLIENT_ID` / `_CLIENT_SECRET`, read when needed so an operator can
 /// see at once which variable is missing.
 fn managed_client(slug: &str) -> Result<OauthClient, Error> {
-    let prefix = format!(
-        "CONDUIT_{}",
-        slug.to_ascii_uppercase().replace('-', "_")
-    );
+    let prefix = format!("CONDUIT_{}", slug.to_ascii_uppercase().replace('-', "_"));
     let read = |suffix: &str| {
         let name = format!("{prefix}_{suffix}");
         std::env::var(&name)
@@ -169,7 +167,12 @@ pub struct ConnectorRefresher {
 
 impl ConnectorRefresher {
     /// Wires the refresher.
-    pub fn new(catalog: Arc<Catalog>, runtime: Arc<Runtime>, clients: Clients, audit: Audit) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        runtime: Arc<Runtime>,
+        clients: Clients,
+        audit: Audit,
+    ) -> Self {
         ConnectorRefresher {
             catalog,
             runtime,
@@ -178,10 +181,17 @@ impl ConnectorRefresher {
         }
     }
 
-    async fn run(&self, connection: &Connection, refresh_token: &str) -> Result<SecretFields, RefreshError> {
+    async fn run(
+        &self,
+        connection: &Connection,
+        refresh_token: &str,
+    ) -> Result<SecretFields, RefreshError> {
         let started = Instant::now();
         let plugin = self.catalog.get(&connection.connector).ok_or_else(|| {
-            RefreshError::Transient(format!("connector `{}` is not loaded", connection.connector))
+            RefreshError::Transient(format!(
+                "connector `{}` is not loaded",
+                connection.connector
+            ))
         })?;
         let client = self
             .clients
@@ -199,7 +209,15 @@ impl ConnectorRefresher {
             Err(RefreshError::Rejected(reason)) => Err(("needs_reauth", reason.clone())),
             Err(RefreshError::Transient(reason)) => Err(("refresh_failed", reason.clone())),
         };
-        record(&self.audit, connection, &plugin, "oauth.refresh", outbound, started, outcome);
+        record(
+            &self.audit,
+            connection,
+            &plugin,
+            "oauth.refresh",
+            outbound,
+            started,
+            outcome,
+        );
         result
     }
 }
@@ -249,6 +267,7 @@ pub struct Oauth {
     tokens: Tokens,
     clients: Clients,
     audit: Audit,
+    state_ttl: Duration,
 }
 
 /// A started authorization: where to send the user.
@@ -282,7 +301,14 @@ impl Oauth {
             tokens,
             clients,
             audit,
+            state_ttl: DEFAULT_STATE_TTL,
         }
+    }
+
+    /// States expire `ttl` after `authorize` instead of the default 10 minutes.
+    pub fn with_state_ttl(mut self, ttl: Duration) -> Self {
+        self.state_ttl = ttl;
+        self
     }
 
     /// The connection's OAuth client settings, for `byok` connections.
@@ -320,7 +346,7 @@ impl Oauth {
 
         let state = random_token();
         let verifier = oauth.pkce.then(random_token);
-        let expires_at = now_ms() + STATE_TTL.as_millis() as u64;
+        let expires_at = now_ms() + self.state_ttl.as_millis() as u64;
         let code_verifier = verifier.as_ref().map(|v| {
             self.vault
                 .seal(state_binding(&state, &connection), v.as_bytes())
@@ -382,9 +408,7 @@ impl Oauth {
         let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
-                let plain = self
-                    .vault
-                    .open(state_binding(state, &connection), sealed)?;
+                let plain = self.vault.open(state_binding(state, &connection), sealed)?;
                 Some(String::from_utf8_lossy(&plain).into_owned())
             }
             None => None,
@@ -431,7 +455,15 @@ impl Oauth {
             .as_ref()
             .map(|_| ())
             .map_err(|e| (error_code(e), e.to_string()));
-        record(&self.audit, connection, &plugin, "oauth.exchange", outbound, started, outcome);
+        record(
+            &self.audit,
+            connection,
+            &plugin,
+            "oauth.exchange",
+            outbound,
+            started,
+            outcome,
+        );
         result
     }
 
@@ -456,7 +488,8 @@ fn consent_endpoint(
     default: &str,
 ) -> Result<url::Url, Error> {
     let invalid = |what: &str| Error::EndpointNotAllowed(what.to_owned());
-    let default = url::Url::parse(default).map_err(|_| invalid("the connector's authorize URL is invalid"))?;
+    let default = url::Url::parse(default)
+        .map_err(|_| invalid("the connector's authorize URL is invalid"))?;
     let Some(configured) = connection.config.get("authorizeUrl") else {
         return Ok(default);
     };

@@ -115,7 +115,11 @@ impl Rotation {
         Ok(())
     }
 
-    fn rewrap_client(&self, connection: &Connection, mut client: StoredClient) -> Result<bool, Error> {
+    fn rewrap_client(
+        &self,
+        connection: &Connection,
+        mut client: StoredClient,
+    ) -> Result<bool, Error> {
         loop {
             if client.sealed.key_id == self.vault.primary_key_id() {
                 return Ok(false);

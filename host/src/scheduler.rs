@@ -4,7 +4,8 @@
 //! follows the number due, not the number stored) and refreshes them with bounded
 //! concurrency through the same single-flight path vends use. Non-ACTIVE connections
 //! are dropped from the index; a transient failure backs that credential off
-//! exponentially (with jitter) and never flips its connection.
+//! exponentially (with jitter) and never flips its connection. Each pass also drops
+//! expired OAuth states.
 
 use crate::domain::{now_ms, ConnectionStatus, UnixMs};
 use crate::store::{self, Store};
@@ -114,6 +115,10 @@ impl Scheduler {
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "refresh pass failed"),
+                }
+                // Housekeeping rides along: abandoned OAuth authorizations expire here.
+                if let Err(e) = scheduler.store.purge_oauth_states(now_ms()) {
+                    tracing::error!(error = %e, "purging expired OAuth states failed");
                 }
             }
         })

@@ -228,6 +228,19 @@ impl Store {
     /// returning.
     pub fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()> {
         self.write_credential(connection_id, None, credential)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes many credentials (an import) with one flush at the end.
+    pub fn import_credentials<'a>(
+        &self,
+        credentials: impl IntoIterator<Item = (&'a str, &'a StoredCredential)>,
+    ) -> Result<()> {
+        for (connection_id, credential) in credentials {
+            self.write_credential(connection_id, None, credential)?;
+        }
+        self.db.flush()?;
         Ok(())
     }
 
@@ -240,11 +253,15 @@ impl Store {
         expected_version: u64,
         credential: &StoredCredential,
     ) -> Result<bool> {
-        self.write_credential(connection_id, Some(expected_version), credential)
+        let replaced = self.write_credential(connection_id, Some(expected_version), credential)?;
+        if replaced {
+            self.db.flush()?;
+        }
+        Ok(replaced)
     }
 
     /// One transaction over the credential and its index entry, so a crash never
-    /// leaves a credential the scheduler cannot find.
+    /// leaves a credential the scheduler cannot find. The caller flushes.
     fn write_credential(
         &self,
         connection_id: &str,
@@ -275,10 +292,7 @@ impl Store {
             Ok(())
         });
         match outcome {
-            Ok(()) => {
-                self.db.flush()?;
-                Ok(true)
-            }
+            Ok(()) => Ok(true),
             Err(TransactionError::Abort(Error::Conflict)) => Ok(false),
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(e.into()),
@@ -326,11 +340,9 @@ impl Store {
             }
             connection.status = to;
             connection.updated_at = crate::domain::now_ms();
-            let swapped = self.connections.compare_and_swap(
-                id,
-                Some(current),
-                Some(encode(&connection)),
-            )?;
+            let swapped =
+                self.connections
+                    .compare_and_swap(id, Some(current), Some(encode(&connection)))?;
             if swapped.is_ok() {
                 self.connections.flush()?;
                 return Ok(Some(connection));

@@ -5,5 +5,7 @@
 mod support;
 
 mod api;
+mod gmail;
+mod lifecycle;
 mod sandbox;
 mod stripe;

@@ -367,7 +367,12 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn token(State(fake): State<FakeGoogle>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(fake): State<FakeGoogle>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let received = fake.record("POST", &uri, &headers, &body);
     let delay = {
         let mut inner = fake.lock();
@@ -404,8 +409,7 @@ fn answer_token(fake: &FakeGoogle, r: &Received) -> Response {
         }
         None => {}
     }
-    if r.field("client_id") != Some(CLIENT_ID) || r.field("client_secret") != Some(CLIENT_SECRET)
-    {
+    if r.field("client_id") != Some(CLIENT_ID) || r.field("client_secret") != Some(CLIENT_SECRET) {
         let description = "The OAuth client was not found.";
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
     }
@@ -465,7 +469,8 @@ fn refresh(inner: &mut Inner, r: &Received) -> Response {
 // Gmail API
 
 fn gmail_error(status: StatusCode, message: &str, status_name: &str) -> Response {
-    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": status_name}});
+    let body =
+        json!({"error": {"code": status.as_u16(), "message": message, "status": status_name}});
     (status, Json(body)).into_response()
 }
 
@@ -604,7 +609,11 @@ async fn profile(State(fake): State<FakeGoogle>, uri: Uri, headers: HeaderMap) -
         return response;
     }
     let inner = fake.lock();
-    let threads: HashSet<&str> = inner.messages.iter().map(|m| m.thread_id.as_str()).collect();
+    let threads: HashSet<&str> = inner
+        .messages
+        .iter()
+        .map(|m| m.thread_id.as_str())
+        .collect();
     Json(json!({
         "emailAddress": EMAIL,
         "messagesTotal": inner.messages.len(),
@@ -656,7 +665,13 @@ impl Stored {
             .iter()
             .map(|(name, value)| json!({"name": name, "value": value}))
             .collect::<Vec<_>>());
-        let snippet: String = self.text.as_deref().unwrap_or("").chars().take(100).collect();
+        let snippet: String = self
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
         json!({
             "id": self.id,
             "threadId": self.thread_id,
@@ -891,6 +906,8 @@ fn decode_word(token: &str) -> Option<String> {
 }
 
 fn now_ms() -> u64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }

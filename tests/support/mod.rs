@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_google;
 pub mod fake_stripe;
+pub mod webhook;
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -81,9 +83,15 @@ pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 impl Conduit {
     /// Starts Conduit on a fresh data directory with these plugins.
     pub async fn start(plugins: Vec<PluginDecl>) -> Self {
+        Self::start_env(plugins, &[]).await
+    }
+
+    /// Starts Conduit on a fresh data directory with these plugins and extra
+    /// environment (OAuth clients, webhook, scheduler pacing).
+    pub async fn start_env(plugins: Vec<PluginDecl>, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
-        let mut conduit = Self::start_in(&data_dir, &plugins, MASTER_KEY).await;
+        let mut conduit = Self::start_in_env(&data_dir, &plugins, MASTER_KEY, env).await;
         conduit._dir = Some(dir);
         conduit
     }
@@ -94,11 +102,22 @@ impl Conduit {
         plugins: &[PluginDecl],
         master_key: &str,
     ) -> Self {
+        Self::start_in_env(data_dir, plugins, master_key, &[]).await
+    }
+
+    /// [`Conduit::start_in`] with extra environment.
+    pub async fn start_in_env(
+        data_dir: &std::path::Path,
+        plugins: &[PluginDecl],
+        master_key: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         Self::spawn(
             data_dir,
             plugins,
             master_key,
-            "debug,cranelift=warn,wasmtime=warn,hyper=warn,reqwest=warn,h2=warn,tower=warn",
+            "debug,cranelift=warn,wasmtime=warn,hyper=warn,reqwest=warn,h2=warn,tower=warn,sled=info",
+            env,
         )
         .await
     }
@@ -106,7 +125,8 @@ impl Conduit {
     /// Starts Conduit as it runs in production (info-level logs), for benchmarks.
     pub async fn start_for_bench(plugins: Vec<PluginDecl>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut conduit = Self::spawn(&dir.path().join("data"), &plugins, MASTER_KEY, "info").await;
+        let mut conduit =
+            Self::spawn(&dir.path().join("data"), &plugins, MASTER_KEY, "info", &[]).await;
         conduit._dir = Some(dir);
         conduit
     }
@@ -116,6 +136,7 @@ impl Conduit {
         plugins: &[PluginDecl],
         master_key: &str,
         log: &str,
+        env: &[(&str, String)],
     ) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let plugins_file = data_dir.with_extension("plugins.toml");
@@ -141,6 +162,7 @@ impl Conduit {
             .env("CONDUIT_ADMIN_TOKEN", &admin_token)
             .env("CONDUIT_MASTER_KEY", master_key)
             .env("CONDUIT_LOG", log)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -178,7 +200,11 @@ impl Conduit {
             child,
             logs,
             bodies: Arc::new(Mutex::new(Vec::new())),
-            http: reqwest::Client::new(),
+            // Redirects are the API's answer (OAuth authorize), never followed.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             _dir: None,
         }
     }
@@ -255,6 +281,45 @@ impl Conduit {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         r.body["data"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Stores OAuth tokens on a connection, expiring `expires_in_ms` from now.
+    pub async fn oauth_tokens(
+        &self,
+        token: &str,
+        connection: &str,
+        access: &str,
+        refresh: &str,
+        expires_in_ms: i64,
+    ) {
+        let expires_at =
+            time::OffsetDateTime::now_utc() + time::Duration::milliseconds(expires_in_ms);
+        let expires_at = expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let r = self
+            .put(
+                &format!("/api/connections/{connection}/credential"),
+                token,
+                doc(
+                    "credentials",
+                    json!({"kind": "oauth2", "accessToken": access, "refreshToken": refresh, "expiresAt": expires_at}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// A connection's status.
+    pub async fn status(&self, token: &str, connection: &str) -> String {
+        let r = self
+            .get(&format!("/api/connections/{connection}"), token)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["data"]["attributes"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Stores an API key on a connection.
@@ -373,4 +438,43 @@ pub async fn serve_on_loopback(router: axum::Router) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
+}
+
+/// The Gmail connector pointed at a fake Google on `addr`.
+pub fn gmail_plugin(addr: std::net::SocketAddr) -> PluginDecl {
+    PluginDecl::new("gmail", "conduit_gmail").allow(&[&addr.to_string()])
+}
+
+/// Environment for a Conduit serving Gmail: the deployment's OAuth client (the fake's),
+/// a scheduler that stays out of the way unless a test turns it up, and `extra`.
+pub fn gmail_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("CONDUIT_GMAIL_CLIENT_ID", fake_google::CLIENT_ID.to_owned()),
+        (
+            "CONDUIT_GMAIL_CLIENT_SECRET",
+            fake_google::CLIENT_SECRET.to_owned(),
+        ),
+        ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".to_owned()),
+        ("CONDUIT_REFRESH_SPREAD_MS", "0".to_owned()),
+    ];
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, value.clone()));
+    }
+    env
+}
+
+/// Connection attributes for a Gmail connection whose endpoints are the fake's.
+pub fn gmail_connection(addr: std::net::SocketAddr, ownership: &str) -> Value {
+    json!({
+        "connector": "gmail",
+        "label": "Support inbox",
+        "environment": "production",
+        "ownershipMode": ownership,
+        "config": {
+            "baseUrl": format!("http://{addr}"),
+            "tokenUrl": format!("http://{addr}/token"),
+            "authorizeUrl": format!("http://{addr}/o/oauth2/v2/auth"),
+        },
+    })
 }

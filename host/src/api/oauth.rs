@@ -28,7 +28,10 @@ pub async fn authorize(
     QueryParams(query): QueryParams<AuthorizeQuery>,
 ) -> Result<Response, ApiError> {
     let redirect_uri = query.redirect_uri.ok_or_else(|| {
-        ApiError::unprocessable("invalid_redirect_uri", "the redirectUri query parameter is required")
+        ApiError::unprocessable(
+            "invalid_redirect_uri",
+            "the redirectUri query parameter is required",
+        )
     })?;
     let authorization = app.oauth.authorize(&tenant, &id, &redirect_uri)?;
     Ok((
@@ -124,10 +127,13 @@ impl From<oauth::Error> for ApiError {
             E::InvalidState(_) | E::Denied(_) | E::CodeRejected(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, code, detail)
             }
-            E::ConnectorUnavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail),
-            E::NotOauth(_) | E::InvalidRedirectUri | E::ClientMissing(_) | E::EndpointNotAllowed(_) => {
-                ApiError::unprocessable(code, detail)
+            E::ConnectorUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
             }
+            E::NotOauth(_)
+            | E::InvalidRedirectUri
+            | E::ClientMissing(_)
+            | E::EndpointNotAllowed(_) => ApiError::unprocessable(code, detail),
         }
     }
 }

@@ -23,7 +23,10 @@ pub async fn keys(State(app): State<AppState>, _admin: AdminCaller) -> Result<Do
     Ok(Document::list(keys.iter().map(render).collect()))
 }
 
-pub async fn rotate(State(app): State<AppState>, _admin: AdminCaller) -> Result<Document, ApiError> {
+pub async fn rotate(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Document, ApiError> {
     let report = app.rotation.rotate().await?;
     Ok(Document::resource(
         "vaultRotations",

@@ -28,12 +28,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeroize::Zeroizing;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
+use zeroize::Zeroizing;
 
 /// The bindings generated from `wit/connector.wit`; generated here and nowhere else.
 mod bindings {

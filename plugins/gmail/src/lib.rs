@@ -24,7 +24,11 @@ use conduit_sdk::{
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DEFAULT_BASE_URL: &str = "https://gmail.googleapis.com";
-const AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+/// Google's consent page. `access_type=offline` asks for a refresh token and
+/// `prompt=consent` makes Google issue one again on re-consent; the host keeps these
+/// parameters when it adds its own (and when a connection overrides the endpoint).
+const AUTHORIZE_URL: &str =
+    "https://accounts.google.com/o/oauth2/v2/auth?access_type=offline&prompt=consent";
 const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 /// The authenticated user's mailbox, below the base URL.
 const MAILBOX: &str = "/gmail/v1/users/me";
