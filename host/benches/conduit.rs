@@ -111,12 +111,11 @@ fn bench_connection(id: &str) -> conduit::domain::Connection {
 }
 
 fn oauth_secret(expires_in_ms: u64) -> SecretFields {
-    SecretFields {
-        access_token: Some("ya29.a0AfH6SMBx-bench-access-token-0123456789".into()),
-        refresh_token: Some("1//0bench-refresh-token-0123456789".into()),
-        expires_at: Some(conduit::domain::now_ms() + expires_in_ms),
-        ..SecretFields::default()
-    }
+    let mut secret = SecretFields::default();
+    secret.access_token = Some("ya29.a0AfH6SMBx-bench-access-token-0123456789".into());
+    secret.refresh_token = Some("1//0bench-refresh-token-0123456789".into());
+    secret.expires_at = Some(conduit::domain::now_ms() + expires_in_ms);
+    secret
 }
 
 async fn warm_vend() {

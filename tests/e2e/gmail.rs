@@ -137,10 +137,7 @@ async fn every_gmail_capability_speaks_the_gmail_wire_format() {
         .await;
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.body["healthy"], true);
-    assert_eq!(
-        health.body["detail"],
-        fake_google::EMAIL
-    );
+    assert_eq!(health.body["detail"], fake_google::EMAIL);
 }
 
 #[tokio::test]
