@@ -59,7 +59,7 @@ async fn main() {
         "conduit bench ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `CONDUIT_BENCH=dispatch|e2e|load` runs one section (for profiling).
+    // `CONDUIT_BENCH=dispatch|e2e|load|tokens|vend|throughput|due` runs one section.
     let only = std::env::var("CONDUIT_BENCH").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only == name;
     if run("dispatch") {
@@ -71,9 +71,13 @@ async fn main() {
     if run("load") {
         plugin_load().await;
     }
-    if run("tokens") {
+    if run("tokens") || run("vend") {
         warm_vend().await;
+    }
+    if run("tokens") || run("throughput") {
         vend_throughput().await;
+    }
+    if run("tokens") || run("due") {
         due_selection();
     }
 }
@@ -277,6 +281,11 @@ fn due_selection() {
             .import_credentials(batch.iter().map(|(id, c)| (id.as_str(), c)))
             .unwrap();
         stored = target;
+        // Let sled's background flusher settle after the import, then warm up.
+        std::thread::sleep(Duration::from_secs(2));
+        for _ in 0..20 {
+            store.due_credentials(now + lead, 10_000).unwrap();
+        }
         let mut samples = Vec::new();
         for _ in 0..200 {
             let started = Instant::now();
