@@ -159,3 +159,73 @@ impl Rotation {
         Ok(usage)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Connection, ConnectionStatus, CredentialKind, Environment, OwnershipMode, SecretFields,
+    };
+    use crate::notify::Notifier;
+
+    fn connection(id: &str) -> Connection {
+        Connection {
+            id: id.into(),
+            tenant_id: "acme".into(),
+            connector: "gmail".into(),
+            integration_key: "email.gmail".into(),
+            integration_version: 1,
+            label: String::new(),
+            environment: Environment::Sandbox,
+            ownership_mode: OwnershipMode::Byok,
+            external_account_id: None,
+            config: Default::default(),
+            status: ConnectionStatus::Active,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn retiring_a_key_in_use_is_refused_until_rotation_rewraps_it() {
+        let store = Store::temporary().unwrap();
+        let vault =
+            Arc::new(Vault::load(store.vault_tree().unwrap(), vault::Key::generate()).unwrap());
+        let tokens = Tokens::new(store.clone(), vault.clone(), Notifier::log_only());
+        let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
+        let conn = connection("conn_1");
+        store.put_connection(&conn).unwrap();
+        let mut secret = SecretFields::default();
+        secret.api_key = Some("sk_test_rotation".into());
+        tokens.put(&conn, CredentialKind::ApiKey, &secret).unwrap();
+        let clients = crate::oauth::Clients::new(store.clone(), vault.clone());
+        let client = crate::domain::OauthClient {
+            client_id: "id".into(),
+            client_secret: "client-secret".into(),
+        };
+        clients.put(&conn, &client).unwrap();
+        let old = vault.primary_key_id();
+
+        // A new primary without re-wrapping: the old key still wraps both records.
+        vault.add_primary_key().unwrap();
+        assert!(matches!(
+            rotation.retire(&old),
+            Err(Error::Vault(vault::Error::KeyInUse(_, 2)))
+        ));
+        let report = rotation.rotate().await.unwrap();
+        assert_eq!(report.rewrapped, 2);
+        let keys = rotation.keys().unwrap();
+        assert_eq!(keys.iter().map(|k| k.in_use).sum::<usize>(), 2);
+        assert!(keys
+            .iter()
+            .any(|k| k.key_id == report.key_id && k.primary && k.in_use == 2));
+        for key in keys.iter().filter(|k| !k.primary) {
+            rotation.retire(&key.key_id).unwrap();
+        }
+        assert_eq!(
+            tokens.vend(&conn).await.unwrap().api_key.as_deref(),
+            Some("sk_test_rotation")
+        );
+        assert_eq!(clients.for_connection(&conn).unwrap(), client);
+    }
+}
