@@ -10,6 +10,7 @@ use crate::connections::Connections;
 use crate::exec::Exec;
 use crate::notify::{Notifier, WebhookConfig};
 use crate::oauth::{Clients, ConnectorRefresher, Oauth};
+use crate::ratelimit::RateLimits;
 use crate::rotation::Rotation;
 use crate::runtime::{self, Runtime, RuntimeConfig};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -182,11 +183,13 @@ impl App {
         let connections = Connections::new(store.clone(), catalog.clone());
         let audit = Audit::new(store.clone());
         let clients = Clients::new(store.clone(), vault.clone());
+        let limits = RateLimits::new();
         let refresher = ConnectorRefresher::new(
             catalog.clone(),
             runtime.clone(),
             clients.clone(),
             audit.clone(),
+            limits.clone(),
         );
         let tokens = Tokens::new(store.clone(), vault.clone(), notifier)
             .with_refresher(Arc::new(refresher), leads);
@@ -199,6 +202,7 @@ impl App {
             tokens.clone(),
             clients,
             audit.clone(),
+            limits,
         )
         .with_state_ttl(config.oauth_state_ttl);
         // Expired authorizations are dropped at startup; live ones survive a restart.

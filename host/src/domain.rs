@@ -245,7 +245,7 @@ pub struct CapabilityRef {
 }
 
 /// A provider's per-account rate limit.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct RateProfile {
     /// Requests allowed per window.

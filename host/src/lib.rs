@@ -14,6 +14,7 @@ pub mod domain;
 pub mod exec;
 pub mod notify;
 pub mod oauth;
+pub mod ratelimit;
 pub mod rotation;
 pub mod runtime;
 pub mod scheduler;

@@ -17,6 +17,7 @@ use crate::domain::{
     OutboundRecord, OwnershipMode, SecretFields,
 };
 use crate::exec::{self, map_guest_result};
+use crate::ratelimit::RateLimits;
 use crate::runtime::{
     egress::AllowedHosts, CallContext, CallReport, CodeExchange, ConnectorError, Plugin, Runtime,
 };
@@ -30,6 +31,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+/// The longest an exchange or refresh waits for its turn under the rate profile.
+const MAX_RATE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long an authorization may take from `authorize` to `callback`, by default.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -61,6 +65,9 @@ pub enum Error {
     /// The provider reported an error instead of a code (the user declined…).
     #[error("the provider refused the authorization: {0}")]
     Denied(String),
+    /// The connection's request budget is spent for longer than an exchange waits.
+    #[error("the provider's rate limit for this connection is reached; retry in {0:?}")]
+    RateLimited(Duration),
     /// The provider rejected the code (expired, reused, wrong verifier).
     #[error("the provider rejected the authorization code: {0}")]
     CodeRejected(String),
@@ -163,6 +170,7 @@ pub struct ConnectorRefresher {
     runtime: Arc<Runtime>,
     clients: Clients,
     audit: Audit,
+    limits: RateLimits,
 }
 
 impl ConnectorRefresher {
@@ -172,12 +180,14 @@ impl ConnectorRefresher {
         runtime: Arc<Runtime>,
         clients: Clients,
         audit: Audit,
+        limits: RateLimits,
     ) -> Self {
         ConnectorRefresher {
             catalog,
             runtime,
             clients,
             audit,
+            limits,
         }
     }
 
@@ -197,6 +207,17 @@ impl ConnectorRefresher {
             .clients
             .for_connection(connection)
             .map_err(|e| RefreshError::Transient(e.to_string()))?;
+        self.limits
+            .acquire(
+                &plugin.spec.slug,
+                &plugin.spec.rate_profile,
+                &connection.id,
+                MAX_RATE_WAIT,
+            )
+            .await
+            .map_err(|wait| {
+                RefreshError::Transient(format!("rate profile exhausted; next turn in {wait:?}"))
+            })?;
         let report = self
             .runtime
             .refresh(&plugin, &call_context(connection), &client, refresh_token)
@@ -267,6 +288,7 @@ pub struct Oauth {
     tokens: Tokens,
     clients: Clients,
     audit: Audit,
+    limits: RateLimits,
     state_ttl: Duration,
 }
 
@@ -291,6 +313,7 @@ impl Oauth {
         tokens: Tokens,
         clients: Clients,
         audit: Audit,
+        limits: RateLimits,
     ) -> Self {
         Oauth {
             store,
@@ -301,6 +324,7 @@ impl Oauth {
             tokens,
             clients,
             audit,
+            limits,
             state_ttl: DEFAULT_STATE_TTL,
         }
     }
@@ -433,6 +457,15 @@ impl Oauth {
         let started = Instant::now();
         let plugin = self.oauth_plugin(connection)?;
         let client = self.clients.for_connection(connection)?;
+        self.limits
+            .acquire(
+                &plugin.spec.slug,
+                &plugin.spec.rate_profile,
+                &connection.id,
+                MAX_RATE_WAIT,
+            )
+            .await
+            .map_err(Error::RateLimited)?;
         let report = self
             .runtime
             .exchange_code(&plugin, &call_context(connection), &client, exchange)
@@ -554,6 +587,7 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::InvalidState(_) => "invalid_state",
         Error::Denied(_) => "oauth_denied",
         Error::CodeRejected(_) => "invalid_grant",
+        Error::RateLimited(_) => "rate_limited",
         Error::Connector(e) => e.code(),
         Error::ConnectorUnavailable(_) => "connector_unavailable",
         Error::Tokens(_) => "vault_error",

@@ -130,6 +130,8 @@ impl From<oauth::Error> for ApiError {
             E::ConnectorUnavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
             }
+            E::RateLimited(wait) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
+                .with_meta(json!({"retryAfterMs": wait.as_millis() as u64})),
             E::NotOauth(_)
             | E::InvalidRedirectUri
             | E::ClientMissing(_)
