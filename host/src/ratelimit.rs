@@ -20,10 +20,13 @@ type KeyedLimiter = RateLimiter<
     governor::middleware::NoOpMiddleware,
 >;
 
+/// One limiter per connector and profile (a reloaded connector may change its profile).
+type Limiters = HashMap<(String, RateProfile), Arc<KeyedLimiter>>;
+
 /// Per-connector limiters keyed by connection; cheap to clone.
 #[derive(Clone, Default)]
 pub struct RateLimits {
-    limiters: Arc<Mutex<HashMap<(String, RateProfile), Arc<KeyedLimiter>>>>,
+    limiters: Arc<Mutex<Limiters>>,
 }
 
 impl RateLimits {

@@ -184,8 +184,18 @@ async fn rotating_refresh_tokens_survive_the_scheduler_and_concurrent_vends() {
         s.fake.refresh_requests()
     );
     assert_eq!(s.conduit.status(&s.tenant, &id).await, "ACTIVE");
-    // The stored refresh token is the one live at the provider.
+    // Once tokens outlive the lead, refreshing stops, and the stored refresh token is
+    // the one live at the provider.
+    s.fake.set_expires_in(4 * 3600);
+    s.vend(&id).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let settled = s.fake.refresh_requests();
     let vended = s.vend(&id).await;
+    assert_eq!(
+        s.fake.refresh_requests(),
+        settled,
+        "a fresh token is not refreshed"
+    );
     let live = s.fake.live_refresh_tokens();
     assert!(
         live.contains(&vended["refreshToken"].as_str().unwrap().to_owned()),
