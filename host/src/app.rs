@@ -16,7 +16,7 @@ use crate::runtime::{self, Runtime, RuntimeConfig};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{self, Store};
 use crate::tenants::{self, Tenants};
-use crate::tokens::{RefreshLeads, Tokens};
+use crate::tokens::{BackoffPolicy, RefreshLeads, Tokens};
 use crate::vault::{self, Key, Vault};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +65,8 @@ pub struct Config {
     pub refresh_lead: Duration,
     /// How the refresh scheduler paces itself.
     pub scheduler: SchedulerConfig,
+    /// How long refreshes wait after transient failures.
+    pub refresh_backoff: BackoffPolicy,
     /// Where lifecycle webhooks go, if anywhere.
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
@@ -83,6 +85,7 @@ impl Config {
             admin_token: None,
             refresh_lead: crate::tokens::DEFAULT_REFRESH_LEAD,
             scheduler: SchedulerConfig::default(),
+            refresh_backoff: BackoffPolicy::default(),
             webhook: None,
             oauth_state_ttl: crate::oauth::DEFAULT_STATE_TTL,
         }
@@ -192,7 +195,8 @@ impl App {
             limits.clone(),
         );
         let tokens = Tokens::new(store.clone(), vault.clone(), notifier)
-            .with_refresher(Arc::new(refresher), leads);
+            .with_refresher(Arc::new(refresher), leads)
+            .with_backoff(config.refresh_backoff);
         let oauth = Oauth::new(
             store.clone(),
             vault.clone(),

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use conduit::app::{self, App};
 use conduit::notify::WebhookConfig;
 use conduit::scheduler::SchedulerConfig;
+use conduit::tokens::BackoffPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -144,8 +145,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scheduler: SchedulerConfig {
             interval: Duration::from_millis(args.refresh_interval_ms.max(10)),
             spread: Duration::from_millis(args.refresh_spread_ms),
-            backoff_base: Duration::from_millis(args.refresh_backoff_ms),
             ..SchedulerConfig::default()
+        },
+        refresh_backoff: BackoffPolicy {
+            base: Duration::from_millis(args.refresh_backoff_ms),
+            ..BackoffPolicy::default()
         },
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),

@@ -3,16 +3,14 @@
 //! within the refresh lead through the store's expiry index (a range scan, so the cost
 //! follows the number due, not the number stored) and refreshes them with bounded
 //! concurrency through the same single-flight path vends use. Non-ACTIVE connections
-//! are dropped from the index; a transient failure backs that credential off
-//! exponentially (with jitter) and never flips its connection. Each pass also drops
+//! are dropped from the index; credentials backing off after a transient failure (see
+//! `tokens`) are skipped until their next attempt. Each pass also drops
 //! expired OAuth states.
 
 use crate::domain::{now_ms, ConnectionStatus, UnixMs};
 use crate::store::{self, Store};
 use crate::tokens::{self, Refreshed, Tokens};
-use rand::Rng;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -29,10 +27,6 @@ pub struct SchedulerConfig {
     /// Refreshes in a pass start spread over up to this long, so a pass does not hit
     /// a provider in one burst.
     pub spread: Duration,
-    /// Wait after a credential's first transient failure; doubled on each further one.
-    pub backoff_base: Duration,
-    /// The longest wait between attempts.
-    pub backoff_max: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -42,8 +36,6 @@ impl Default for SchedulerConfig {
             batch: 1000,
             concurrency: 8,
             spread: Duration::from_secs(1),
-            backoff_base: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -69,18 +61,11 @@ pub struct DueReport {
     pub failed: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    failures: u32,
-    next_attempt: UnixMs,
-}
-
 /// The refresh-ahead use case and its task.
 pub struct Scheduler {
     store: Store,
     tokens: Tokens,
     config: SchedulerConfig,
-    backoff: Mutex<HashMap<String, Backoff>>,
 }
 
 enum Outcome {
@@ -99,7 +84,6 @@ impl Scheduler {
             store,
             tokens,
             config,
-            backoff: Mutex::default(),
         })
     }
 
@@ -136,7 +120,7 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut running = JoinSet::new();
         for (expires_at, connection_id) in due {
-            if self.backing_off(&connection_id, now) {
+            if self.tokens.backing_off(&connection_id, now) {
                 report.backing_off += 1;
                 continue;
             }
@@ -177,13 +161,9 @@ impl Scheduler {
             return Outcome::AlreadyFresh;
         }
         match self.tokens.refresh(&connection).await {
-            Ok(Refreshed::Renewed(_)) => {
-                self.clear_backoff(connection_id);
-                Outcome::Renewed
-            }
+            Ok(Refreshed::Renewed(_)) => Outcome::Renewed,
             Ok(Refreshed::NotDue(_)) => Outcome::AlreadyFresh,
             Ok(Refreshed::Deferred(_, _)) | Err(tokens::Error::RefreshFailed(_)) => {
-                self.back_off(connection_id);
                 Outcome::Deferred
             }
             Err(tokens::Error::NeedsReauth) => Outcome::Rejected,
@@ -192,7 +172,6 @@ impl Scheduler {
             }
             Err(e) => {
                 tracing::error!(connection = %connection_id, error = %e, "scheduled refresh failed");
-                self.back_off(connection_id);
                 Outcome::Failed
             }
         }
@@ -202,47 +181,8 @@ impl Scheduler {
         if let Err(e) = self.store.unindex_expiry(expires_at, connection_id) {
             tracing::error!(connection = %connection_id, error = %e, "dropping an expiry index entry failed");
         }
-        self.clear_backoff(connection_id);
         Outcome::Dropped
     }
-
-    fn backing_off(&self, connection_id: &str, now: UnixMs) -> bool {
-        let backoff = self.backoff.lock().expect("backoff lock");
-        backoff
-            .get(connection_id)
-            .is_some_and(|b| b.next_attempt > now)
-    }
-
-    fn back_off(&self, connection_id: &str) {
-        let mut backoff = self.backoff.lock().expect("backoff lock");
-        let entry = backoff.entry(connection_id.to_owned()).or_insert(Backoff {
-            failures: 0,
-            next_attempt: 0,
-        });
-        entry.failures = entry.failures.saturating_add(1);
-        let wait = backoff_delay(&self.config, entry.failures);
-        entry.next_attempt = now_ms() + wait.as_millis() as u64;
-        tracing::info!(connection = %connection_id, failures = entry.failures, wait_ms = wait.as_millis() as u64, "backing off the refresh");
-    }
-
-    fn clear_backoff(&self, connection_id: &str) {
-        self.backoff
-            .lock()
-            .expect("backoff lock")
-            .remove(connection_id);
-    }
-}
-
-/// `base · 2^(failures-1)`, capped, with "equal jitter": half fixed, half random, so
-/// credentials that failed together do not retry together.
-fn backoff_delay(config: &SchedulerConfig, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let full = config
-        .backoff_base
-        .saturating_mul(1u32 << exponent)
-        .min(config.backoff_max);
-    let half = full / 2;
-    half + random_up_to(half)
 }
 
 fn jittered(interval: Duration) -> Duration {
@@ -253,31 +193,4 @@ fn spread_delay(spread: Duration) -> Duration {
     random_up_to(spread)
 }
 
-fn random_up_to(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::thread_rng().gen_range(0..=max.as_nanos() as u64))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let config = SchedulerConfig {
-            backoff_base: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(60),
-            ..SchedulerConfig::default()
-        };
-        for (failures, full) in [(1, 10), (2, 20), (3, 40), (4, 60), (30, 60)] {
-            let delay = backoff_delay(&config, failures);
-            let full = Duration::from_secs(full);
-            assert!(
-                delay >= full / 2 && delay <= full,
-                "failure {failures}: {delay:?}"
-            );
-        }
-    }
-}
+use crate::tokens::random_up_to;

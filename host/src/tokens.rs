@@ -109,6 +109,53 @@ impl RefreshLeads {
     }
 }
 
+/// How long a credential waits after transient refresh failures: `base · 2^(n-1)`,
+/// capped at `max`, with equal jitter. While it waits and its token is still valid,
+/// vends serve that token and the scheduler skips it, so a failing provider is not
+/// hammered by every read.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffPolicy {
+    /// Wait after the first failure.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The wait after `failures` consecutive failures: half fixed, half random, so
+    /// credentials that failed together do not retry together.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(20);
+        let full = self.base.saturating_mul(1u32 << exponent).min(self.max);
+        let half = full / 2;
+        half + random_up_to(half)
+    }
+}
+
+/// A random duration in `0..=max`.
+pub fn random_up_to(max: Duration) -> Duration {
+    use rand::Rng;
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::thread_rng().gen_range(0..=max.as_nanos() as u64))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    next_attempt: UnixMs,
+}
+
 /// What a refresh attempt did.
 #[derive(Debug)]
 pub enum Refreshed {
@@ -136,6 +183,8 @@ pub struct Tokens {
     notifier: Notifier,
     refresher: Option<Arc<dyn Refresher>>,
     leads: Arc<RefreshLeads>,
+    backoff: BackoffPolicy,
+    failures: Arc<Mutex<HashMap<String, Failures>>>,
     flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -148,8 +197,45 @@ impl Tokens {
             notifier,
             refresher: None,
             leads: Arc::default(),
+            backoff: BackoffPolicy::default(),
+            failures: Arc::default(),
             flights: Arc::default(),
         }
+    }
+
+    /// Backs off transient refresh failures by `policy` instead of the default.
+    pub fn with_backoff(mut self, policy: BackoffPolicy) -> Self {
+        self.backoff = policy;
+        self
+    }
+
+    /// Whether the connection's refresh is waiting out an earlier transient failure.
+    pub fn backing_off(&self, connection_id: &str, now: UnixMs) -> bool {
+        let failures = self.failures.lock().expect("failures lock");
+        failures
+            .get(connection_id)
+            .is_some_and(|f| f.next_attempt > now)
+    }
+
+    fn record_failure(&self, connection_id: &str) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let entry = failures
+            .entry(connection_id.to_owned())
+            .or_insert(Failures {
+                count: 0,
+                next_attempt: 0,
+            });
+        entry.count = entry.count.saturating_add(1);
+        let wait = self.backoff.delay(entry.count);
+        entry.next_attempt = now_ms() + wait.as_millis() as u64;
+        tracing::info!(connection = %connection_id, failures = entry.count, wait_ms = wait.as_millis() as u64, "backing off the refresh");
+    }
+
+    fn clear_failures(&self, connection_id: &str) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .remove(connection_id);
     }
 
     /// Refreshes due credentials through `refresher`, `leads` before expiry.
@@ -276,7 +362,20 @@ impl Tokens {
         if !self.is_due(&current, stored.expires_at) {
             return Ok(Refreshed::NotDue(secret));
         }
-        match refresher.refresh(&current, refresh_token).await {
+        let still_valid = stored.expires_at.is_some_and(|at| at > now_ms());
+        if still_valid && self.backing_off(&connection.id, now_ms()) {
+            return Ok(Refreshed::Deferred(
+                secret,
+                "waiting out an earlier transient failure".into(),
+            ));
+        }
+        let outcome = refresher.refresh(&current, refresh_token).await;
+        if matches!(outcome, Err(RefreshError::Transient(_))) {
+            self.record_failure(&connection.id);
+        } else {
+            self.clear_failures(&connection.id);
+        }
+        match outcome {
             Ok(mut fresh) => {
                 // A response without a refresh token keeps the one we have.
                 if fresh.refresh_token.is_none() {
@@ -291,7 +390,7 @@ impl Tokens {
             }
             Err(RefreshError::Transient(reason)) => {
                 tracing::warn!(connection = %connection.id, reason = %reason, "credential refresh failed; will retry");
-                if stored.expires_at.is_some_and(|at| at > now_ms()) {
+                if still_valid {
                     Ok(Refreshed::Deferred(secret, reason))
                 } else {
                     Err(Error::RefreshFailed(reason))
@@ -623,6 +722,35 @@ mod tests {
                 .status;
             assert_eq!(status, ConnectionStatus::Active);
         }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let policy = BackoffPolicy {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        };
+        for (failures, full) in [(1, 10), (2, 20), (3, 40), (4, 60), (30, 60)] {
+            let delay = policy.delay(failures);
+            let full = Duration::from_secs(full);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "failure {failures}: {delay:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn vends_during_a_backoff_serve_the_valid_token_without_calling_the_provider() {
+        let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
+        *provider.outcome.lock().unwrap() = Some(RefreshError::Transient("503".into()));
+        let (tokens, connection) = setup(provider.clone(), 60_000);
+        for _ in 0..20 {
+            let secret = tokens.vend(&connection).await.unwrap();
+            assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+        }
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        assert!(tokens.backing_off(&connection.id, now_ms()));
     }
 
     #[tokio::test]

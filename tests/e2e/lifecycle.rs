@@ -306,12 +306,16 @@ async fn a_503_from_the_token_endpoint_keeps_the_connection_active_and_backs_off
     .await;
     let id = s.connection("1//refresh-flaky", 5 * 60_000).await;
     s.fake.set_token_failure(Some(503));
-    // Five minutes of validity left: the vend hands out the current token.
-    assert_eq!(s.vend(&id).await["accessToken"], "ya29.initial");
+    // Five minutes of validity left: the vend hands out the current token, and vends
+    // during the backoff do not call the failing provider again.
+    for _ in 0..20 {
+        assert_eq!(s.vend(&id).await["accessToken"], "ya29.initial");
+    }
+    assert_eq!(s.fake.refresh_requests(), 1, "vends respect the backoff");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let attempts = s.fake.refresh_requests();
     // Without backoff the 50 ms scheduler would have tried ~50 times. With a 1 s base
-    // (equal jitter): the vend, then at most three scheduler attempts in 2.5 s.
+    // (equal jitter): the vend, then at most two more attempts in 2.5 s.
     assert!((2..=4).contains(&attempts), "{attempts} refresh attempts");
     assert_eq!(s.conduit.status(&s.tenant, &id).await, "ACTIVE");
 
