@@ -138,6 +138,28 @@ impl Connection {
     }
 }
 
+#[cfg(test)]
+impl Connection {
+    /// An ACTIVE Gmail connection of tenant `acme`, for unit tests.
+    pub(crate) fn fixture(id: &str, ownership_mode: OwnershipMode) -> Self {
+        Connection {
+            id: id.into(),
+            tenant_id: "acme".into(),
+            connector: "gmail".into(),
+            integration_key: "email.gmail".into(),
+            integration_version: 1,
+            label: "Gmail".into(),
+            environment: Environment::Production,
+            ownership_mode,
+            external_account_id: None,
+            config: Default::default(),
+            status: ConnectionStatus::Active,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 /// Which kind of secret a credential holds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

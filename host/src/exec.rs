@@ -426,7 +426,8 @@ fn redactor_for(secret: &SecretFields) -> Redactor {
     Redactor::new(secret.values())
 }
 
-fn call_context(connection: &Connection, idempotency_key: Option<String>) -> CallContext {
+/// What a connector is told about a call on `connection`.
+pub fn call_context(connection: &Connection, idempotency_key: Option<String>) -> CallContext {
     CallContext {
         connection_id: connection.id.clone(),
         tenant_id: connection.tenant_id.clone(),
@@ -437,6 +438,7 @@ fn call_context(connection: &Connection, idempotency_key: Option<String>) -> Cal
     }
 }
 
-fn audit_id() -> String {
+/// A fresh audit record id.
+pub fn audit_id() -> String {
     format!("exe_{}", uuid::Uuid::new_v4().simple())
 }

@@ -16,14 +16,14 @@ use crate::domain::{
     now_ms, AuditRecord, AuthType, Connection, ConnectionStatus, CredentialKind, OauthClient,
     OutboundRecord, OwnershipMode, SecretFields,
 };
-use crate::exec::{self, map_guest_result};
+use crate::exec::{self, audit_id, call_context, map_guest_result};
 use crate::ratelimit::RateLimits;
 use crate::runtime::{
-    egress::AllowedHosts, CallContext, CallReport, CodeExchange, ConnectorError, Plugin, Runtime,
+    egress::AllowedHosts, CallReport, CodeExchange, ConnectorError, Plugin, Runtime,
 };
 use crate::store::{self, OauthState, Store, StoredClient};
-use crate::tokens::{self, BoxFuture, RefreshError, Refresher, Tokens};
-use crate::vault::{self, Binding, Vault};
+use crate::tokens::{self, binding, BoxFuture, RefreshError, Refresher, Tokens};
+use crate::vault::{self, Vault};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -220,7 +220,12 @@ impl ConnectorRefresher {
             })?;
         let report = self
             .runtime
-            .refresh(&plugin, &call_context(connection), &client, refresh_token)
+            .refresh(
+                &plugin,
+                &call_context(connection, None),
+                &client,
+                refresh_token,
+            )
             .await;
         let redactor = Redactor::new([client.client_secret.as_str(), refresh_token]);
         let CallReport { result, outbound } = report;
@@ -371,10 +376,10 @@ impl Oauth {
         let state = random_token();
         let verifier = oauth.pkce.then(random_token);
         let expires_at = now_ms() + self.state_ttl.as_millis() as u64;
-        let code_verifier = verifier.as_ref().map(|v| {
-            self.vault
-                .seal(state_binding(&state, &connection), v.as_bytes())
-        });
+        // The verifier is sealed bound to its state, so it opens for this flow only.
+        let code_verifier = verifier
+            .as_ref()
+            .map(|v| self.vault.seal(binding(&state, &connection), v.as_bytes()));
         self.store.put_oauth_state(
             &hash(&state),
             &OauthState {
@@ -432,7 +437,7 @@ impl Oauth {
         let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
-                let plain = self.vault.open(state_binding(state, &connection), sealed)?;
+                let plain = self.vault.open(binding(state, &connection), sealed)?;
                 Some(String::from_utf8_lossy(&plain).into_owned())
             }
             None => None,
@@ -468,7 +473,7 @@ impl Oauth {
             .map_err(Error::RateLimited)?;
         let report = self
             .runtime
-            .exchange_code(&plugin, &call_context(connection), &client, exchange)
+            .exchange_code(&plugin, &call_context(connection, None), &client, exchange)
             .await;
         let redactor = Redactor::new(
             [client.client_secret.as_str(), exchange.code.as_str()]
@@ -559,7 +564,7 @@ fn record(
         Err((code, detail)) => (code.to_owned(), Some(detail)),
     };
     audit.record(AuditRecord {
-        id: format!("exe_{}", uuid::Uuid::new_v4().simple()),
+        id: audit_id(),
         time: now_ms(),
         tenant_id: connection.tenant_id.clone(),
         connection_id: Some(connection.id.clone()),
@@ -592,29 +597,6 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::ConnectorUnavailable(_) => "connector_unavailable",
         Error::Tokens(_) => "vault_error",
     }
-}
-
-fn call_context(connection: &Connection) -> CallContext {
-    CallContext {
-        connection_id: connection.id.clone(),
-        tenant_id: connection.tenant_id.clone(),
-        environment: connection.environment.as_str().to_owned(),
-        external_account_id: connection.external_account_id.clone(),
-        config: connection.config.clone(),
-        idempotency_key: None,
-    }
-}
-
-fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
-    Binding {
-        credential_id,
-        connection_id: &connection.id,
-    }
-}
-
-/// The PKCE verifier is sealed bound to its state, so it opens for that flow only.
-fn state_binding<'a>(state: &'a str, connection: &'a Connection) -> Binding<'a> {
-    binding(state, connection)
 }
 
 /// 32 random bytes, base64url: a `state` or a PKCE verifier (43 characters, within

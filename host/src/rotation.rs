@@ -8,7 +8,7 @@
 use crate::domain::Connection;
 use crate::store::{self, Store, StoredClient};
 use crate::tokens::{self, Tokens};
-use crate::vault::{self, Binding, Vault};
+use crate::vault::{self, Vault};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,10 +124,7 @@ impl Rotation {
             if client.sealed.key_id == self.vault.primary_key_id() {
                 return Ok(false);
             }
-            let binding = Binding {
-                credential_id: &client.credential_id,
-                connection_id: &connection.id,
-            };
+            let binding = tokens::binding(&client.credential_id, connection);
             let next = StoredClient {
                 sealed: self.vault.rewrap(binding, &client.sealed)?,
                 credential_id: client.credential_id.clone(),
@@ -163,28 +160,8 @@ impl Rotation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        Connection, ConnectionStatus, CredentialKind, Environment, OwnershipMode, SecretFields,
-    };
+    use crate::domain::{Connection, CredentialKind, OwnershipMode, SecretFields};
     use crate::notify::Notifier;
-
-    fn connection(id: &str) -> Connection {
-        Connection {
-            id: id.into(),
-            tenant_id: "acme".into(),
-            connector: "gmail".into(),
-            integration_key: "email.gmail".into(),
-            integration_version: 1,
-            label: String::new(),
-            environment: Environment::Sandbox,
-            ownership_mode: OwnershipMode::Byok,
-            external_account_id: None,
-            config: Default::default(),
-            status: ConnectionStatus::Active,
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
 
     #[tokio::test]
     async fn retiring_a_key_in_use_is_refused_until_rotation_rewraps_it() {
@@ -193,7 +170,7 @@ mod tests {
             Arc::new(Vault::load(store.vault_tree().unwrap(), vault::Key::generate()).unwrap());
         let tokens = Tokens::new(store.clone(), vault.clone(), Notifier::log_only());
         let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
-        let conn = connection("conn_1");
+        let conn = Connection::fixture("conn_1", OwnershipMode::Byok);
         store.put_connection(&conn).unwrap();
         let mut secret = SecretFields::default();
         secret.api_key = Some("sk_test_rotation".into());

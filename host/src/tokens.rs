@@ -275,29 +275,31 @@ impl Tokens {
     }
 
     fn reactivate(&self, connection: &Connection) -> Result<Connection, Error> {
-        let id = &connection.id;
-        if let Some(recovered) = self.store.transition_status(
-            id,
-            ConnectionStatus::NeedsReauth,
-            ConnectionStatus::Active,
-        )? {
+        let from = connection.status;
+        if !matches!(
+            from,
+            ConnectionStatus::NeedsReauth | ConnectionStatus::Error
+        ) {
+            return Ok(connection.clone());
+        }
+        let Some(active) =
+            self.store
+                .transition_status(&connection.id, from, ConnectionStatus::Active)?
+        else {
+            // Someone else moved it meanwhile; report what is stored.
+            return Ok(self
+                .store
+                .connection(&connection.id)?
+                .unwrap_or_else(|| connection.clone()));
+        };
+        if from == ConnectionStatus::NeedsReauth {
             self.notifier.notify(Event::new(
                 EventKind::Recovered,
-                &recovered,
+                &active,
                 "a new credential was stored",
             ));
-            return Ok(recovered);
         }
-        if let Some(repaired) =
-            self.store
-                .transition_status(id, ConnectionStatus::Error, ConnectionStatus::Active)?
-        {
-            return Ok(repaired);
-        }
-        Ok(self
-            .store
-            .connection(id)?
-            .unwrap_or_else(|| connection.clone()))
+        Ok(active)
     }
 
     /// Flips an `ACTIVE` connection to `NEEDS_REAUTH` and notifies, once however many
@@ -503,7 +505,8 @@ fn check_status(status: ConnectionStatus) -> Result<(), Error> {
     }
 }
 
-fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
+/// What a connection's sealed record is bound to in the vault.
+pub(crate) fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
     Binding {
         credential_id,
         connection_id: &connection.id,
@@ -513,7 +516,7 @@ fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Environment, OwnershipMode};
+    use crate::domain::OwnershipMode;
     use crate::vault::Key;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -573,21 +576,7 @@ mod tests {
         let vault = Arc::new(Vault::load(store.vault_tree().unwrap(), Key::generate()).unwrap());
         let tokens = Tokens::new(store.clone(), vault, Notifier::log_only())
             .with_refresher(provider, RefreshLeads::default());
-        let connection = Connection {
-            id: "conn_1".into(),
-            tenant_id: "acme".into(),
-            connector: "gmail".into(),
-            integration_key: "email.gmail".into(),
-            integration_version: 1,
-            label: "Gmail".into(),
-            environment: Environment::Production,
-            ownership_mode: OwnershipMode::Managed,
-            external_account_id: None,
-            config: Default::default(),
-            status: ConnectionStatus::Active,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let connection = Connection::fixture("conn_1", OwnershipMode::Managed);
         store.put_connection(&connection).unwrap();
         let mut secret = SecretFields::default();
         secret.access_token = Some("access-0".into());
