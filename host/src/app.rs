@@ -4,10 +4,15 @@
 //! directory (0600) with a loud warning.
 
 use crate::audit::Audit;
+use crate::blueprints::Blueprints;
+use crate::circuit::{CircuitPolicy, Circuits};
+use crate::configs::Configs;
+use crate::idempotency::Idempotency;
+use crate::resolver::Resolver;
 use crate::capabilities::Contracts;
 use crate::catalog::{self, Catalog};
 use crate::connections::Connections;
-use crate::exec::Exec;
+use crate::exec::{self, Exec};
 use crate::notify::{Notifier, WebhookConfig};
 use crate::oauth::{Clients, ConnectorRefresher, Oauth};
 use crate::ratelimit::RateLimits;
@@ -71,6 +76,10 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
     pub oauth_state_ttl: Duration,
+    /// How long audit records are kept.
+    pub audit_retention: Duration,
+    /// When a connection's circuit opens and for how long.
+    pub circuit: CircuitPolicy,
 }
 
 impl Config {
@@ -88,6 +97,8 @@ impl Config {
             refresh_backoff: BackoffPolicy::default(),
             webhook: None,
             oauth_state_ttl: crate::oauth::DEFAULT_STATE_TTL,
+            audit_retention: crate::audit::DEFAULT_RETENTION,
+            circuit: CircuitPolicy::default(),
         }
     }
 }
@@ -118,6 +129,14 @@ pub struct App {
     pub rotation: Rotation,
     /// Refresh ahead of expiry (started by [`serve`]).
     pub scheduler: Arc<Scheduler>,
+    /// App blueprints.
+    pub blueprints: Blueprints,
+    /// Tenant app configs.
+    pub configs: Configs,
+    /// Binding resolution.
+    pub resolver: Resolver,
+    /// Idempotency keys (purged by the scheduler).
+    pub idempotency: Idempotency,
 }
 
 /// What startup generated and must tell the operator once.
@@ -184,7 +203,7 @@ impl App {
         };
         let tenants = Tenants::new(store.clone(), admin_hash);
         let connections = Connections::new(store.clone(), catalog.clone());
-        let audit = Audit::new(store.clone());
+        let audit = Audit::new(store.clone(), config.audit_retention);
         let clients = Clients::new(store.clone(), vault.clone());
         let limits = RateLimits::new();
         let refresher = ConnectorRefresher::new(
@@ -206,21 +225,30 @@ impl App {
             tokens.clone(),
             clients,
             audit.clone(),
-            limits,
+            limits.clone(),
         )
         .with_state_ttl(config.oauth_state_ttl);
         // Expired authorizations are dropped at startup; live ones survive a restart.
         store.purge_oauth_states(crate::domain::now_ms())?;
         let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
         let scheduler = Scheduler::new(store.clone(), tokens.clone(), config.scheduler.clone());
-        let exec = Exec::new(
-            connections.clone(),
-            tokens.clone(),
-            catalog.clone(),
-            runtime.clone(),
-            Arc::new(Contracts::new()),
-            audit.clone(),
-        );
+        let resolver = Resolver::new(store.clone(), catalog.clone());
+        let idempotency = Idempotency::new(store.clone());
+        let exec = Exec::new(exec::Parts {
+            store: store.clone(),
+            connections: connections.clone(),
+            tokens: tokens.clone(),
+            catalog: catalog.clone(),
+            runtime: runtime.clone(),
+            contracts: Arc::new(Contracts::new()),
+            audit: audit.clone(),
+            resolver: resolver.clone(),
+            limits,
+            circuits: Circuits::new(config.circuit),
+            idempotency: idempotency.clone(),
+        });
+        let blueprints = Blueprints::new(store.clone());
+        let configs = Configs::new(store.clone(), catalog.clone(), exec.clone());
         let app = App {
             tenants,
             connections,
@@ -234,6 +262,10 @@ impl App {
             oauth,
             rotation,
             scheduler,
+            blueprints,
+            configs,
+            resolver,
+            idempotency,
         };
         Ok((app, generated))
     }
@@ -305,14 +337,31 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (store, audit) = (app.store.clone(), app.audit.clone());
     let scheduler = app.scheduler.spawn();
+    let housekeeping = spawn_idempotency_purge(app.idempotency.clone());
     let router = crate::api::router(app);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
+    housekeeping.abort();
     audit.flush().await;
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown failed");
     }
     result
+}
+
+/// Deletes idempotent results past their retention, hourly.
+fn spawn_idempotency_purge(idempotency: Idempotency) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            match idempotency.purge() {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "expired idempotency keys deleted"),
+                Err(e) => tracing::error!(error = %e, "purging idempotency keys failed"),
+            }
+        }
+    })
 }

@@ -1,10 +1,12 @@
 //! Audit: what every call did, recorded without secrets. Owns the [`Redactor`], which
-//! every string bound for an audit record or a log line passes through, and the
-//! recording of [`AuditRecord`]s into the store.
+//! every string bound for an audit record or a log line passes through, the recording
+//! of [`AuditRecord`]s into the store off the request path, and their retention: the
+//! writer thread deletes records older than the retention period as it goes.
 
-use crate::domain::AuditRecord;
-use crate::store::Store;
+use crate::domain::{now_ms, AuditRecord};
+use crate::store::{AuditQuery, Store};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Replaces every occurrence of known secret values with `<redacted>`.
@@ -27,6 +29,20 @@ impl Redactor {
             .collect();
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    /// A redactor for the secrets of both.
+    pub fn merged(&self, other: &Redactor) -> Redactor {
+        if self.secrets.is_empty() {
+            return other.clone();
+        }
+        let mut secrets: Vec<Zeroizing<String>> =
+            self.secrets.iter().chain(other.secrets.iter()).cloned().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         Redactor {
             secrets: Arc::new(secrets),
         }
@@ -61,24 +77,21 @@ enum Message {
 
 /// Records queued before callers write synchronously.
 const QUEUE: usize = 4096;
+/// How often the writer looks for expired records.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Most records one sweep deletes, so a backlog never stalls writing.
+const SWEEP_BATCH: usize = 10_000;
+/// The default retention: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Audit {
-    /// Audit into `store`, starting the writer thread.
-    pub fn new(store: Store) -> Self {
+    /// Audit into `store`, keeping records for `retention`, starting the writer thread.
+    pub fn new(store: Store, retention: Duration) -> Self {
         let (queue, inbox) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = store.clone();
         std::thread::Builder::new()
             .name("conduit-audit".into())
-            .spawn(move || {
-                for message in inbox {
-                    match message {
-                        Message::Record(record) => write(&writer, &record),
-                        Message::Barrier(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            })
+            .spawn(move || writer_loop(&writer, &inbox, retention))
             .expect("the audit writer thread starts");
         Audit { store, queue }
     }
@@ -103,18 +116,44 @@ impl Audit {
         }
     }
 
-    /// The tenant's records, newest first, optionally for one connection; includes
-    /// everything recorded before the call.
-    pub async fn list(
+    /// A page of the tenant's records matching `query`, newest first, with the cursor
+    /// of the next page; includes everything recorded before the call.
+    pub async fn page(
         &self,
         tenant_id: &str,
-        connection_id: Option<&str>,
-        limit: usize,
-    ) -> crate::store::Result<Vec<AuditRecord>> {
+        query: &AuditQuery,
+    ) -> crate::store::Result<(Vec<AuditRecord>, Option<String>)> {
         self.flush().await;
-        self.store.audit_of(tenant_id, limit, |r| {
-            connection_id.is_none_or(|c| r.connection_id.as_deref() == Some(c))
-        })
+        self.store.audit_page(tenant_id, query)
+    }
+}
+
+fn writer_loop(store: &Store, inbox: &std::sync::mpsc::Receiver<Message>, retention: Duration) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut next_sweep = Instant::now();
+    loop {
+        if Instant::now() >= next_sweep {
+            sweep(store, retention);
+            next_sweep = Instant::now() + SWEEP_EVERY.min(retention);
+        }
+        match inbox.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
+            Ok(Message::Record(record)) => write(store, &record),
+            Ok(Message::Barrier(done)) => {
+                let _ = done.send(());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Deletes records older than the retention period.
+fn sweep(store: &Store, retention: Duration) {
+    let before = now_ms().saturating_sub(retention.as_millis() as u64);
+    match store.purge_audit(before, SWEEP_BATCH) {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "expired audit records deleted"),
+        Err(e) => tracing::error!(error = %e, "audit retention sweep failed"),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The catalog: the loaded connectors, by slug, each an [`IntegrationSpec`] with its
 //! runtime [`Plugin`]. Reads `plugins.toml` (an array of `[[plugin]]` tables: `slug`,
-//! `path` relative to the file, optional `allowed_hosts`, `memory_mb`, `deadline_ms`)
+//! `path` relative to the file, optional `allowed_hosts`, `memory_mb`, `deadline_ms`,
+//! `refresh_lead_secs`, `rate_profile` and `config` defaults)
 //! and swaps plugins in atomically: a call holds an `Arc<Plugin>` and finishes on the
 //! version it started with.
 
-use crate::domain::IntegrationSpec;
+use crate::domain::{IntegrationSpec, RateProfile};
 use crate::runtime::{self, Plugin, PluginSettings, Runtime};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,6 +60,23 @@ pub struct PluginEntry {
     /// Refresh this connector's credentials this many seconds before expiry, instead
     /// of the deployment's default lead.
     pub refresh_lead_secs: Option<u64>,
+    /// Replaces the connector's rate profile (`{ requests, per_seconds, burst }`).
+    pub rate_profile: Option<RateProfileEntry>,
+    /// Defaults for every connection's config (the lowest layer of a resolved config).
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// A `rate_profile` table in `plugins.toml`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateProfileEntry {
+    /// Requests per window.
+    pub requests: u32,
+    /// Window in seconds.
+    pub per_seconds: u32,
+    /// Burst.
+    pub burst: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +125,12 @@ impl Catalog {
                 allowed_hosts: entry.allowed_hosts.clone(),
                 memory_mb: entry.memory_mb,
                 deadline_ms: entry.deadline_ms,
+                rate_profile: entry.rate_profile.map(|p| RateProfile {
+                    requests: p.requests,
+                    per_seconds: p.per_seconds.max(1),
+                    burst: p.burst,
+                }),
+                config_defaults: toml_to_json(&entry.config),
             };
             let plugin = runtime
                 .load(wasm, Some(&entry.slug), &settings)
@@ -160,4 +184,22 @@ impl Catalog {
     pub fn specs(&self) -> Vec<IntegrationSpec> {
         self.all().iter().map(|p| p.spec.clone()).collect()
     }
+}
+
+/// A `plugins.toml` table as a JSON object (TOML values map onto JSON one to one, dates
+/// as their text).
+fn toml_to_json(table: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    fn value(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::String(s) => s.clone().into(),
+            toml::Value::Integer(i) => (*i).into(),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            toml::Value::Boolean(b) => (*b).into(),
+            toml::Value::Datetime(d) => d.to_string().into(),
+            toml::Value::Array(a) => a.iter().map(value).collect(),
+            toml::Value::Table(t) => serde_json::Value::Object(toml_to_json(t)),
+        }
+    }
+    table.iter().map(|(k, v)| (k.clone(), value(v))).collect()
 }

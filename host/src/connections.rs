@@ -47,6 +47,8 @@ pub struct NewConnection {
     pub external_account_id: Option<String>,
     /// Non-secret config.
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// Executions allowed per UTC day, if capped.
+    pub daily_quota: Option<u32>,
 }
 
 /// Connection use cases.
@@ -105,6 +107,7 @@ impl Connections {
             external_account_id: new.external_account_id,
             config: new.config,
             status: ConnectionStatus::Active,
+            daily_quota: new.daily_quota,
             created_at: now,
             updated_at: now,
         };

@@ -1,5 +1,12 @@
-//! The domain types of Conduit: tenants, connections, credentials, integration specs and
-//! audit records. They carry no I/O; the store persists them, the API renders them.
+//! The domain types of Conduit: tenants, connections, credentials, integration specs,
+//! blueprints and tenant configs ([`binding`]) and audit records. They carry no I/O; the store persists them, the API renders them.
+
+pub mod binding;
+
+pub use binding::{
+    operation_id, version_text, Binding, Blueprint, BlueprintMeta, ConfigMeta, ConfigStatus,
+    RequiredCapability, Scope, Slot, TenantConfig,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -125,6 +132,9 @@ pub struct Connection {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Lifecycle state.
     pub status: ConnectionStatus,
+    /// Executions allowed per UTC day, if capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u32>,
     /// Created.
     pub created_at: UnixMs,
     /// Last changed.
@@ -154,6 +164,7 @@ impl Connection {
             external_account_id: None,
             config: Default::default(),
             status: ConnectionStatus::Active,
+            daily_quota: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -319,6 +330,10 @@ pub struct IntegrationSpec {
     pub rate_profile: RateProfile,
     /// OAuth endpoints.
     pub oauth: Option<OauthConfig>,
+    /// Deployment defaults for connection config (`plugins.toml`), the lowest layer of
+    /// a resolved config.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config_defaults: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntegrationSpec {
@@ -342,11 +357,40 @@ pub struct OutboundRecord {
     pub error: Option<String>,
     /// Milliseconds spent.
     pub duration_ms: u64,
+    /// Request headers; credential-bearing ones are shown as `<redacted>`.
+    #[serde(default)]
+    pub request_headers: Vec<(String, String)>,
+    /// The start of the request body, redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// The start of the response body, redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+/// The policy decision point's verdict on a call made through a binding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Whether some binding admitted the call.
+    pub allowed: bool,
+    /// Why: the admitting binding, or why each binding refused.
+    pub reason: String,
+}
+
+/// A binding passed over during failover, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// The connection not used.
+    pub connection_id: String,
+    /// `needs_reauth`, `rate_limited`, `circuit_open`, …
+    pub reason: String,
 }
 
 /// One audited call: who ran what on which connection, and how it ended. Holds no
 /// secret: every string in it went through redaction.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     /// Opaque id.
@@ -373,4 +417,25 @@ pub struct AuditRecord {
     pub outbound: Vec<OutboundRecord>,
     /// Wall time of the whole call.
     pub duration_ms: u64,
+    /// The blueprint, for calls resolved through a tenant config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blueprint: Option<String>,
+    /// Their environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// Their workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Their operation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The policy decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Bindings passed over before the one that served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+    /// Answered from the idempotency store without calling the provider.
+    #[serde(default)]
+    pub replayed: bool,
 }

@@ -576,6 +576,7 @@ fn record(
         idempotency_key: None,
         outbound,
         duration_ms: started.elapsed().as_millis() as u64,
+        ..AuditRecord::default()
     });
 }
 

@@ -1,6 +1,7 @@
 //! Persistence on sled: tenants and their token hashes, connections, sealed credentials
-//! with their expiry index, sealed OAuth clients, pending OAuth states and audit
-//! records, each in its own tree. Methods are shaped by the use cases that
+//! with their expiry index, sealed OAuth clients, pending OAuth states, audit records
+//! with their time index, and (in [`bindings`]) blueprints, tenant configs, idempotent
+//! results and quota counters, each in its own tree. Methods are shaped by the use cases that
 //! call them (find a tenant by token hash, list a tenant's connections, load a sealed
 //! credential); no caller sees sled keys. One implementation today; the methods are the
 //! seam where a PostgreSQL store for several replicas would go.
@@ -8,7 +9,13 @@
 use crate::domain::{AuditRecord, Connection, ConnectionStatus, CredentialKind, Tenant, UnixMs};
 use crate::vault::SealedSecret;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+mod bindings;
+
+pub use bindings::{IdempotentResult, PublishRefusal};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +108,33 @@ pub struct Store {
     /// Pending authorizations by SHA-256 of their state.
     oauth_states: sled::Tree,
     audit: sled::Tree,
+    /// `time (u64 BE) ‖ audit key` → (), for retention.
+    audit_time: sled::Tree,
+    blueprints: sled::Tree,
+    configs: sled::Tree,
+    /// `tenant \0 blueprint \0 environment \0` → published version (u32 BE).
+    published: sled::Tree,
+    idempotency: sled::Tree,
+    quotas: sled::Tree,
+    /// Per-tenant change counters (in memory: the caches they guard are too).
+    revisions: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// Which audit records to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this connection's.
+    pub connection_id: Option<String>,
+    /// Only this capability's.
+    pub capability: Option<String>,
+    /// Not before (unix ms).
+    pub since: Option<UnixMs>,
+    /// Not after (unix ms).
+    pub until: Option<UnixMs>,
+    /// Continue after this cursor (from a previous page).
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: usize,
 }
 
 impl Store {
@@ -126,6 +160,13 @@ impl Store {
             oauth_clients: db.open_tree("oauth_clients")?,
             oauth_states: db.open_tree("oauth_states")?,
             audit: db.open_tree("audit")?,
+            audit_time: db.open_tree("audit_time")?,
+            blueprints: db.open_tree("blueprints")?,
+            configs: db.open_tree("tenant_configs")?,
+            published: db.open_tree("published_configs")?,
+            idempotency: db.open_tree("idempotency")?,
+            quotas: db.open_tree("quotas")?,
+            revisions: Arc::default(),
             db,
         })
     }
@@ -174,6 +215,7 @@ impl Store {
             .insert(connection.id.as_bytes(), encode(connection))?;
         self.tenant_connections
             .insert(tenant_key(&connection.tenant_id, &connection.id), &[])?;
+        self.bump_revision(&connection.tenant_id);
         Ok(())
     }
 
@@ -211,6 +253,7 @@ impl Store {
         self.tenant_connections
             .remove(tenant_key(&connection.tenant_id, &connection.id))?;
         self.connections.remove(connection.id.as_bytes())?;
+        self.bump_revision(&connection.tenant_id);
         Ok(())
     }
 
@@ -345,6 +388,7 @@ impl Store {
                     .compare_and_swap(id, Some(current), Some(encode(&connection)))?;
             if swapped.is_ok() {
                 self.connections.flush()?;
+                self.bump_revision(&connection.tenant_id);
                 return Ok(Some(connection));
             }
         }
@@ -434,34 +478,73 @@ impl Store {
 
     // --- audit -----------------------------------------------------------------------
 
-    /// Appends an audit record.
+    /// Appends an audit record, indexed by time for retention.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         let mut key = tenant_key(&record.tenant_id, "");
         key.extend_from_slice(&record.time.to_be_bytes());
         key.extend_from_slice(record.id.as_bytes());
+        let mut by_time = record.time.to_be_bytes().to_vec();
+        by_time.extend_from_slice(&key);
         self.audit.insert(key, encode(record))?;
+        self.audit_time.insert(by_time, &[])?;
         Ok(())
     }
 
-    /// A tenant's audit records, newest first, up to `limit`, passing `keep`.
-    pub fn audit_of(
+    /// A page of a tenant's audit records, newest first, and the cursor of the next
+    /// page if there may be one.
+    pub fn audit_page(
         &self,
         tenant_id: &str,
-        limit: usize,
-        keep: impl Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<AuditRecord>> {
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditRecord>, Option<String>)> {
+        let prefix = tenant_key(tenant_id, "");
+        let at = |ms: UnixMs| {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&ms.to_be_bytes());
+            key
+        };
+        let lower = at(query.since.unwrap_or(0));
+        let mut upper = match query.until {
+            Some(until) => at(until.saturating_add(1)),
+            None => at(u64::MAX),
+        };
+        if let Some(cursor) = query.cursor.as_deref().and_then(|c| hex::decode(c).ok()) {
+            let mut after = prefix.clone();
+            after.extend_from_slice(&cursor);
+            upper = upper.min(after);
+        }
         let mut out = Vec::new();
-        for entry in self.audit.scan_prefix(tenant_key(tenant_id, "")).rev() {
-            let (_, value) = entry?;
+        for entry in self.audit.range(lower..upper).rev() {
+            let (key, value) = entry?;
             let record: AuditRecord = decode("audit", &value)?;
-            if keep(&record) {
+            let keep = query
+                .connection_id
+                .as_deref()
+                .is_none_or(|c| record.connection_id.as_deref() == Some(c))
+                && query
+                    .capability
+                    .as_deref()
+                    .is_none_or(|c| record.capability == c);
+            if keep {
                 out.push(record);
-                if out.len() >= limit {
-                    break;
+                if out.len() >= query.limit {
+                    return Ok((out, Some(hex::encode(&key[prefix.len()..]))));
                 }
             }
         }
-        Ok(out)
+        Ok((out, None))
+    }
+
+    /// Deletes audit records older than `before`, at most `max` of them; returns how many.
+    pub fn purge_audit(&self, before: UnixMs, max: usize) -> Result<usize> {
+        let mut purged = 0;
+        for entry in self.audit_time.range(..before.to_be_bytes().to_vec()).take(max) {
+            let (by_time, _) = entry?;
+            self.audit.remove(&by_time[8..])?;
+            self.audit_time.remove(&by_time)?;
+            purged += 1;
+        }
+        Ok(purged)
     }
 }
 

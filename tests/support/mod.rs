@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod fake_google;
+pub mod fake_postmark;
+pub mod fake_qdrant;
 pub mod fake_stripe;
 pub mod webhook;
 

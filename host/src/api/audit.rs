@@ -1,18 +1,25 @@
-//! `GET /api/audit`: the caller's audit records, newest first.
+//! `GET /api/audit`: the caller's audit records, newest first, filtered by connection,
+//! capability and time, a page at a time (`cursor` from the previous page's
+//! `meta.nextCursor`).
 
 use super::auth::TenantCaller;
 use super::document::QueryParams;
 use super::document::{resource, Document};
 use super::{ApiError, AppState};
-use crate::domain::rfc3339;
+use crate::domain::{parse_rfc3339, rfc3339};
+use crate::store::AuditQuery;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
     connection_id: Option<String>,
+    capability: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
     limit: Option<usize>,
 }
 
@@ -21,11 +28,39 @@ pub async fn list(
     TenantCaller(tenant): TenantCaller,
     QueryParams(filter): QueryParams<Filter>,
 ) -> Result<Document, ApiError> {
-    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    let records = app
-        .audit
-        .list(&tenant, filter.connection_id.as_deref(), limit)
-        .await?;
+    let time = |field: &str, value: Option<String>| {
+        value
+            .map(|text| {
+                parse_rfc3339(&text).ok_or_else(|| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!("{field} must be an RFC 3339 time"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    if filter
+        .cursor
+        .as_deref()
+        .is_some_and(|c| c.len() > 1024 || hex::decode(c).is_err())
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "cursor is not one this API issued",
+        ));
+    }
+    let query = AuditQuery {
+        since: time("since", filter.since)?,
+        until: time("until", filter.until)?,
+        connection_id: filter.connection_id,
+        capability: filter.capability,
+        cursor: filter.cursor,
+        limit: filter.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let (records, next) = app.audit.page(&tenant, &query).await?;
     let items = records
         .into_iter()
         .map(|r| {
@@ -34,5 +69,5 @@ pub async fn list(
             resource("auditRecords", &r.id, attributes)
         })
         .collect();
-    Ok(Document::list(items))
+    Ok(Document::list(items).meta(json!({ "nextCursor": next })))
 }

@@ -3,34 +3,33 @@
 use super::auth::TenantCaller;
 use super::document::{resource, Document};
 use super::AppState;
+use crate::domain::IntegrationSpec;
 use axum::extract::State;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// How an IntegrationSpec is shown (the catalog, a resolved config's `provider`).
+pub(super) fn render_spec(spec: &IntegrationSpec) -> Value {
+    resource(
+        "connectors",
+        &spec.slug,
+        json!({
+            "integrationKey": spec.integration_key,
+            "version": spec.version,
+            "category": spec.category,
+            "displayName": spec.display_name,
+            "authType": spec.auth_type,
+            "capabilities": spec.capabilities.iter().map(|c| json!({"key": c.key, "version": c.version})).collect::<Vec<_>>(),
+            "ownershipModes": spec.ownership_modes,
+            "allowedHosts": spec.allowed_hosts,
+            "rateProfile": spec.rate_profile,
+            "oauth": spec.oauth,
+            "configDefaults": spec.config_defaults,
+        }),
+    )
+}
 
 pub async fn connectors(State(app): State<AppState>, _caller: TenantCaller) -> Document {
-    let items = app
-        .catalog
-        .specs()
-        .into_iter()
-        .map(|spec| {
-            resource(
-                "connectors",
-                &spec.slug,
-                json!({
-                    "integrationKey": spec.integration_key,
-                    "version": spec.version,
-                    "category": spec.category,
-                    "displayName": spec.display_name,
-                    "authType": spec.auth_type,
-                    "capabilities": spec.capabilities.iter().map(|c| json!({"key": c.key, "version": c.version})).collect::<Vec<_>>(),
-                    "ownershipModes": spec.ownership_modes,
-                    "allowedHosts": spec.allowed_hosts,
-                    "rateProfile": spec.rate_profile,
-                    "oauth": spec.oauth,
-                }),
-            )
-        })
-        .collect();
-    Document::list(items)
+    Document::list(app.catalog.specs().iter().map(render_spec).collect())
 }
 
 pub async fn plugins(State(app): State<AppState>, _caller: TenantCaller) -> Document {

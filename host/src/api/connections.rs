@@ -1,4 +1,4 @@
-//! Connection routes: create, list, get, delete, credential, vend, health, execute.
+//! Connection routes: create, list, get, delete, credential, vend, health.
 
 use super::auth::TenantCaller;
 use super::document::{resource, Attributes, Document, ResourceAttributes};
@@ -8,7 +8,6 @@ use crate::domain::{
     parse_rfc3339, rfc3339, AuthType, Connection, ConnectionStatus, CredentialKind, Environment,
     OwnershipMode, SecretFields,
 };
-use crate::exec;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -31,6 +30,7 @@ pub(super) fn render(c: &Connection) -> Value {
             "config": c.config,
             "secretRef": c.secret_ref(),
             "status": c.status,
+            "dailyQuota": c.daily_quota,
             "createdAt": rfc3339(c.created_at),
             "updatedAt": rfc3339(c.updated_at),
         }),
@@ -47,6 +47,7 @@ pub struct CreateAttributes {
     external_account_id: Option<String>,
     #[serde(default)]
     config: Map<String, Value>,
+    daily_quota: Option<u32>,
 }
 
 impl ResourceAttributes for CreateAttributes {
@@ -67,6 +68,7 @@ pub async fn create(
             ownership_mode: attrs.ownership_mode,
             external_account_id: attrs.external_account_id,
             config: attrs.config,
+            daily_quota: attrs.daily_quota,
         },
     )?;
     Ok(Document::data(render(&connection)).status(StatusCode::CREATED))
@@ -235,60 +237,5 @@ pub async fn health(
     let health = app.exec.health(&tenant, &id).await?;
     Ok(axum::Json(
         json!({"healthy": health.healthy, "detail": health.detail}),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExecuteAttributes {
-    input: Value,
-    idempotency_key: Option<String>,
-}
-
-impl ResourceAttributes for ExecuteAttributes {
-    const TYPE: &'static str = "executions";
-}
-
-pub async fn execute(
-    State(app): State<AppState>,
-    TenantCaller(tenant): TenantCaller,
-    Path((id, capability)): Path<(String, String)>,
-    Attributes(attrs): Attributes<ExecuteAttributes>,
-) -> Result<Document, ApiError> {
-    if !attrs.input.is_object() {
-        return Err(ApiError::unprocessable(
-            "invalid_input",
-            "input must be a JSON object",
-        ));
-    }
-    if attrs
-        .idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 255)
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_attributes",
-            "idempotencyKey must be 1-255 characters",
-        ));
-    }
-    let execution = app
-        .exec
-        .execute(exec::Request {
-            tenant_id: tenant,
-            connection_id: id,
-            capability,
-            input: attrs.input,
-            idempotency_key: attrs.idempotency_key,
-        })
-        .await?;
-    Ok(Document::resource(
-        "executions",
-        &execution.id,
-        json!({
-            "output": execution.output,
-            "connectionId": execution.connection_id,
-            "integrationKey": execution.integration_key,
-            "durationMs": execution.duration_ms,
-        }),
     ))
 }

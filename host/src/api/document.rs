@@ -39,41 +39,7 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(ct) = content_type {
-            let essence = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if essence != "application/json" && essence != JSON_API {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    format!("send {JSON_API} or application/json"),
-                ));
-            }
-        }
-        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    "the request body could not be read",
-                )
-            }
-        })?;
+        let body = json_body(req, state).await?;
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -85,17 +51,96 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
             )
         })?;
         if envelope.data.kind != T::TYPE {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "type_mismatch",
-                format!("expected resource type `{}`", T::TYPE),
-            ));
+            return Err(type_mismatch(T::TYPE));
         }
         let attributes = envelope.data.attributes.unwrap_or_else(|| json!({}));
         serde_json::from_value(attributes)
             .map(Attributes)
             .map_err(|e| ApiError::unprocessable("invalid_attributes", scrub(&e)))
     }
+}
+
+/// A seed-shaped document (a blueprint, a tenant config), sent either bare or as the
+/// attributes of a JSON:API resource of its type.
+pub trait SpecDocument: DeserializeOwned {
+    /// The JSON:API resource type it may arrive under.
+    const TYPE: &'static str;
+    /// The code of a body that does not have the document's shape.
+    const INVALID: &'static str;
+}
+
+/// A [`SpecDocument`] request body.
+pub struct Spec<T>(pub T);
+
+impl<S: Send + Sync, T: SpecDocument> FromRequest<S> for Spec<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = json_body(req, state).await?;
+        let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_document",
+                format!("the body is not JSON: {}", scrub(&e)),
+            )
+        })?;
+        if let Some(data) = value.get_mut("data") {
+            if data.get("type").and_then(Value::as_str) != Some(T::TYPE) {
+                return Err(type_mismatch(T::TYPE));
+            }
+            value = data.get_mut("attributes").map(Value::take).unwrap_or_default();
+        }
+        serde_json::from_value(value)
+            .map(Spec)
+            .map_err(|e| ApiError::unprocessable(T::INVALID, scrub(&e)))
+    }
+}
+
+fn type_mismatch(expected: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "type_mismatch",
+        format!("expected resource type `{expected}`"),
+    )
+}
+
+/// The body of a JSON request: the media type checked, the size capped.
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(ct) = content_type {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && essence != JSON_API {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send {JSON_API} or application/json"),
+            ));
+        }
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body could not be read",
+            )
+        }
+    })
 }
 
 /// serde's message without the offending value: it may be a secret sent in the wrong
@@ -151,6 +196,12 @@ impl Document {
             status: StatusCode::OK,
             body: json!({"data": items}),
         }
+    }
+
+    /// Adds top-level `meta` (paging cursors).
+    pub fn meta(mut self, meta: Value) -> Self {
+        self.body["meta"] = meta;
+        self
     }
 
     /// The same document with another status (201 on create).

@@ -2,7 +2,7 @@
 //! rendered as a JSON:API error document. Domain errors map here and only here; the
 //! body never carries a secret (domain errors are redacted before they arrive).
 
-use crate::{connections, exec, store, tenants, tokens};
+use crate::{blueprints, configs, connections, exec, resolver, store, tenants, tokens};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extra machine-readable facts (provider status and code…).
     pub meta: Option<Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,7 +33,15 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             detail: detail.into(),
             meta: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (whole seconds, at least 1).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// Adds `meta`.
@@ -81,6 +91,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(super::document::JSON_API),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -181,6 +196,64 @@ impl From<exec::Error> for ApiError {
             E::ConnectorUnavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
             }
+            E::NoBinding(_) => ApiError::new(StatusCode::NOT_FOUND, code, detail),
+            E::ScopeDenied(_) => ApiError::new(StatusCode::FORBIDDEN, code, detail),
+            E::RateLimited { retry_after, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
+                    .with_retry_after(retry_after)
+                    .with_meta(json!({"retryable": true}))
+            }
+            E::CircuitOpen(wait) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+                .with_retry_after(wait)
+                .with_meta(json!({"retryable": true})),
+            E::IdempotencyConflict => ApiError::new(StatusCode::CONFLICT, code, detail),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<blueprints::Error> for ApiError {
+    fn from(e: blueprints::Error) -> Self {
+        use blueprints::Error as E;
+        match e {
+            E::Invalid(_) => ApiError::unprocessable("invalid_blueprint", e.to_string()),
+            E::Mismatch(_) => ApiError::unprocessable("blueprint_mismatch", e.to_string()),
+            E::Immutable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "blueprint_immutable", e.to_string())
+            }
+            E::NotFound => ApiError::not_found("blueprint"),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<configs::Error> for ApiError {
+    fn from(e: configs::Error) -> Self {
+        use configs::Error as E;
+        match e {
+            E::Invalid { code, binding, .. } => {
+                let error = ApiError::unprocessable(code, e.to_string());
+                match binding {
+                    Some(i) => error.with_meta(json!({"pointer": format!("/integrations/{i}")})),
+                    None => error,
+                }
+            }
+            E::NotFound => ApiError::not_found("tenant config"),
+            E::Transition(_) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
+            }
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<resolver::Error> for ApiError {
+    fn from(e: resolver::Error) -> Self {
+        match e {
+            resolver::Error::NotPublished { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_binding", e.to_string())
+            }
+            resolver::Error::Store(e) => e.into(),
         }
     }
 }

@@ -4,10 +4,13 @@
 
 mod audit;
 mod auth;
+mod blueprints;
 mod catalog;
+mod configs;
 mod connections;
 mod document;
 mod error;
+mod executions;
 mod oauth;
 mod tenants;
 mod vault;
@@ -161,7 +164,77 @@ pub fn routes() -> Vec<Route> {
             "/api/connections/{id}/capabilities/{capabilityKey}/execute",
             Tenant,
             "Run a capability on this connection",
-            routing::post(connections::execute),
+            routing::post(executions::on_connection),
+        ),
+        route(
+            M::PUT,
+            "/admin/blueprints/{name}/versions/{version}",
+            Admin,
+            "Publish an immutable AppBlueprintSpec version",
+            routing::put(blueprints::put),
+        ),
+        route(
+            M::GET,
+            "/api/blueprints",
+            Tenant,
+            "Every blueprint version",
+            routing::get(blueprints::list),
+        ),
+        route(
+            M::GET,
+            "/api/blueprints/{name}/versions/{version}",
+            Tenant,
+            "One blueprint version",
+            routing::get(blueprints::get),
+        ),
+        route(
+            M::POST,
+            "/api/tenant-configs",
+            Tenant,
+            "Post a TenantAppConfig: validated against its blueprint, stored as a new draft version",
+            routing::post(configs::create),
+        ),
+        route(
+            M::GET,
+            "/api/tenant-configs",
+            Tenant,
+            "The caller's config versions (`?blueprint=`)",
+            routing::get(configs::list),
+        ),
+        route(
+            M::GET,
+            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}",
+            Tenant,
+            "One config version",
+            routing::get(configs::get),
+        ),
+        route(
+            M::POST,
+            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview",
+            Tenant,
+            "Move a draft to preview",
+            routing::post(configs::preview),
+        ),
+        route(
+            M::POST,
+            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/publish",
+            Tenant,
+            "Publish a version (validated again); the previous one is archived",
+            routing::post(configs::publish),
+        ),
+        route(
+            M::GET,
+            "/api/apps/{blueprint}/resolved",
+            Tenant,
+            "The ResolvedAppConfig of the published config (`?environment=`)",
+            routing::get(configs::resolved),
+        ),
+        route(
+            M::POST,
+            "/api/capabilities/{capabilityKey}/execute",
+            Tenant,
+            "executeCapability: resolve the binding, apply policy, rate limits and failover, run the connector",
+            routing::post(executions::capability),
         ),
         route(
             M::GET,
@@ -209,7 +282,7 @@ pub fn routes() -> Vec<Route> {
             M::GET,
             "/api/audit",
             Tenant,
-            "The caller's audit records, newest first",
+            "The caller's audit records, newest first (`connectionId`, `capability`, `since`, `until`, `cursor`, `limit`)",
             routing::get(audit::list),
         ),
     ]

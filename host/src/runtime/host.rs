@@ -158,6 +158,12 @@ impl http::Host for CallState {
         let started = Instant::now();
         let method = request.method.clone();
         let url = redact_query(&request.url);
+        let request_headers = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), redact_header(name, value, &self.redactor)))
+            .collect();
+        let request_body = body_excerpt(&request.body, &self.redactor);
         let result = send(&self.egress, request, self.deadline).await;
         self.outbound.push(OutboundRecord {
             method,
@@ -168,6 +174,12 @@ impl http::Host for CallState {
                 .err()
                 .map(|e| self.redactor.redact(&describe(e))),
             duration_ms: started.elapsed().as_millis() as u64,
+            request_headers,
+            request_body,
+            response_body: result
+                .as_ref()
+                .ok()
+                .and_then(|r| body_excerpt(&r.body, &self.redactor)),
         });
         result
     }
@@ -283,6 +295,101 @@ fn describe(e: &http::HttpError) -> String {
         http::HttpError::RateLimited(ms) => format!("rate limited: retry in {ms} ms"),
         http::HttpError::Invalid(m) => format!("invalid: {m}"),
     }
+}
+
+/// Longest body excerpt kept in an audit record.
+const MAX_BODY_EXCERPT: usize = 2048;
+
+/// Header names whose values are credentials, whatever their value.
+fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authorization"
+        || name == "proxy-authorization"
+        || name == "cookie"
+        || name == "api-key"
+        || ["token", "secret", "key", "auth", "password", "signature"]
+            .iter()
+            .any(|word| name.contains(word))
+            && name != "idempotency-key"
+}
+
+fn redact_header(name: &str, value: &str, redactor: &Redactor) -> String {
+    if is_credential_header(name) {
+        "<redacted>".into()
+    } else {
+        redactor.redact(value)
+    }
+}
+
+/// The start of a body as text for the audit record: the vended secrets replaced, and
+/// the values of credential-named fields (`access_token`, `client_secret`…) dropped,
+/// since an OAuth answer carries new tokens the redactor cannot know yet.
+fn body_excerpt(body: &[u8], redactor: &Redactor) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut json) => {
+            redact_json_fields(&mut json);
+            json.to_string()
+        }
+        Err(_) if text.contains('=') && !text.contains(char::is_whitespace) => {
+            redact_form_fields(&text)
+        }
+        Err(_) => text.into_owned(),
+    };
+    let mut excerpt = redactor.redact(&text);
+    if excerpt.len() > MAX_BODY_EXCERPT {
+        let mut cut = MAX_BODY_EXCERPT;
+        while !excerpt.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        excerpt.truncate(cut);
+        excerpt.push('…');
+    }
+    Some(excerpt)
+}
+
+/// Field names whose values are credentials. In forms (OAuth requests) an
+/// authorization `code` and a PKCE `code_verifier` are too; in JSON a `code` is an
+/// error code.
+fn is_credential_field(name: &str, form: bool) -> bool {
+    let name: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    ["token", "secret", "password", "apikey", "assertion"]
+        .iter()
+        .any(|word| name.contains(word))
+        || form && (name == "code" || name.contains("verifier"))
+}
+
+fn redact_json_fields(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if is_credential_field(key, false) && !field.is_null() && !field.is_number() {
+                    *field = "<redacted>".into();
+                } else {
+                    redact_json_fields(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json_fields),
+        _ => {}
+    }
+}
+
+fn redact_form_fields(form: &str) -> String {
+    form.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_credential_field(name, true) => format!("{name}=<redacted>"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Keeps query parameter names and drops their values, which may be tokens.
@@ -403,6 +510,27 @@ impl Drop for LineWriter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn audit_excerpts_drop_credentials() {
+        let redactor = super::Redactor::new(["sk_test_vended_secret"]);
+        let json = br#"{"access_token":"ya29.new","expires_in":3599,"note":"sk_test_vended_secret","error":{"code":"card_declined"}}"#;
+        let excerpt = super::body_excerpt(json, &redactor).unwrap();
+        assert!(!excerpt.contains("ya29.new") && !excerpt.contains("sk_test_vended"), "{excerpt}");
+        assert!(excerpt.contains("card_declined") && excerpt.contains("3599"), "{excerpt}");
+        let form = b"grant_type=authorization_code&code=4%2Fabc&code_verifier=xyz&client_secret=s3cr3t&amount=100";
+        let excerpt = super::body_excerpt(form, &redactor).unwrap();
+        assert_eq!(
+            excerpt,
+            "grant_type=authorization_code&code=<redacted>&code_verifier=<redacted>&client_secret=<redacted>&amount=100"
+        );
+        assert_eq!(
+            super::redact_header("X-Postmark-Server-Token", "abc", &redactor),
+            "<redacted>"
+        );
+        assert_eq!(super::redact_header("Idempotency-Key", "k1", &redactor), "k1");
+        assert_eq!(super::redact_header("Accept", "application/json", &redactor), "application/json");
+    }
+
     use super::*;
 
     #[test]

@@ -176,6 +176,10 @@ pub struct PluginSettings {
     pub memory_mb: Option<u32>,
     /// Call deadline in ms.
     pub deadline_ms: Option<u64>,
+    /// Replaces the connector's own rate profile (a deployment's negotiated limit).
+    pub rate_profile: Option<crate::domain::RateProfile>,
+    /// Deployment defaults for connection config.
+    pub config_defaults: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Engine-wide limits.
@@ -368,6 +372,10 @@ impl Runtime {
         if let Some(hosts) = &settings.allowed_hosts {
             spec.allowed_hosts = hosts.clone();
         }
+        if let Some(profile) = settings.rate_profile {
+            spec.rate_profile = profile;
+        }
+        spec.config_defaults = settings.config_defaults.clone();
         let allowed =
             AllowedHosts::parse(&spec.allowed_hosts).map_err(|e| Error::Load(e.to_string()))?;
         plugin.egress = Arc::new(Egress::new(
@@ -669,6 +677,7 @@ fn placeholder_spec() -> IntegrationSpec {
             burst: 0,
         },
         oauth: None,
+        config_defaults: Default::default(),
     }
 }
 
@@ -739,5 +748,6 @@ fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec> {
             scopes: o.scopes,
             pkce: o.pkce,
         }),
+        config_defaults: Default::default(),
     })
 }

@@ -1,20 +1,33 @@
 //! Execution: running a capability on a connection. Checks the connection and the
-//! capability, validates the input against its contract, vends the credential, calls
-//! the connector in a fresh sandbox, maps its answer to a typed [`Error`], and audits
-//! the call with secrets redacted — refusals included.
+//! capability, validates the input against its contract, answers repeats of an
+//! idempotency key from the store, spends from the provider account's rate budget and
+//! the connection's daily quota, vends the credential, calls the connector in a fresh
+//! sandbox, maps its answer to a typed [`Error`], and audits the call with secrets
+//! redacted — refusals included. [`bound`] adds the binding path: resolution, policy
+//! and failover in front of the same steps.
+
+mod bound;
+
+pub use bound::BoundRequest;
 
 use crate::audit::{Audit, Redactor};
 use crate::capabilities::Contracts;
 use crate::catalog::Catalog;
+use crate::circuit::Circuits;
 use crate::connections::{self, Connections};
 use crate::domain::{
-    now_ms, AuditRecord, Connection, ConnectionStatus, OutboundRecord, SecretFields,
+    now_ms, AuditRecord, Connection, ConnectionStatus, Decision, Environment, OutboundRecord,
+    SecretFields, Skipped,
 };
+use crate::idempotency::{Begin, Idempotency};
+use crate::ratelimit::RateLimits;
+use crate::resolver::Resolver;
 use crate::runtime::{self, CallContext, ConnectorError, Health, Plugin, Runtime};
+use crate::store::{self, Store};
 use crate::tokens::{self, Tokens};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why an execution did not produce an output. Each variant is one stable API code.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +84,29 @@ pub enum Error {
     /// The plugin of the connection is no longer loaded.
     #[error("connector `{0}` is not loaded")]
     ConnectorUnavailable(String),
+    /// No published binding provides the capability.
+    #[error("{0}")]
+    NoBinding(String),
+    /// Bindings exist, but no scope admits the call.
+    #[error("{0}")]
+    ScopeDenied(String),
+    /// The provider account's rate budget or the connection's daily quota is spent.
+    #[error("{reason}; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Which limit.
+        reason: String,
+        /// When a retry may pass.
+        retry_after: Duration,
+    },
+    /// The connection's circuit is open after repeated provider failures.
+    #[error("the provider failed repeatedly; calls resume in {} s", .0.as_secs().max(1))]
+    CircuitOpen(Duration),
+    /// The idempotency key was used for a different request.
+    #[error("idempotency key already used with a different request")]
+    IdempotencyConflict,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
 }
 
 impl Error {
@@ -93,7 +129,31 @@ impl Error {
             Error::PluginMemory => "plugin_memory",
             Error::PluginError(_) => "plugin_error",
             Error::ConnectorUnavailable(_) => "connector_unavailable",
+            Error::NoBinding(_) => "no_binding",
+            Error::ScopeDenied(_) => "scope_denied",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::CircuitOpen(_) => "circuit_open",
+            Error::IdempotencyConflict => "idempotency_conflict",
+            Error::Store(_) => "internal",
         }
+    }
+
+    /// Whether the next binding may serve instead: the provider was not asked to act
+    /// (or refused the credential outright), so trying elsewhere cannot act twice.
+    fn allows_failover(&self) -> bool {
+        matches!(
+            self,
+            Error::Vend(
+                tokens::Error::NeedsReauth
+                    | tokens::Error::Revoked
+                    | tokens::Error::Broken
+                    | tokens::Error::NoCredential
+                    | tokens::Error::RefreshFailed(_)
+            ) | Error::NeedsReauth(_)
+                | Error::RateLimited { .. }
+                | Error::CircuitOpen(_)
+                | Error::ConnectorUnavailable(_)
+        )
     }
 }
 
@@ -110,6 +170,10 @@ pub struct Execution {
     pub integration_key: String,
     /// Wall time.
     pub duration_ms: u64,
+    /// Answered from the idempotency store.
+    pub replayed: bool,
+    /// Bindings passed over before the one that served.
+    pub skipped: Vec<Skipped>,
 }
 
 /// A capability request on one connection.
@@ -130,117 +194,304 @@ pub struct Request {
 /// The execute use case and its dependencies.
 #[derive(Clone)]
 pub struct Exec {
+    store: Store,
     connections: Connections,
     tokens: Tokens,
     catalog: Arc<Catalog>,
     runtime: Arc<Runtime>,
     contracts: Arc<Contracts>,
     audit: Audit,
+    resolver: Resolver,
+    limits: RateLimits,
+    circuits: Circuits,
+    idempotency: Idempotency,
 }
 
 /// What one call leaves for its audit record.
+#[derive(Default)]
 struct Trace {
-    started: Instant,
+    started: Option<Instant>,
     time: u64,
     connection: Option<Connection>,
     connector_version: Option<u32>,
     outbound: Vec<OutboundRecord>,
     redactor: Redactor,
+    blueprint: Option<String>,
+    environment: Option<Environment>,
+    workflow: Option<String>,
+    operation: Option<String>,
+    decision: Option<Decision>,
+    skipped: Vec<Skipped>,
+    replayed: bool,
+}
+
+/// What [`Exec`] is built from.
+pub struct Parts {
+    /// The store (quotas).
+    pub store: Store,
+    /// Connection lookups.
+    pub connections: Connections,
+    /// Vending.
+    pub tokens: Tokens,
+    /// Loaded connectors.
+    pub catalog: Arc<Catalog>,
+    /// The sandbox.
+    pub runtime: Arc<Runtime>,
+    /// Input contracts.
+    pub contracts: Arc<Contracts>,
+    /// Audit records.
+    pub audit: Audit,
+    /// Binding resolution.
+    pub resolver: Resolver,
+    /// Provider rate budgets.
+    pub limits: RateLimits,
+    /// Per-connection circuit breakers.
+    pub circuits: Circuits,
+    /// Idempotency keys.
+    pub idempotency: Idempotency,
+}
+
+/// One call on one connection, as [`Exec::attempt`] runs it.
+struct Attempt<'a> {
+    connection: &'a Connection,
+    capability: &'a str,
+    input: &'a Value,
+    config: Map<String, Value>,
+    idempotency_key: Option<String>,
 }
 
 impl Exec {
     /// Wires the use case.
-    pub fn new(
-        connections: Connections,
-        tokens: Tokens,
-        catalog: Arc<Catalog>,
-        runtime: Arc<Runtime>,
-        contracts: Arc<Contracts>,
-        audit: Audit,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Exec {
-            connections,
-            tokens,
-            catalog,
-            runtime,
-            contracts,
-            audit,
+            store: parts.store,
+            connections: parts.connections,
+            tokens: parts.tokens,
+            catalog: parts.catalog,
+            runtime: parts.runtime,
+            contracts: parts.contracts,
+            audit: parts.audit,
+            resolver: parts.resolver,
+            limits: parts.limits,
+            circuits: parts.circuits,
+            idempotency: parts.idempotency,
         }
+    }
+
+    /// The resolver this use case routes with.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     /// Runs `request.capability` on the tenant's connection and audits the outcome.
     pub async fn execute(&self, request: Request) -> Result<Execution, Error> {
         let mut trace = Trace::start();
-        let result = self.run_execute(&request, &mut trace).await;
-        let outcome = result.as_ref().map(|(id, _)| Some(id.as_str()));
-        self.record(
+        let identity = json!({
+            "route": "connection",
+            "connectionId": request.connection_id,
+            "capability": request.capability,
+            "input": request.input,
+        });
+        let result = self
+            .once(
+                &request.tenant_id,
+                request.idempotency_key.as_deref(),
+                &identity,
+                &mut trace,
+                |trace| self.run_on_connection(&request, trace),
+            )
+            .await;
+        self.finish(
             &request.tenant_id,
             &request.capability,
-            request.idempotency_key.clone(),
-            &trace,
-            outcome,
-        );
-        let duration_ms = trace.started.elapsed().as_millis() as u64;
-        let (id, output) = result?;
-        let connection = trace
-            .connection
-            .expect("a successful execution has a connection");
-        Ok(Execution {
-            id,
-            output,
-            connection_id: connection.id,
-            integration_key: connection.integration_key,
-            duration_ms,
-        })
+            request.idempotency_key,
+            trace,
+            result,
+        )
     }
 
-    async fn run_execute(
-        &self,
-        request: &Request,
-        trace: &mut Trace,
-    ) -> Result<(String, Value), Error> {
+    async fn run_on_connection(&self, request: &Request, trace: &mut Trace) -> Result<Served, Error> {
         let connection = self
             .connections
             .get(&request.tenant_id, &request.connection_id)?;
         trace.connection = Some(connection.clone());
         let plugin = self.plugin(&connection)?;
+        let mut config = plugin.spec.config_defaults.clone();
+        config.extend(connection.config.clone());
+        let attempt = Attempt {
+            connection: &connection,
+            capability: &request.capability,
+            input: &request.input,
+            config,
+            idempotency_key: request.idempotency_key.clone(),
+        };
+        let output = self.attempt(attempt, trace).await?;
+        Ok(Served {
+            output,
+            connection_id: connection.id.clone(),
+            integration_key: connection.integration_key.clone(),
+        })
+    }
+
+    /// Runs `run` once per idempotency key: a repeat of the same request replays the
+    /// stored result, a different request under the key is a conflict.
+    async fn once<'a, F, Fut>(
+        &self,
+        tenant_id: &str,
+        key: Option<&str>,
+        identity: &Value,
+        trace: &'a mut Trace,
+        run: F,
+    ) -> Result<(String, Served), Error>
+    where
+        F: FnOnce(&'a mut Trace) -> Fut,
+        Fut: std::future::Future<Output = Result<Served, Error>> + 'a,
+    {
+        let Some(key) = key else {
+            return run(trace).await.map(|served| (audit_id(), served));
+        };
+        match self.idempotency.begin(tenant_id, key, identity).await? {
+            Begin::Conflict => Err(Error::IdempotencyConflict),
+            Begin::Replay(stored) => {
+                trace.replayed = true;
+                trace.connection = self.store.connection(&stored.connection_id)?;
+                Ok((
+                    stored.execution_id,
+                    Served {
+                        output: stored.output,
+                        connection_id: stored.connection_id,
+                        integration_key: stored.integration_key,
+                    },
+                ))
+            }
+            Begin::Run(flight) => {
+                let served = run(trace).await?;
+                let id = audit_id();
+                self.idempotency.complete(
+                    flight,
+                    &id,
+                    &served.output,
+                    &served.connection_id,
+                    &served.integration_key,
+                )?;
+                Ok((id, served))
+            }
+        }
+    }
+
+    /// Audits a finished execution and shapes its answer.
+    fn finish(
+        &self,
+        tenant_id: &str,
+        capability: &str,
+        idempotency_key: Option<String>,
+        trace: Trace,
+        result: Result<(String, Served), Error>,
+    ) -> Result<Execution, Error> {
+        let outcome = result.as_ref().map(|(id, _)| Some(id.as_str()));
+        self.record(tenant_id, capability, idempotency_key, &trace, outcome);
+        let (id, served) = result?;
+        Ok(Execution {
+            id,
+            output: served.output,
+            connection_id: served.connection_id,
+            integration_key: served.integration_key,
+            duration_ms: trace.elapsed_ms(),
+            replayed: trace.replayed,
+            skipped: trace.skipped,
+        })
+    }
+
+    /// One call of `attempt.capability` on one connection: contract, circuit, rate
+    /// budget, quota, vend, sandbox. Everything it learns goes into `trace`.
+    async fn attempt(&self, attempt: Attempt<'_>, trace: &mut Trace) -> Result<Value, Error> {
+        let connection = attempt.connection;
+        trace.connection = Some(connection.clone());
+        let plugin = self.plugin(connection)?;
         trace.connector_version = Some(plugin.spec.version);
-        let capability = plugin.spec.capability(&request.capability).ok_or_else(|| {
+        let capability = plugin.spec.capability(attempt.capability).ok_or_else(|| {
             Error::UnsupportedCapability {
                 connector: plugin.spec.slug.clone(),
-                capability: request.capability.clone(),
+                capability: attempt.capability.to_owned(),
             }
         })?;
         self.contracts
-            .validate(&capability.key, capability.version, &request.input)
+            .validate(&capability.key, capability.version, attempt.input)
             .map_err(|e| Error::InvalidInput {
                 path: e.path,
                 message: e.message,
             })?;
-        let secret = self.tokens.vend(&connection).await?;
-        trace.redactor = redactor_for(&secret);
-        let ctx = call_context(&connection, request.idempotency_key.clone());
+        self.admit(connection, &plugin).await?;
+        let secret = self.tokens.vend(connection).await?;
+        trace.redactor = trace.redactor.merged(&redactor_for(&secret));
+        let mut ctx = call_context(connection, attempt.idempotency_key);
+        ctx.config = attempt.config;
         let report = self
             .runtime
             .execute(
                 &plugin,
                 &ctx,
                 &secret,
-                &request.capability,
-                &request.input.to_string(),
+                attempt.capability,
+                &attempt.input.to_string(),
             )
             .await;
-        trace.outbound = report.outbound;
-        let raw = self.guest_result(
+        trace.outbound.extend(report.outbound);
+        let mut seen = Some(connection.clone());
+        let result = self.guest_result(
             report.result,
-            &request.capability,
-            &mut trace.connection,
+            attempt.capability,
+            &mut seen,
             &trace.redactor,
-        )?;
-        let output: Value = serde_json::from_str(&raw).map_err(|_| {
+        );
+        trace.connection = seen;
+        self.circuits
+            .record(&connection.id, result.as_ref().is_err_and(provider_failed));
+        let raw = result?;
+        serde_json::from_str(&raw).map_err(|_| {
             Error::PluginError("the connector returned output that is not JSON".into())
-        })?;
-        Ok((audit_id(), output))
+        })
+    }
+
+    /// The gates before a provider call: the connection's circuit, the provider
+    /// account's rate budget (shared by every connection to the same account), and the
+    /// connection's daily quota. A refusal never reaches the plugin.
+    async fn admit(&self, connection: &Connection, plugin: &Plugin) -> Result<(), Error> {
+        self.circuits
+            .check(&connection.id)
+            .map_err(Error::CircuitOpen)?;
+        let account = match &connection.external_account_id {
+            Some(account) => format!("account\0{account}"),
+            None => format!("connection\0{}", connection.id),
+        };
+        self.limits
+            .acquire(
+                &plugin.spec.slug,
+                &plugin.spec.rate_profile,
+                &account,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|retry_after| Error::RateLimited {
+                reason: format!(
+                    "the {} account's rate budget ({} requests per {} s) is spent",
+                    plugin.spec.display_name,
+                    plugin.spec.rate_profile.requests,
+                    plugin.spec.rate_profile.per_seconds
+                ),
+                retry_after,
+            })?;
+        if let Some(quota) = connection.daily_quota {
+            let now = now_ms();
+            let day = now / DAY_MS;
+            if !self.store.take_quota(&connection.id, day, quota)? {
+                return Err(Error::RateLimited {
+                    reason: format!("the connection's daily quota of {quota} executions is spent"),
+                    retry_after: Duration::from_millis((day + 1) * DAY_MS - now),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Runs the connector's health check with the connection's credential.
@@ -358,21 +609,50 @@ impl Exec {
             detail,
             idempotency_key,
             outbound: trace.outbound.clone(),
-            duration_ms: trace.started.elapsed().as_millis() as u64,
+            duration_ms: trace.elapsed_ms(),
+            blueprint: trace.blueprint.clone(),
+            environment: trace.environment,
+            workflow: trace.workflow.clone(),
+            operation: trace.operation.clone(),
+            decision: trace.decision.clone(),
+            skipped: trace.skipped.clone(),
+            replayed: trace.replayed,
         });
     }
 }
 
+/// What a served execution returns, before it is audited.
+struct Served {
+    output: Value,
+    connection_id: String,
+    integration_key: String,
+}
+
+/// A UTC day in milliseconds: quotas reset at midnight UTC.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
 impl Trace {
     fn start() -> Self {
         Trace {
-            started: Instant::now(),
+            started: Some(Instant::now()),
             time: now_ms(),
-            connection: None,
-            connector_version: None,
-            outbound: Vec::new(),
-            redactor: Redactor::default(),
+            ..Trace::default()
         }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started
+            .map_or(0, |started| started.elapsed().as_millis() as u64)
+    }
+}
+
+/// Whether an error counts against the connection's circuit: the provider (or the
+/// way to it) failed, as opposed to refusing a request.
+fn provider_failed(error: &Error) -> bool {
+    match error {
+        Error::ProviderUnavailable(_) | Error::PluginTimeout => true,
+        Error::Provider { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

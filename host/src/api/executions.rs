@@ -1,0 +1,125 @@
+//! Execute routes: `executeCapability` through the tenant's bindings
+//! (`POST /api/capabilities/{capabilityKey}/execute`) and on one named connection
+//! (`POST /api/connections/{id}/capabilities/{capabilityKey}/execute`). Both answer an
+//! `executions` resource and refuse with the same codes.
+
+use super::auth::TenantCaller;
+use super::document::{Attributes, Document, ResourceAttributes};
+use super::{ApiError, AppState};
+use crate::domain::Environment;
+use crate::exec::{self, Execution};
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OnConnection {
+    input: Value,
+    idempotency_key: Option<String>,
+}
+
+impl ResourceAttributes for OnConnection {
+    const TYPE: &'static str = "executions";
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bound {
+    blueprint: String,
+    environment: Environment,
+    workflow: String,
+    operation: Option<String>,
+    input: Value,
+    idempotency_key: Option<String>,
+}
+
+impl ResourceAttributes for Bound {
+    const TYPE: &'static str = "executions";
+}
+
+pub async fn on_connection(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path((id, capability)): Path<(String, String)>,
+    Attributes(attrs): Attributes<OnConnection>,
+) -> Result<Document, ApiError> {
+    check_input(&attrs.input, attrs.idempotency_key.as_deref())?;
+    let execution = app
+        .exec
+        .execute(exec::Request {
+            tenant_id: tenant,
+            connection_id: id,
+            capability,
+            input: attrs.input,
+            idempotency_key: attrs.idempotency_key,
+        })
+        .await?;
+    Ok(render(execution))
+}
+
+pub async fn capability(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(capability): Path<String>,
+    Attributes(attrs): Attributes<Bound>,
+) -> Result<Document, ApiError> {
+    check_input(&attrs.input, attrs.idempotency_key.as_deref())?;
+    for (field, value) in [
+        ("blueprint", Some(&attrs.blueprint)),
+        ("workflow", Some(&attrs.workflow)),
+        ("operation", attrs.operation.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.is_empty() || v.len() > 200) {
+            return Err(ApiError::unprocessable(
+                "invalid_attributes",
+                format!("{field} must be 1-200 characters"),
+            ));
+        }
+    }
+    let execution = app
+        .exec
+        .execute_bound(exec::BoundRequest {
+            tenant_id: tenant,
+            blueprint: attrs.blueprint,
+            environment: attrs.environment,
+            workflow: attrs.workflow,
+            operation: attrs.operation,
+            capability,
+            input: attrs.input,
+            idempotency_key: attrs.idempotency_key,
+        })
+        .await?;
+    Ok(render(execution))
+}
+
+fn check_input(input: &Value, idempotency_key: Option<&str>) -> Result<(), ApiError> {
+    if !input.is_object() {
+        return Err(ApiError::unprocessable(
+            "invalid_input",
+            "input must be a JSON object",
+        ));
+    }
+    if idempotency_key.is_some_and(|k| k.is_empty() || k.len() > 255) {
+        return Err(ApiError::unprocessable(
+            "invalid_attributes",
+            "idempotencyKey must be 1-255 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn render(execution: Execution) -> Document {
+    Document::resource(
+        "executions",
+        &execution.id,
+        json!({
+            "output": execution.output,
+            "connectionId": execution.connection_id,
+            "integrationKey": execution.integration_key,
+            "durationMs": execution.duration_ms,
+            "replayed": execution.replayed,
+            "failover": execution.skipped,
+        }),
+    )
+}

@@ -1,0 +1,226 @@
+//! The integration-binding model's per-app layers: an app's [`Blueprint`] (which
+//! integration slots it needs) and a tenant's versioned [`TenantConfig`] (which of its
+//! connections fill them, for which workflows and operations, in what order). Shapes
+//! follow the seed documents field for field; no I/O here.
+
+use super::{Environment, OwnershipMode, UnixMs};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// An AppBlueprintSpec: one published, immutable version of an app's integration needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Blueprint {
+    /// Name, version and owning app.
+    pub meta: BlueprintMeta,
+    /// The slots a tenant binds connections to.
+    pub integration_slots: Vec<Slot>,
+    /// The app's workflows, as the app describes them (opaque to Conduit).
+    #[serde(default)]
+    pub workflows: Value,
+    /// The app's branding (opaque to Conduit).
+    #[serde(default)]
+    pub branding: Value,
+}
+
+/// `meta` of a blueprint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueprintMeta {
+    /// `invoice-app`.
+    pub name: String,
+    /// `1`, `1.2.0`: written as a string or a number.
+    #[serde(deserialize_with = "string_or_number")]
+    pub version: String,
+    /// The app that owns the blueprint.
+    #[serde(default)]
+    pub app_id: Option<String>,
+}
+
+/// One integration slot of a blueprint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Slot {
+    /// `payments.primary`.
+    pub slot_id: String,
+    /// The connector category that may fill it (`payments`).
+    pub required_category: String,
+    /// Ownership modes a bound connection may use; empty admits both.
+    #[serde(default)]
+    pub allowed_modes: Vec<OwnershipMode>,
+    /// Capabilities (at least these versions) the bound connector must provide.
+    #[serde(default)]
+    pub required_capabilities: Vec<RequiredCapability>,
+    /// Whether a config must bind it.
+    #[serde(default)]
+    pub required: bool,
+    /// For people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A capability a slot needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequiredCapability {
+    /// `payments.createPaymentIntent`.
+    pub key: String,
+    /// The contract version the connector must provide.
+    pub version: u32,
+}
+
+/// Where a tenant config version is in its lifecycle.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigStatus {
+    /// Just posted; editable by posting again.
+    Draft,
+    /// Under review.
+    Preview,
+    /// The one version in force for its tenant, blueprint and environment.
+    Published,
+    /// Replaced by a later publication.
+    Archived,
+}
+
+impl ConfigStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigStatus::Draft => "draft",
+            ConfigStatus::Preview => "preview",
+            ConfigStatus::Published => "published",
+            ConfigStatus::Archived => "archived",
+        }
+    }
+}
+
+/// A TenantAppConfig version: how one tenant fills a blueprint's slots in one
+/// environment. Holds connection ids only, never a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantConfig {
+    /// Identity and lifecycle.
+    pub meta: ConfigMeta,
+    /// Slot bindings.
+    pub integrations: Vec<Binding>,
+    /// The tenant's branding for the app (opaque to Conduit).
+    #[serde(default)]
+    pub branding: Value,
+    /// Posted.
+    pub created_at: UnixMs,
+    /// Last status change.
+    pub updated_at: UnixMs,
+}
+
+impl TenantConfig {
+    /// `invoice-app:production:3`, the API id of this version.
+    pub fn id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.meta.blueprint_name,
+            self.meta.environment.as_str(),
+            self.meta.version
+        )
+    }
+}
+
+/// `meta` of a tenant config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMeta {
+    /// The owning tenant.
+    pub tenant_id: String,
+    /// The blueprint it fills.
+    pub blueprint_name: String,
+    /// The blueprint version it was validated against.
+    pub blueprint_version: String,
+    /// Sandbox or production.
+    pub environment: Environment,
+    /// 1, 2, … per tenant, blueprint and environment.
+    pub version: u32,
+    /// Lifecycle state.
+    pub status: ConfigStatus,
+}
+
+/// One slot filled by one connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Binding {
+    /// The blueprint slot.
+    pub slot_id: String,
+    /// The tenant's connection.
+    pub connection_id: String,
+    /// Which workflows and operations it may serve; absent admits all.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Lower serves first; later bindings take over when earlier ones cannot serve.
+    #[serde(default = "default_priority")]
+    pub priority: i32,
+    /// Non-secret config overriding the connection's for calls through this binding.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+fn default_priority() -> i32 {
+    100
+}
+
+/// Glob patterns a call must match to use a binding. An empty list admits everything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scope {
+    /// Workflow patterns (`checkout`, `subscription-*`).
+    #[serde(default)]
+    pub workflows: Vec<String>,
+    /// Operation patterns (`payments.stripe.*`).
+    #[serde(default)]
+    pub operations: Vec<String>,
+}
+
+/// The operation id policy matches: `<integrationKey>.<capability without category>`,
+/// so `payments.createPaymentIntent` on `payments.stripe` is
+/// `payments.stripe.createPaymentIntent`.
+pub fn operation_id(integration_key: &str, capability: &str) -> String {
+    let name = capability
+        .split_once('.')
+        .map_or(capability, |(_, name)| name);
+    format!("{integration_key}.{name}")
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom("expected a string or a number")),
+    }
+}
+
+/// Reads a version written as a string or a number (`"1"` or `1`).
+pub fn version_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    string_or_number(deserializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_drop_the_category() {
+        assert_eq!(
+            operation_id("payments.stripe", "payments.createPaymentIntent"),
+            "payments.stripe.createPaymentIntent"
+        );
+        assert_eq!(
+            operation_id("email.postmark", "email.send"),
+            "email.postmark.send"
+        );
+    }
+
+    #[test]
+    fn blueprint_versions_may_be_numbers() {
+        let meta: BlueprintMeta =
+            serde_json::from_value(serde_json::json!({"name": "a", "version": 1})).unwrap();
+        assert_eq!(meta.version, "1");
+    }
+}

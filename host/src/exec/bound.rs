@@ -1,0 +1,201 @@
+//! Executions through the integration binding: resolve the tenant's published config,
+//! let the policy decision point pick the admitted bindings, then try them in priority
+//! order. A binding whose connection needs re-authorization, whose rate budget or quota
+//! is spent, or whose circuit is open hands over to the next one (failover); any other
+//! failure is the answer, so a provider is never asked twice to act.
+
+use super::{Attempt, Error, Exec, Execution, Served, Trace};
+use crate::domain::{ConnectionStatus, Decision, Environment, Skipped};
+use crate::resolver::{self, Candidate};
+use crate::tokens;
+use serde_json::{json, Value};
+
+/// `executeCapability`: a capability for a tenant's app in a workflow.
+#[derive(Debug, Clone)]
+pub struct BoundRequest {
+    /// The calling tenant.
+    pub tenant_id: String,
+    /// The app's blueprint.
+    pub blueprint: String,
+    /// Sandbox or production.
+    pub environment: Environment,
+    /// The app's workflow (`checkout`).
+    pub workflow: String,
+    /// The operation id to match scopes with; defaults to each binding's own
+    /// (`payments.stripe.createPaymentIntent`).
+    pub operation: Option<String>,
+    /// `payments.createPaymentIntent`.
+    pub capability: String,
+    /// The JSON input.
+    pub input: Value,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+impl Exec {
+    /// Runs `request` on the binding the tenant's published config and its policy
+    /// choose, failing over down the priority order; audits the outcome.
+    pub async fn execute_bound(&self, request: BoundRequest) -> Result<Execution, Error> {
+        let mut trace = Trace::start();
+        trace.blueprint = Some(request.blueprint.clone());
+        trace.environment = Some(request.environment);
+        trace.workflow = Some(request.workflow.clone());
+        trace.operation = request.operation.clone();
+        let identity = json!({
+            "route": "capability",
+            "blueprint": request.blueprint,
+            "environment": request.environment,
+            "workflow": request.workflow,
+            "operation": request.operation,
+            "capability": request.capability,
+            "input": request.input,
+        });
+        let result = match self.admitted(&request, &mut trace) {
+            Ok(admitted) => {
+                self.once(
+                    &request.tenant_id,
+                    request.idempotency_key.as_deref(),
+                    &identity,
+                    &mut trace,
+                    |trace| self.serve(&request, admitted, trace),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        self.finish(
+            &request.tenant_id,
+            &request.capability,
+            request.idempotency_key,
+            trace,
+            result,
+        )
+    }
+
+    /// The candidates whose scope admits the call, best first; records the decision.
+    fn admitted(
+        &self,
+        request: &BoundRequest,
+        trace: &mut Trace,
+    ) -> Result<Vec<(Candidate, String)>, Error> {
+        let resolved = self
+            .resolver
+            .resolve(&request.tenant_id, &request.blueprint, request.environment)
+            .map_err(|e| match e {
+                resolver::Error::NotPublished { .. } => Error::NoBinding(e.to_string()),
+                resolver::Error::Store(e) => Error::Store(e),
+            })?;
+        let candidates = resolved.candidates(&request.capability);
+        if candidates.is_empty() {
+            let reason = format!(
+                "no binding of the published `{}` config provides `{}`",
+                request.blueprint, request.capability
+            );
+            trace.decision = Some(Decision {
+                allowed: false,
+                reason: reason.clone(),
+            });
+            return Err(Error::NoBinding(reason));
+        }
+        let mut admitted = Vec::new();
+        let mut refusals = Vec::new();
+        for candidate in candidates {
+            let operation = request
+                .operation
+                .clone()
+                .unwrap_or_else(|| candidate.operation.clone());
+            match candidate
+                .compiled_scope
+                .admits(&request.workflow, &operation)
+            {
+                Ok(()) => admitted.push((candidate.clone(), operation)),
+                Err(refusal) => refusals.push(format!(
+                    "slot `{}` ({}): {}",
+                    candidate.slot_id,
+                    candidate.connection.id,
+                    refusal.describe(&request.workflow, &operation)
+                )),
+            }
+        }
+        let Some((first, operation)) = admitted.first() else {
+            let reason = format!("no binding admits the call: {}", refusals.join("; "));
+            trace.decision = Some(Decision {
+                allowed: false,
+                reason: reason.clone(),
+            });
+            return Err(Error::ScopeDenied(reason));
+        };
+        trace.operation = Some(operation.clone());
+        trace.decision = Some(Decision {
+            allowed: true,
+            reason: format!(
+                "slot `{}` admits workflow `{}` and operation `{operation}`{}",
+                first.slot_id,
+                request.workflow,
+                if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (refused: {})", refusals.join("; "))
+                }
+            ),
+        });
+        Ok(admitted)
+    }
+
+    /// Tries the admitted candidates in order until one serves or one fails in a way
+    /// that must not be retried elsewhere.
+    async fn serve(
+        &self,
+        request: &BoundRequest,
+        admitted: Vec<(Candidate, String)>,
+        trace: &mut Trace,
+    ) -> Result<Served, Error> {
+        let mut first_refusal = None;
+        for (candidate, operation) in admitted {
+            let connection = &candidate.connection;
+            trace.connection = Some(connection.clone());
+            let outcome = match unusable(connection.status) {
+                Some(refusal) => Err(Error::Vend(refusal)),
+                None => {
+                    trace.operation = Some(operation);
+                    let attempt = Attempt {
+                        connection,
+                        capability: &request.capability,
+                        input: &request.input,
+                        config: candidate.config.clone(),
+                        idempotency_key: request.idempotency_key.clone(),
+                    };
+                    self.attempt(attempt, trace).await
+                }
+            };
+            match outcome {
+                Ok(output) => {
+                    return Ok(Served {
+                        output,
+                        connection_id: connection.id.clone(),
+                        integration_key: connection.integration_key.clone(),
+                    })
+                }
+                Err(e) if e.allows_failover() => {
+                    trace.skipped.push(Skipped {
+                        connection_id: connection.id.clone(),
+                        reason: e.code().to_owned(),
+                    });
+                    first_refusal.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_refusal.expect("at least one admitted candidate was tried"))
+    }
+}
+
+/// Why a connection in `status` cannot serve without asking anyone.
+fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
+    match status {
+        ConnectionStatus::Active => None,
+        ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),
+        ConnectionStatus::Revoked => Some(tokens::Error::Revoked),
+        ConnectionStatus::Error => Some(tokens::Error::Broken),
+    }
+}

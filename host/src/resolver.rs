@@ -1,0 +1,188 @@
+//! Resolution: from a tenant's published config of a blueprint in an environment to the
+//! ResolvedAppConfig — for every capability key, the bindings that can serve it in
+//! priority order, each with its provider spec, its connection (no secret) and its
+//! merged config (spec defaults < connection config < binding overrides). Results are
+//! cached per tenant, blueprint and environment, and a cached entry is used only while
+//! the tenant's store revision (bumped by every connection write and publication) is
+//! the one it was built at.
+
+use crate::catalog::Catalog;
+use crate::domain::{operation_id, Connection, Environment, IntegrationSpec, Scope, TenantConfig};
+use crate::policy::CompiledScope;
+use crate::store::{self, Store};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+/// Entries kept before the cache starts over (a bound on memory, not an LRU: entries
+/// are cheap to rebuild).
+const MAX_CACHED: usize = 100_000;
+
+/// Resolution failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tenant has published no config of the blueprint in the environment.
+    #[error("no published config of `{blueprint}` in {environment}")]
+    NotPublished {
+        /// The blueprint.
+        blueprint: String,
+        /// The environment.
+        environment: &'static str,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// One binding able to serve a capability.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The blueprint slot.
+    pub slot_id: String,
+    /// Lower serves first.
+    pub priority: i32,
+    /// The connection as of resolution.
+    pub connection: Connection,
+    /// The connector's spec.
+    pub spec: IntegrationSpec,
+    /// The capability version the connector provides.
+    pub capability_version: u32,
+    /// The operation id policy matches (`payments.stripe.createPaymentIntent`).
+    pub operation: String,
+    /// spec defaults < connection config < binding overrides.
+    pub config: Map<String, Value>,
+    /// The binding's scope as written.
+    pub scope: Option<Scope>,
+    /// The same, compiled.
+    pub compiled_scope: CompiledScope,
+}
+
+/// A ResolvedAppConfig.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The published config it comes from.
+    pub config: TenantConfig,
+    /// Per capability key, the candidates in priority order.
+    pub capabilities: BTreeMap<String, Vec<Candidate>>,
+}
+
+impl Resolved {
+    /// The candidates for `capability`, best first; empty when nothing is bound.
+    pub fn candidates(&self, capability: &str) -> &[Candidate] {
+        self.capabilities
+            .get(capability)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+type Cache = HashMap<String, (u64, Arc<Resolved>)>;
+
+/// Resolves and caches.
+#[derive(Clone)]
+pub struct Resolver {
+    store: Store,
+    catalog: Arc<Catalog>,
+    cache: Arc<RwLock<Cache>>,
+}
+
+impl Resolver {
+    /// A resolver over `store` and the loaded connectors.
+    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+        Resolver {
+            store,
+            catalog,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The tenant's resolved config, from the cache while it is current.
+    pub fn resolve(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+    ) -> Result<Arc<Resolved>, Error> {
+        let key = format!("{tenant_id}\0{blueprint}\0{}", environment.as_str());
+        // Read the revision first: a change made while we resolve makes the entry stale.
+        let revision = self.store.revision(tenant_id);
+        if let Some((built_at, resolved)) = self.cache.read().expect("cache lock").get(&key) {
+            if *built_at == revision {
+                return Ok(resolved.clone());
+            }
+        }
+        let resolved = Arc::new(self.resolve_uncached(tenant_id, blueprint, environment)?);
+        let mut cache = self.cache.write().expect("cache lock");
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, (revision, resolved.clone()));
+        Ok(resolved)
+    }
+
+    /// Resolves from the store, bypassing the cache.
+    pub fn resolve_uncached(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+    ) -> Result<Resolved, Error> {
+        let config = self
+            .store
+            .published_config(tenant_id, blueprint, environment)?
+            .ok_or_else(|| Error::NotPublished {
+                blueprint: blueprint.to_owned(),
+                environment: environment.as_str(),
+            })?;
+        let mut capabilities: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+        for binding in &config.integrations {
+            let Some(connection) = self
+                .store
+                .connection(&binding.connection_id)?
+                .filter(|c| c.tenant_id == tenant_id)
+            else {
+                // Deleted since publication: it can no longer serve.
+                continue;
+            };
+            let Some(plugin) = self.catalog.get(&connection.connector) else {
+                tracing::warn!(connection = %connection.id, connector = %connection.connector, "bound connector is not loaded");
+                continue;
+            };
+            let compiled_scope = match CompiledScope::compile(binding.scope.as_ref()) {
+                Ok(scope) => scope,
+                Err(e) => {
+                    // Validated at posting; a pattern that stopped compiling admits nothing.
+                    tracing::error!(error = %e, "published scope does not compile");
+                    continue;
+                }
+            };
+            let spec = &plugin.spec;
+            let mut merged = spec.config_defaults.clone();
+            merged.extend(connection.config.clone());
+            merged.extend(binding.config.clone());
+            for capability in &spec.capabilities {
+                capabilities
+                    .entry(capability.key.clone())
+                    .or_default()
+                    .push(Candidate {
+                        slot_id: binding.slot_id.clone(),
+                        priority: binding.priority,
+                        connection: connection.clone(),
+                        spec: spec.clone(),
+                        capability_version: capability.version,
+                        operation: operation_id(&spec.integration_key, &capability.key),
+                        config: merged.clone(),
+                        scope: binding.scope.clone(),
+                        compiled_scope: compiled_scope.clone(),
+                    });
+            }
+        }
+        for candidates in capabilities.values_mut() {
+            // Stable: equal priorities keep the config's order.
+            candidates.sort_by_key(|c| c.priority);
+        }
+        Ok(Resolved {
+            config,
+            capabilities,
+        })
+    }
+}
