@@ -23,15 +23,16 @@ pub fn now_ms() -> UnixMs {
         .unwrap_or(0)
 }
 
-/// RFC 3339 UTC rendering of a unix-millisecond time, as the API shows times.
+/// RFC 3339 UTC rendering of a unix-millisecond time, as the API shows times: always
+/// three fractional digits, so renderings sort as the times do.
 pub fn rfc3339(ms: UnixMs) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
 }
 

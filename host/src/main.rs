@@ -58,6 +58,9 @@ struct ServeArgs {
     /// Seconds an OAuth authorization may take from authorize to callback.
     #[arg(long, env = "CONDUIT_OAUTH_STATE_TTL_SECS", default_value_t = 600)]
     oauth_state_ttl_secs: u64,
+    /// Seconds audit records are kept (default 30 days).
+    #[arg(long, env = "CONDUIT_AUDIT_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
+    audit_retention_secs: u64,
     /// Lifecycle webhooks go here (needs CONDUIT_WEBHOOK_SECRET).
     #[arg(long, env = "CONDUIT_WEBHOOK_URL")]
     webhook_url: Option<String>,
@@ -153,6 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
+        audit_retention: Duration::from_secs(args.audit_retention_secs.max(1)),
         ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;

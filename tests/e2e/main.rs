@@ -5,6 +5,9 @@
 mod support;
 
 mod api;
+mod binding;
+mod configs;
+mod execute;
 mod gmail;
 mod lifecycle;
 mod sandbox;
