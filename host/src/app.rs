@@ -5,17 +5,17 @@
 
 use crate::audit::Audit;
 use crate::blueprints::Blueprints;
-use crate::circuit::{CircuitPolicy, Circuits};
-use crate::configs::Configs;
-use crate::idempotency::Idempotency;
-use crate::resolver::Resolver;
 use crate::capabilities::Contracts;
 use crate::catalog::{self, Catalog};
+use crate::circuit::{CircuitPolicy, Circuits};
+use crate::configs::Configs;
 use crate::connections::Connections;
 use crate::exec::{self, Exec};
+use crate::idempotency::Idempotency;
 use crate::notify::{Notifier, WebhookConfig};
 use crate::oauth::{Clients, ConnectorRefresher, Oauth};
 use crate::ratelimit::RateLimits;
+use crate::resolver::Resolver;
 use crate::rotation::Rotation;
 use crate::runtime::{self, Runtime, RuntimeConfig};
 use crate::scheduler::{Scheduler, SchedulerConfig};

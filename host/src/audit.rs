@@ -39,8 +39,12 @@ impl Redactor {
         if self.secrets.is_empty() {
             return other.clone();
         }
-        let mut secrets: Vec<Zeroizing<String>> =
-            self.secrets.iter().chain(other.secrets.iter()).cloned().collect();
+        let mut secrets: Vec<Zeroizing<String>> = self
+            .secrets
+            .iter()
+            .chain(other.secrets.iter())
+            .cloned()
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Redactor {

@@ -17,7 +17,9 @@ pub enum Error {
     #[error("{0}")]
     Mismatch(String),
     /// The version exists with different content.
-    #[error("blueprint `{name}` version `{version}` is published and immutable; put a new version")]
+    #[error(
+        "blueprint `{name}` version `{version}` is published and immutable; put a new version"
+    )]
     Immutable {
         /// The name.
         name: String,

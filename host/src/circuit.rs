@@ -101,7 +101,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(circuits.check("c").is_ok(), "half open after the cooldown");
         circuits.record("c", true);
-        assert!(circuits.check("c").is_err(), "one failure in half-open reopens");
+        assert!(
+            circuits.check("c").is_err(),
+            "one failure in half-open reopens"
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert!(circuits.check("c").is_ok());
         circuits.record("c", false);

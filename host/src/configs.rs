@@ -121,7 +121,11 @@ impl Configs {
     }
 
     /// The tenant's versions, optionally of one blueprint.
-    pub fn list(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>, Error> {
+    pub fn list(
+        &self,
+        tenant_id: &str,
+        blueprint: Option<&str>,
+    ) -> Result<Vec<TenantConfig>, Error> {
         Ok(self.store.configs_of(tenant_id, blueprint)?)
     }
 
@@ -139,9 +143,9 @@ impl Configs {
         {
             Ok(Some(config)) => Ok(config),
             Ok(None) => Err(Error::NotFound),
-            Err(store::Error::Conflict) => Err(Error::Transition(
-                "only a draft can move to preview".into(),
-            )),
+            Err(store::Error::Conflict) => {
+                Err(Error::Transition("only a draft can move to preview".into()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -223,11 +227,16 @@ impl Configs {
                     ),
                 ));
             }
-            let connection = self.check_binding(&meta.tenant_id, meta.environment, &blueprint, i, binding)?;
+            let connection =
+                self.check_binding(&meta.tenant_id, meta.environment, &blueprint, i, binding)?;
             bound.push((i, connection));
         }
         for slot in blueprint.integration_slots.iter().filter(|s| s.required) {
-            if !config.integrations.iter().any(|b| b.slot_id == slot.slot_id) {
+            if !config
+                .integrations
+                .iter()
+                .any(|b| b.slot_id == slot.slot_id)
+            {
                 return Err(invalid(
                     "required_slot_unbound",
                     None,
@@ -313,7 +322,8 @@ impl Configs {
                 ),
             ));
         }
-        if !slot.allowed_modes.is_empty() && !slot.allowed_modes.contains(&connection.ownership_mode)
+        if !slot.allowed_modes.is_empty()
+            && !slot.allowed_modes.contains(&connection.ownership_mode)
         {
             return Err(invalid(
                 "ownership_mode_not_allowed",
@@ -356,7 +366,11 @@ impl Configs {
     }
 
     /// Runs each bound connection's health check through its connector, concurrently.
-    async fn check_health(&self, tenant_id: &str, bound: &[(usize, Connection)]) -> Result<(), Error> {
+    async fn check_health(
+        &self,
+        tenant_id: &str,
+        bound: &[(usize, Connection)],
+    ) -> Result<(), Error> {
         let mut distinct = HashSet::new();
         let checks = bound
             .iter()
@@ -371,7 +385,10 @@ impl Configs {
             return Err(invalid(
                 "health_check_failed",
                 Some(i),
-                format!("connection `{}` failed its health check: {detail}", connection.id),
+                format!(
+                    "connection `{}` failed its health check: {detail}",
+                    connection.id
+                ),
             ));
         }
         Ok(())
@@ -410,10 +427,22 @@ fn looks_secret(key: &str) -> bool {
 mod tests {
     #[test]
     fn secret_looking_keys_are_caught_and_endpoints_are_not() {
-        for key in ["apiKey", "client_secret", "accessToken", "password", "X-Postmark-Server-Token"] {
+        for key in [
+            "apiKey",
+            "client_secret",
+            "accessToken",
+            "password",
+            "X-Postmark-Server-Token",
+        ] {
             assert!(super::looks_secret(key), "{key}");
         }
-        for key in ["tokenUrl", "baseUrl", "region", "authorizeUrl", "collection"] {
+        for key in [
+            "tokenUrl",
+            "baseUrl",
+            "region",
+            "authorizeUrl",
+            "collection",
+        ] {
             assert!(!super::looks_secret(key), "{key}");
         }
     }

@@ -59,7 +59,11 @@ impl CompiledScope {
 
     /// Whether a call in `workflow` running `operation` may use the binding.
     pub fn admits(&self, workflow: &str, operation: &str) -> Result<(), Refusal> {
-        if !self.workflows.as_ref().is_none_or(|set| set.is_match(workflow)) {
+        if !self
+            .workflows
+            .as_ref()
+            .is_none_or(|set| set.is_match(workflow))
+        {
             return Err(Refusal::Workflow);
         }
         if !self
@@ -88,12 +92,10 @@ fn patterns(patterns: &[String]) -> Result<Option<GlobSet>, PatternError> {
         }
         set.add(Glob::new(pattern).map_err(|e| invalid(e.kind().to_string()))?);
     }
-    set.build()
-        .map(Some)
-        .map_err(|e| PatternError {
-            pattern: patterns.join(", "),
-            reason: e.to_string(),
-        })
+    set.build().map(Some).map_err(|e| PatternError {
+        pattern: patterns.join(", "),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +115,10 @@ mod tests {
         let s = scope(&["checkout", "subscription-*"], &["payments.stripe.*"]);
         assert_eq!(s.admits("checkout", "payments.stripe.createRefund"), Ok(()));
         assert_eq!(
-            s.admits("subscription-renewal", "payments.stripe.createPaymentIntent"),
+            s.admits(
+                "subscription-renewal",
+                "payments.stripe.createPaymentIntent"
+            ),
             Ok(())
         );
         assert_eq!(

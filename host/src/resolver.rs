@@ -69,9 +69,7 @@ pub struct Resolved {
 impl Resolved {
     /// The candidates for `capability`, best first; empty when nothing is bound.
     pub fn candidates(&self, capability: &str) -> &[Candidate] {
-        self.capabilities
-            .get(capability)
-            .map_or(&[], Vec::as_slice)
+        self.capabilities.get(capability).map_or(&[], Vec::as_slice)
     }
 }
 

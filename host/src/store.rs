@@ -538,7 +538,11 @@ impl Store {
     /// Deletes audit records older than `before`, at most `max` of them; returns how many.
     pub fn purge_audit(&self, before: UnixMs, max: usize) -> Result<usize> {
         let mut purged = 0;
-        for entry in self.audit_time.range(..before.to_be_bytes().to_vec()).take(max) {
+        for entry in self
+            .audit_time
+            .range(..before.to_be_bytes().to_vec())
+            .take(max)
+        {
             let (by_time, _) = entry?;
             self.audit.remove(&by_time[8..])?;
             self.audit_time.remove(&by_time)?;

@@ -58,7 +58,8 @@ impl World {
         let conduit = Conduit::start_env(
             vec![
                 stripe,
-                PluginDecl::new("postmark", "conduit_postmark").allow(&[&postmark_addr.to_string()]),
+                PluginDecl::new("postmark", "conduit_postmark")
+                    .allow(&[&postmark_addr.to_string()]),
                 gmail_plugin(google_addr),
                 PluginDecl::new("qdrant", "conduit_qdrant").allow(&[&qdrant_addr.to_string()]),
             ],
@@ -81,7 +82,9 @@ impl World {
             let id = conduit
                 .connection(&token, json!({"connector": "postmark", "environment": environment, "ownershipMode": "managed", "config": base(postmark_addr)}))
                 .await;
-            conduit.api_key(&token, &id, fake_postmark::GOOD_TOKEN).await;
+            conduit
+                .api_key(&token, &id, fake_postmark::GOOD_TOKEN)
+                .await;
             postmark_ids.push(id);
         }
         google.add_access_token(GMAIL_ACCESS);
@@ -95,7 +98,9 @@ impl World {
         let qdrant_id = conduit
             .connection(&token, json!({"connector": "qdrant", "environment": "production", "ownershipMode": "byok", "config": base(qdrant_addr)}))
             .await;
-        conduit.api_key(&token, &qdrant_id, fake_qdrant::GOOD_KEY).await;
+        conduit
+            .api_key(&token, &qdrant_id, fake_qdrant::GOOD_KEY)
+            .await;
 
         let conn = Connections {
             stripe_prod: stripe_prod_id,
@@ -135,11 +140,15 @@ impl World {
     pub async fn publish(&self, environment: &str, integrations: Value) -> u64 {
         let r = self.post_config(environment, integrations).await;
         assert_eq!(r.status, 201, "{}", r.text);
-        let version = r.body["data"]["attributes"]["meta"]["version"].as_u64().unwrap();
+        let version = r.body["data"]["attributes"]["meta"]["version"]
+            .as_u64()
+            .unwrap();
         let r = self
             .conduit
             .post(
-                &format!("/api/tenant-configs/invoice-app/{environment}/versions/{version}/publish"),
+                &format!(
+                    "/api/tenant-configs/invoice-app/{environment}/versions/{version}/publish"
+                ),
                 &self.token,
                 json!({}),
             )
@@ -237,68 +246,138 @@ async fn the_invoice_app_walkthrough() {
     let r = w.post_config("production", w.production_bindings()).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let meta = &r.body["data"]["attributes"]["meta"];
-    assert_eq!((meta["version"].as_u64(), meta["status"].as_str()), (Some(1), Some("draft")));
+    assert_eq!(
+        (meta["version"].as_u64(), meta["status"].as_str()),
+        (Some(1), Some("draft"))
+    );
     assert_eq!(r.body["data"]["id"], "invoice-app:production:1");
     let r = w
         .conduit
-        .post("/api/tenant-configs/invoice-app/production/versions/1/preview", &w.token, json!({}))
+        .post(
+            "/api/tenant-configs/invoice-app/production/versions/1/preview",
+            &w.token,
+            json!({}),
+        )
         .await;
-    assert_eq!(r.body["data"]["attributes"]["meta"]["status"], "preview", "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["meta"]["status"], "preview",
+        "{}",
+        r.text
+    );
     // Nothing is resolved before publication.
-    w.execute("payments.createPaymentIntent", payment("checkout", "production"))
-        .await
-        .assert_error(404, "no_binding");
+    w.execute(
+        "payments.createPaymentIntent",
+        payment("checkout", "production"),
+    )
+    .await
+    .assert_error(404, "no_binding");
     let r = w
         .conduit
-        .post("/api/tenant-configs/invoice-app/production/versions/1/publish", &w.token, json!({}))
+        .post(
+            "/api/tenant-configs/invoice-app/production/versions/1/publish",
+            &w.token,
+            json!({}),
+        )
         .await;
-    assert_eq!(r.body["data"]["attributes"]["meta"]["status"], "published", "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["meta"]["status"], "published",
+        "{}",
+        r.text
+    );
     let sandbox = json!([
         {"slotId": "payments.primary", "connectionId": w.conn.stripe_test},
         {"slotId": "email.outbound", "connectionId": w.conn.postmark_sandbox}
     ]);
-    assert_eq!(w.publish("sandbox", sandbox).await, 1, "versions count per environment");
+    assert_eq!(
+        w.publish("sandbox", sandbox).await,
+        1,
+        "versions count per environment"
+    );
 
     // The resolved view: per capability, provider, connection (no secret) and config.
     let r = w
         .conduit
-        .get("/api/apps/invoice-app/resolved?environment=production", &w.token)
+        .get(
+            "/api/apps/invoice-app/resolved?environment=production",
+            &w.token,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let caps = &r.body["data"]["attributes"]["capabilities"];
     let pay = &caps["payments.createPaymentIntent"];
     assert_eq!(pay["provider"]["id"], "stripe");
-    assert_eq!(pay["provider"]["attributes"]["integrationKey"], "payments.stripe");
+    assert_eq!(
+        pay["provider"]["attributes"]["integrationKey"],
+        "payments.stripe"
+    );
     assert_eq!(pay["connection"]["id"], w.conn.stripe_prod.as_str());
     assert_eq!(pay["connection"]["attributes"]["status"], "ACTIVE");
-    assert!(pay["config"]["baseUrl"].as_str().unwrap().starts_with("http://127.0.0.1"));
+    assert!(pay["config"]["baseUrl"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1"));
     assert_eq!(pay["slotId"], "payments.primary");
     let send = &caps["email.send"];
     assert_eq!(send["connection"]["id"], w.conn.postmark_prod.as_str());
-    assert_eq!(send["fallbacks"][0]["connection"]["id"], w.conn.gmail.as_str());
+    assert_eq!(
+        send["fallbacks"][0]["connection"]["id"],
+        w.conn.gmail.as_str()
+    );
     assert_eq!(caps["knowledge.search"]["provider"]["id"], "qdrant");
     assert_eq!(r.body["data"]["attributes"]["configVersion"], 1);
     assert!(!r.text.contains(STRIPE_KEY) && !r.text.contains(GMAIL_ACCESS));
     w.conduit
-        .get("/api/apps/invoice-app/resolved?environment=staging", &w.token)
+        .get(
+            "/api/apps/invoice-app/resolved?environment=staging",
+            &w.token,
+        )
         .await
         .assert_error(422, "invalid_environment");
 
     // payments.createPaymentIntent in checkout: Stripe live in production…
     let r = w
-        .execute("payments.createPaymentIntent", payment("checkout", "production"))
+        .execute(
+            "payments.createPaymentIntent",
+            payment("checkout", "production"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["data"]["attributes"]["connectionId"], w.conn.stripe_prod.as_str());
-    assert_eq!(r.body["data"]["attributes"]["integrationKey"], "payments.stripe");
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        w.conn.stripe_prod.as_str()
+    );
+    assert_eq!(
+        r.body["data"]["attributes"]["integrationKey"],
+        "payments.stripe"
+    );
     assert_eq!(r.output()["amount"], 4200);
-    assert_eq!((World::intents(&w.stripe_prod), World::intents(&w.stripe_test)), (1, 0));
+    assert_eq!(
+        (
+            World::intents(&w.stripe_prod),
+            World::intents(&w.stripe_test)
+        ),
+        (1, 0)
+    );
     // …and Stripe test in sandbox.
     let r = w
-        .execute("payments.createPaymentIntent", payment("checkout", "sandbox"))
+        .execute(
+            "payments.createPaymentIntent",
+            payment("checkout", "sandbox"),
+        )
         .await;
-    assert_eq!(r.body["data"]["attributes"]["connectionId"], w.conn.stripe_test.as_str(), "{}", r.text);
-    assert_eq!((World::intents(&w.stripe_prod), World::intents(&w.stripe_test)), (1, 1));
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        w.conn.stripe_test.as_str(),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        (
+            World::intents(&w.stripe_prod),
+            World::intents(&w.stripe_test)
+        ),
+        (1, 1)
+    );
 
     // email.send goes to Postmark, in Postmark's wire format.
     let r = w
@@ -309,30 +388,53 @@ async fn the_invoice_app_walkthrough() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["data"]["attributes"]["connectionId"], w.conn.postmark_prod.as_str());
-    assert!(r.output()["messageId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        w.conn.postmark_prod.as_str()
+    );
+    assert!(r.output()["messageId"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
     let sent = w.postmark.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["To"], "client@example.com");
     assert_eq!(sent[0]["Subject"], "Invoice 2026-001");
-    assert_eq!(w.google.received().iter().filter(|r| r.path.contains("/send")).count(), 0);
+    assert_eq!(
+        w.google
+            .received()
+            .iter()
+            .filter(|r| r.path.contains("/send"))
+            .count(),
+        0
+    );
 
     // Gmail is refused outside support-ticket-creation…
-    let list = |workflow: &str| {
-        json!({"blueprint": "invoice-app", "environment": "production", "workflow": workflow, "input": {"limit": 2}})
-    };
+    let list = |workflow: &str| json!({"blueprint": "invoice-app", "environment": "production", "workflow": workflow, "input": {"limit": 2}});
     let r = w.execute("email.listMessages", list("checkout")).await;
     r.assert_error(403, "scope_denied");
-    assert!(r.text.contains("support-ticket-creation") || r.text.contains("checkout"), "{}", r.text);
+    assert!(
+        r.text.contains("support-ticket-creation") || r.text.contains("checkout"),
+        "{}",
+        r.text
+    );
     // …and serves inside it.
-    let r = w.execute("email.listMessages", list("support-ticket-creation")).await;
+    let r = w
+        .execute("email.listMessages", list("support-ticket-creation"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["data"]["attributes"]["connectionId"], w.conn.gmail.as_str());
-    assert!(r.output()["messages"].as_array().is_some_and(|m| !m.is_empty()));
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        w.conn.gmail.as_str()
+    );
+    assert!(r.output()["messages"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty()));
     // An operation the scope names is admitted, another is not.
     let mut explicit = list("support-ticket-creation");
     explicit["operation"] = json!("payments.stripe.createRefund");
-    w.execute("email.listMessages", explicit).await.assert_error(403, "scope_denied");
+    w.execute("email.listMessages", explicit)
+        .await
+        .assert_error(403, "scope_denied");
 
     // Knowledge through Qdrant.
     let r = w
@@ -382,34 +484,56 @@ async fn the_invoice_app_walkthrough() {
     let mut v2 = w.production_bindings();
     v2[0]["scope"] = json!({"workflows": ["subscription-*"]});
     assert_eq!(w.publish("production", v2).await, 2);
-    w.execute("payments.createPaymentIntent", payment("checkout", "production"))
-        .await
-        .assert_error(403, "scope_denied");
+    w.execute(
+        "payments.createPaymentIntent",
+        payment("checkout", "production"),
+    )
+    .await
+    .assert_error(403, "scope_denied");
     let r = w
-        .execute("payments.createPaymentIntent", payment("subscription-renewal", "production"))
+        .execute(
+            "payments.createPaymentIntent",
+            payment("subscription-renewal", "production"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = w
         .conduit
-        .get("/api/tenant-configs/invoice-app/production/versions/1", &w.token)
+        .get(
+            "/api/tenant-configs/invoice-app/production/versions/1",
+            &w.token,
+        )
         .await;
     assert_eq!(r.body["data"]["attributes"]["meta"]["status"], "archived");
     let r = w
         .conduit
-        .post("/api/tenant-configs/invoice-app/production/versions/1/publish", &w.token, json!({}))
+        .post(
+            "/api/tenant-configs/invoice-app/production/versions/1/publish",
+            &w.token,
+            json!({}),
+        )
         .await;
     r.assert_error(409, "invalid_transition");
-    let r = w.conduit.get("/api/tenant-configs?blueprint=invoice-app", &w.token).await;
+    let r = w
+        .conduit
+        .get("/api/tenant-configs?blueprint=invoice-app", &w.token)
+        .await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 3);
 
     // Another tenant sees none of it.
     let globex = w.conduit.tenant("globex").await;
     w.conduit
-        .get("/api/tenant-configs/invoice-app/production/versions/2", &globex)
+        .get(
+            "/api/tenant-configs/invoice-app/production/versions/2",
+            &globex,
+        )
         .await
         .assert_error(404, "not_found");
     w.conduit
-        .get("/api/apps/invoice-app/resolved?environment=production", &globex)
+        .get(
+            "/api/apps/invoice-app/resolved?environment=production",
+            &globex,
+        )
         .await
         .assert_error(404, "no_binding");
 }

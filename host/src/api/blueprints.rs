@@ -50,5 +50,7 @@ pub async fn get(
     _caller: TenantCaller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Document, ApiError> {
-    Ok(Document::data(render(&app.blueprints.get(&name, &version)?)))
+    Ok(Document::data(render(
+        &app.blueprints.get(&name, &version)?,
+    )))
 }

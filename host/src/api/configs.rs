@@ -102,7 +102,9 @@ pub async fn list(
 /// `{blueprint}/{environment}/versions/{version}` of the path.
 type VersionPath = Path<(String, String, String)>;
 
-fn version_path((blueprint, environment, version): (String, String, String)) -> Result<(String, Environment, u32), ApiError> {
+fn version_path(
+    (blueprint, environment, version): (String, String, String),
+) -> Result<(String, Environment, u32), ApiError> {
     let environment = parse_environment(&environment)?;
     let version = version
         .parse()

@@ -88,7 +88,10 @@ impl<S: Send + Sync, T: SpecDocument> FromRequest<S> for Spec<T> {
             if data.get("type").and_then(Value::as_str) != Some(T::TYPE) {
                 return Err(type_mismatch(T::TYPE));
             }
-            value = data.get_mut("attributes").map(Value::take).unwrap_or_default();
+            value = data
+                .get_mut("attributes")
+                .map(Value::take)
+                .unwrap_or_default();
         }
         serde_json::from_value(value)
             .map(Spec)

@@ -6,7 +6,15 @@
 
 use super::{Attempt, Error, Exec, Execution, Served, Trace};
 use crate::domain::{ConnectionStatus, Decision, Environment, Skipped};
-use crate::resolver::{self, Candidate};
+use crate::resolver::{self, Resolved};
+use std::sync::Arc;
+
+/// The resolution a call was admitted under, and the admitted candidates (indices into
+/// its candidates for the capability, best first) with the operation each matched.
+struct Admitted {
+    resolved: Arc<Resolved>,
+    candidates: Vec<(usize, String)>,
+}
 use crate::tokens;
 use serde_json::{json, Value};
 
@@ -73,11 +81,7 @@ impl Exec {
     }
 
     /// The candidates whose scope admits the call, best first; records the decision.
-    fn admitted(
-        &self,
-        request: &BoundRequest,
-        trace: &mut Trace,
-    ) -> Result<Vec<(Candidate, String)>, Error> {
+    fn admitted(&self, request: &BoundRequest, trace: &mut Trace) -> Result<Admitted, Error> {
         let resolved = self
             .resolver
             .resolve(&request.tenant_id, &request.blueprint, request.environment)
@@ -99,7 +103,7 @@ impl Exec {
         }
         let mut admitted = Vec::new();
         let mut refusals = Vec::new();
-        for candidate in candidates {
+        for (index, candidate) in candidates.iter().enumerate() {
             let operation = request
                 .operation
                 .clone()
@@ -108,7 +112,7 @@ impl Exec {
                 .compiled_scope
                 .admits(&request.workflow, &operation)
             {
-                Ok(()) => admitted.push((candidate.clone(), operation)),
+                Ok(()) => admitted.push((index, operation)),
                 Err(refusal) => refusals.push(format!(
                     "slot `{}` ({}): {}",
                     candidate.slot_id,
@@ -130,7 +134,7 @@ impl Exec {
             allowed: true,
             reason: format!(
                 "slot `{}` admits workflow `{}` and operation `{operation}`{}",
-                first.slot_id,
+                candidates[*first].slot_id,
                 request.workflow,
                 if refusals.is_empty() {
                     String::new()
@@ -139,7 +143,10 @@ impl Exec {
                 }
             ),
         });
-        Ok(admitted)
+        Ok(Admitted {
+            candidates: admitted,
+            resolved,
+        })
     }
 
     /// Tries the admitted candidates in order until one serves or one fails in a way
@@ -147,11 +154,13 @@ impl Exec {
     async fn serve(
         &self,
         request: &BoundRequest,
-        admitted: Vec<(Candidate, String)>,
+        admitted: Admitted,
         trace: &mut Trace,
     ) -> Result<Served, Error> {
         let mut first_refusal = None;
-        for (candidate, operation) in admitted {
+        let candidates = admitted.resolved.candidates(&request.capability);
+        for (index, operation) in admitted.candidates {
+            let candidate = &candidates[index];
             let connection = &candidate.connection;
             trace.connection = Some(connection.clone());
             let outcome = match unusable(connection.status) {

@@ -310,7 +310,11 @@ impl Exec {
         )
     }
 
-    async fn run_on_connection(&self, request: &Request, trace: &mut Trace) -> Result<Served, Error> {
+    async fn run_on_connection(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+    ) -> Result<Served, Error> {
         let connection = self
             .connections
             .get(&request.tenant_id, &request.connection_id)?;

@@ -515,8 +515,14 @@ mod tests {
         let redactor = super::Redactor::new(["sk_test_vended_secret"]);
         let json = br#"{"access_token":"ya29.new","expires_in":3599,"note":"sk_test_vended_secret","error":{"code":"card_declined"}}"#;
         let excerpt = super::body_excerpt(json, &redactor).unwrap();
-        assert!(!excerpt.contains("ya29.new") && !excerpt.contains("sk_test_vended"), "{excerpt}");
-        assert!(excerpt.contains("card_declined") && excerpt.contains("3599"), "{excerpt}");
+        assert!(
+            !excerpt.contains("ya29.new") && !excerpt.contains("sk_test_vended"),
+            "{excerpt}"
+        );
+        assert!(
+            excerpt.contains("card_declined") && excerpt.contains("3599"),
+            "{excerpt}"
+        );
         let form = b"grant_type=authorization_code&code=4%2Fabc&code_verifier=xyz&client_secret=s3cr3t&amount=100";
         let excerpt = super::body_excerpt(form, &redactor).unwrap();
         assert_eq!(
@@ -527,8 +533,14 @@ mod tests {
             super::redact_header("X-Postmark-Server-Token", "abc", &redactor),
             "<redacted>"
         );
-        assert_eq!(super::redact_header("Idempotency-Key", "k1", &redactor), "k1");
-        assert_eq!(super::redact_header("Accept", "application/json", &redactor), "application/json");
+        assert_eq!(
+            super::redact_header("Idempotency-Key", "k1", &redactor),
+            "k1"
+        );
+        assert_eq!(
+            super::redact_header("Accept", "application/json", &redactor),
+            "application/json"
+        );
     }
 
     use super::*;

@@ -41,10 +41,11 @@ impl Store {
     /// Writes a blueprint version unless it exists; returns the existing one if it does.
     pub fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<Option<Blueprint>> {
         let key = blueprint_key(&blueprint.meta.name, &blueprint.meta.version);
-        match self
-            .blueprints
-            .compare_and_swap(&key, None as Option<&[u8]>, Some(encode(blueprint)))?
-        {
+        match self.blueprints.compare_and_swap(
+            &key,
+            None as Option<&[u8]>,
+            Some(encode(blueprint)),
+        )? {
             Ok(()) => {
                 self.blueprints.flush()?;
                 Ok(None)
@@ -116,7 +117,11 @@ impl Store {
     }
 
     /// The tenant's config versions, optionally of one blueprint, oldest first.
-    pub fn configs_of(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>> {
+    pub fn configs_of(
+        &self,
+        tenant_id: &str,
+        blueprint: Option<&str>,
+    ) -> Result<Vec<TenantConfig>> {
         let prefix = match blueprint {
             Some(name) => tenant_key(tenant_id, &format!("{name}\0")),
             None => tenant_key(tenant_id, ""),
@@ -193,8 +198,8 @@ impl Store {
             let Some(bytes) = configs.get(&key)? else {
                 return Ok(Err(PublishRefusal::Missing));
             };
-            let mut config: TenantConfig = decode("tenant_configs", &bytes)
-                .map_err(ConflictableTransactionError::Abort)?;
+            let mut config: TenantConfig =
+                decode("tenant_configs", &bytes).map_err(ConflictableTransactionError::Abort)?;
             match config.meta.status {
                 ConfigStatus::Published => return Ok(Ok(config)),
                 ConfigStatus::Archived => return Ok(Err(PublishRefusal::Archived)),
@@ -230,7 +235,11 @@ impl Store {
     // --- idempotency -----------------------------------------------------------------
 
     /// The result stored under a tenant's idempotency key.
-    pub fn idempotent_result(&self, tenant_id: &str, key: &str) -> Result<Option<IdempotentResult>> {
+    pub fn idempotent_result(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResult>> {
         self.idempotency
             .get(tenant_key(tenant_id, key))?
             .map(|v| decode("idempotency", &v))
