@@ -81,10 +81,16 @@ enum Message {
 
 /// Records queued before callers write synchronously.
 const QUEUE: usize = 4096;
+/// How long the writer gathers records arriving in a burst before writing them.
+const GATHER: Duration = Duration::from_millis(2);
+/// Most records written in one batch.
+const MAX_BATCH: usize = 1024;
 /// How often the writer looks for expired records.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-/// Most records one sweep deletes, so a backlog never stalls writing.
+/// Records deleted per step of a sweep.
 const SWEEP_BATCH: usize = 10_000;
+/// Longest a sweep runs before the writer goes back to writing.
+const SWEEP_BUDGET: Duration = Duration::from_millis(500);
 /// The default retention: 30 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -107,7 +113,7 @@ impl Audit {
             self.queue.try_send(Message::Record(Box::new(record)))
         {
             if let Message::Record(record) = message {
-                write(&self.store, &record);
+                write(&self.store, &[*record]);
             }
         }
     }
@@ -140,30 +146,72 @@ fn writer_loop(store: &Store, inbox: &std::sync::mpsc::Receiver<Message>, retent
             sweep(store, retention);
             next_sweep = Instant::now() + SWEEP_EVERY.min(retention);
         }
-        match inbox.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
-            Ok(Message::Record(record)) => write(store, &record),
-            Ok(Message::Barrier(done)) => {
-                let _ = done.send(());
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+        let first = match inbox.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = vec![first];
+        // While records keep coming, gather them a few milliseconds at a time: callers
+        // then never have to wake this thread, and each batch is one sled write.
+        loop {
+            std::thread::sleep(GATHER);
+            let before = batch.len();
+            while batch.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() == before || batch.len() >= MAX_BATCH {
+                break;
+            }
+        }
+        let mut records = Vec::new();
+        let mut barriers = Vec::new();
+        for message in batch {
+            match message {
+                Message::Record(record) => records.push(*record),
+                Message::Barrier(done) => barriers.push(done),
+            }
+        }
+        write(store, &records);
+        for done in barriers {
+            let _ = done.send(());
         }
     }
 }
 
-/// Deletes records older than the retention period.
+/// Deletes records older than the retention period, batch by batch until caught up or
+/// out of its time budget (writing must not stall behind a large backlog).
 fn sweep(store: &Store, retention: Duration) {
     let before = now_ms().saturating_sub(retention.as_millis() as u64);
-    match store.purge_audit(before, SWEEP_BATCH) {
-        Ok(0) => {}
-        Ok(purged) => tracing::debug!(purged, "expired audit records deleted"),
-        Err(e) => tracing::error!(error = %e, "audit retention sweep failed"),
+    let started = Instant::now();
+    let mut purged = 0;
+    loop {
+        match store.purge_audit(before, SWEEP_BATCH) {
+            Ok(n) => purged += n,
+            Err(e) => {
+                tracing::error!(error = %e, "audit retention sweep failed");
+                break;
+            }
+        }
+        if purged % SWEEP_BATCH != 0 || purged == 0 || started.elapsed() > SWEEP_BUDGET {
+            break;
+        }
+    }
+    if purged > 0 {
+        tracing::debug!(purged, "expired audit records deleted");
     }
 }
 
-fn write(store: &Store, record: &AuditRecord) {
-    if let Err(e) = store.append_audit(record) {
-        tracing::error!(audit_id = %record.id, error = %e, "audit record could not be written");
+fn write(store: &Store, records: &[AuditRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = store.append_audit(records) {
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        tracing::error!(audit_ids = ?ids, error = %e, "audit records could not be written");
     }
 }
 

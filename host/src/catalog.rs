@@ -116,6 +116,18 @@ impl Catalog {
     pub async fn load(runtime: &Runtime, entries: &[PluginEntry]) -> Result<Self, Error> {
         let catalog = Catalog::default();
         for entry in entries {
+            if let Some(key) = entry
+                .config
+                .keys()
+                .find(|k| crate::domain::looks_like_secret_name(k))
+            {
+                return Err(Error::Load {
+                    slug: entry.slug.clone(),
+                    source: runtime::Error::Load(format!(
+                        "config default `{key}` looks like a secret; defaults are shown to every tenant, secrets belong in credentials or the environment"
+                    )),
+                });
+            }
             let wasm = std::fs::read(&entry.path).map_err(|source| Error::Wasm {
                 slug: entry.slug.clone(),
                 path: entry.path.clone(),

@@ -29,6 +29,8 @@ impl Default for CircuitPolicy {
 struct State {
     failures: u32,
     open_until: Option<Instant>,
+    /// A half-open trial call is out until then; others wait for its outcome.
+    trial_until: Option<Instant>,
 }
 
 /// Every connection's circuit; cheap to clone.
@@ -53,11 +55,17 @@ impl Circuits {
         let Some(state) = states.get_mut(connection_id) else {
             return Ok(());
         };
+        let now = Instant::now();
+        if let Some(until) = state.trial_until.filter(|until| *until > now) {
+            return Err(until - now);
+        }
         match state.open_until {
-            Some(until) if until > Instant::now() => Err(until - Instant::now()),
+            Some(until) if until > now => Err(until - now),
             Some(_) => {
-                // Half open: this call is the trial; one more failure reopens at once.
+                // Half open: this call is the one trial (bounded, in case it never
+                // reports); one more failure reopens at once.
                 state.open_until = None;
+                state.trial_until = Some(now + self.policy.cooldown);
                 state.failures = self.policy.threshold.saturating_sub(1);
                 Ok(())
             }
@@ -73,6 +81,7 @@ impl Circuits {
             return;
         }
         let state = states.entry(connection_id.to_owned()).or_default();
+        state.trial_until = None;
         state.failures += 1;
         if state.failures >= self.policy.threshold {
             state.open_until = Some(Instant::now() + self.policy.cooldown);
@@ -100,6 +109,7 @@ mod tests {
         assert!(circuits.check("other").is_ok());
         std::thread::sleep(Duration::from_millis(40));
         assert!(circuits.check("c").is_ok(), "half open after the cooldown");
+        assert!(circuits.check("c").is_err(), "one trial at a time");
         circuits.record("c", true);
         assert!(
             circuits.check("c").is_err(),

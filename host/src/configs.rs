@@ -7,8 +7,8 @@
 
 use crate::catalog::Catalog;
 use crate::domain::{
-    now_ms, Binding, Blueprint, ConfigMeta, ConfigStatus, Connection, ConnectionStatus,
-    Environment, Slot, TenantConfig,
+    looks_like_secret_name, now_ms, Binding, Blueprint, ConfigMeta, ConfigStatus, Connection,
+    ConnectionStatus, Environment, Slot, TenantConfig,
 };
 use crate::exec::Exec;
 use crate::policy::CompiledScope;
@@ -273,7 +273,7 @@ impl Configs {
             })?;
         CompiledScope::compile(binding.scope.as_ref())
             .map_err(|e| invalid("invalid_scope", at, e.to_string()))?;
-        if let Some(key) = binding.config.keys().find(|k| looks_secret(k)) {
+        if let Some(key) = binding.config.keys().find(|k| looks_like_secret_name(k)) {
             return Err(invalid(
                 "secret_in_config",
                 at,
@@ -395,34 +395,6 @@ impl Configs {
     }
 }
 
-/// Whether a config key names a secret (`apiKey`, `clientSecret`, `accessToken`…);
-/// `tokenUrl` and the like are endpoints, not secrets.
-fn looks_secret(key: &str) -> bool {
-    let k: String = key
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if k.ends_with("url") || k.ends_with("uri") {
-        return false;
-    }
-    k == "token"
-        || k == "key"
-        || [
-            "secret",
-            "password",
-            "apikey",
-            "privatekey",
-            "accesstoken",
-            "refreshtoken",
-            "credential",
-            "authorization",
-            "servertoken",
-        ]
-        .iter()
-        .any(|s| k.contains(s))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -434,7 +406,7 @@ mod tests {
             "password",
             "X-Postmark-Server-Token",
         ] {
-            assert!(super::looks_secret(key), "{key}");
+            assert!(crate::domain::looks_like_secret_name(key), "{key}");
         }
         for key in [
             "tokenUrl",
@@ -443,7 +415,7 @@ mod tests {
             "authorizeUrl",
             "collection",
         ] {
-            assert!(!super::looks_secret(key), "{key}");
+            assert!(!crate::domain::looks_like_secret_name(key), "{key}");
         }
     }
 }

@@ -43,6 +43,34 @@ pub fn parse_rfc3339(text: &str) -> Option<UnixMs> {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Whether a config key names a secret (`apiKey`, `clientSecret`, `accessToken`…), which
+/// belongs in a credential, never in config; `tokenUrl` and the like are endpoints.
+pub fn looks_like_secret_name(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if k.ends_with("url") || k.ends_with("uri") {
+        return false;
+    }
+    k == "token"
+        || k == "key"
+        || [
+            "secret",
+            "password",
+            "apikey",
+            "privatekey",
+            "accesstoken",
+            "refreshtoken",
+            "credential",
+            "authorization",
+            "servertoken",
+        ]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
 /// A tenant: the owner of connections, acting through its API token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -79,23 +79,24 @@ impl Idempotency {
             let mut flights = self.flights.lock().expect("flights lock");
             flights.entry(flight_key).or_default().clone()
         };
-        let guard = lock.lock_owned().await;
+        // From here the flight cleans its lock up however this call ends.
+        let flight = Flight {
+            _guard: lock.lock_owned().await,
+            flights: self.flights.clone(),
+            tenant_id: tenant_id.to_owned(),
+            key: key.to_owned(),
+            fingerprint,
+        };
         if let Some(stored) = self.store.idempotent_result(tenant_id, key)? {
             if !expired(stored.created_at) {
-                return Ok(if stored.fingerprint == fingerprint {
+                return Ok(if stored.fingerprint == flight.fingerprint {
                     Begin::Replay(stored)
                 } else {
                     Begin::Conflict
                 });
             }
         }
-        Ok(Begin::Run(Flight {
-            _guard: guard,
-            flights: self.flights.clone(),
-            tenant_id: tenant_id.to_owned(),
-            key: key.to_owned(),
-            fingerprint,
-        }))
+        Ok(Begin::Run(flight))
     }
 
     /// Stores a successful result under the flight's key and ends the flight.

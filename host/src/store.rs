@@ -387,8 +387,8 @@ impl Store {
                 self.connections
                     .compare_and_swap(id, Some(current), Some(encode(&connection)))?;
             if swapped.is_ok() {
-                self.connections.flush()?;
                 self.bump_revision(&connection.tenant_id);
+                self.connections.flush()?;
                 return Ok(Some(connection));
             }
         }
@@ -478,15 +478,21 @@ impl Store {
 
     // --- audit -----------------------------------------------------------------------
 
-    /// Appends an audit record, indexed by time for retention.
-    pub fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let mut key = tenant_key(&record.tenant_id, "");
-        key.extend_from_slice(&record.time.to_be_bytes());
-        key.extend_from_slice(record.id.as_bytes());
-        let mut by_time = record.time.to_be_bytes().to_vec();
-        by_time.extend_from_slice(&key);
-        self.audit.insert(key, encode(record))?;
-        self.audit_time.insert(by_time, &[])?;
+    /// Appends audit records, indexed by time for retention, as one batch per tree.
+    pub fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        let mut by_tenant = sled::Batch::default();
+        let mut by_time = sled::Batch::default();
+        for record in records {
+            let mut key = tenant_key(&record.tenant_id, "");
+            key.extend_from_slice(&record.time.to_be_bytes());
+            key.extend_from_slice(record.id.as_bytes());
+            let mut time_key = record.time.to_be_bytes().to_vec();
+            time_key.extend_from_slice(&key);
+            by_tenant.insert(key, encode(record));
+            by_time.insert(time_key, &[]);
+        }
+        self.audit.apply_batch(by_tenant)?;
+        self.audit_time.apply_batch(by_time)?;
         Ok(())
     }
 

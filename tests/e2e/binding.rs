@@ -429,9 +429,13 @@ async fn the_invoice_app_walkthrough() {
     assert!(r.output()["messages"]
         .as_array()
         .is_some_and(|m| !m.is_empty()));
-    // An operation the scope names is admitted, another is not.
+    // A caller may name the binding's own operation, never substitute another one to
+    // pass a scope.
     let mut explicit = list("support-ticket-creation");
-    explicit["operation"] = json!("payments.stripe.createRefund");
+    explicit["operation"] = json!("email.gmail.listMessages");
+    let r = w.execute("email.listMessages", explicit.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    explicit["operation"] = json!("payments.stripe.createPaymentIntent");
     w.execute("email.listMessages", explicit)
         .await
         .assert_error(403, "scope_denied");

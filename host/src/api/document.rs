@@ -149,7 +149,14 @@ async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 /// serde's message without the offending value: it may be a secret sent in the wrong
 /// field. Quoted fragments are replaced, the rest (field names, expected types) stays.
 fn scrub(e: &serde_json::Error) -> String {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    // "unknown variant `<value>`" quotes the value in backticks: drop it too.
+    if let Some(start) = text.find("unknown variant `") {
+        let from = start + "unknown variant `".len();
+        if let Some(len) = text[from..].find('`') {
+            text.replace_range(from..from + len, "…");
+        }
+    }
     let mut out = String::with_capacity(text.len());
     let mut in_quotes = false;
     for ch in text.chars() {
@@ -254,5 +261,14 @@ mod tests {
         let scrubbed = super::scrub(&e);
         assert!(!scrubbed.contains("sk_live_secret"), "{scrubbed}");
         assert!(scrubbed.contains("invalid type"));
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Mode {
+            _Sandbox,
+        }
+        let e = serde_json::from_str::<Mode>("\"sk_live_in_the_wrong_field\"").unwrap_err();
+        let scrubbed = super::scrub(&e);
+        assert!(!scrubbed.contains("sk_live"), "{scrubbed}");
+        assert!(scrubbed.contains("unknown variant"), "{scrubbed}");
     }
 }

@@ -104,20 +104,23 @@ impl Exec {
         let mut admitted = Vec::new();
         let mut refusals = Vec::new();
         for (index, candidate) in candidates.iter().enumerate() {
-            let operation = request
-                .operation
-                .clone()
-                .unwrap_or_else(|| candidate.operation.clone());
-            match candidate
-                .compiled_scope
-                .admits(&request.workflow, &operation)
-            {
-                Ok(()) => admitted.push((index, operation)),
-                Err(refusal) => refusals.push(format!(
-                    "slot `{}` ({}): {}",
-                    candidate.slot_id,
-                    candidate.connection.id,
-                    refusal.describe(&request.workflow, &operation)
+            // The operation is the binding's own; a caller may name it (to be explicit)
+            // but never substitute another to pass a scope.
+            let operation = &candidate.operation;
+            let verdict = match &request.operation {
+                Some(named) if named != operation => Err(format!(
+                    "the call names operation `{named}` but this binding runs `{operation}`"
+                )),
+                _ => candidate
+                    .compiled_scope
+                    .admits(&request.workflow, operation)
+                    .map_err(|refusal| refusal.describe(&request.workflow, operation)),
+            };
+            match verdict {
+                Ok(()) => admitted.push((index, operation.clone())),
+                Err(why) => refusals.push(format!(
+                    "slot `{}` ({}): {why}",
+                    candidate.slot_id, candidate.connection.id
                 )),
             }
         }
@@ -200,7 +203,7 @@ impl Exec {
 }
 
 /// Why a connection in `status` cannot serve without asking anyone.
-fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
+pub(super) fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
     match status {
         ConnectionStatus::Active => None,
         ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),

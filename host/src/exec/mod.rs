@@ -371,13 +371,18 @@ impl Exec {
             Begin::Run(flight) => {
                 let served = run(trace).await?;
                 let id = audit_id();
-                self.idempotency.complete(
+                // The provider has acted: the caller gets the result even if it cannot
+                // be kept for replays (a retry then reaches the provider's own
+                // idempotency, e.g. Stripe's Idempotency-Key).
+                if let Err(e) = self.idempotency.complete(
                     flight,
                     &id,
                     &served.output,
                     &served.connection_id,
                     &served.integration_key,
-                )?;
+                ) {
+                    tracing::error!(execution = %id, error = %e, "idempotent result could not be stored");
+                }
                 Ok((id, served))
             }
         }
@@ -425,6 +430,10 @@ impl Exec {
                 path: e.path,
                 message: e.message,
             })?;
+        // A connection that cannot vend spends no budget.
+        if let Some(refusal) = bound::unusable(connection.status) {
+            return Err(Error::Vend(refusal));
+        }
         self.admit(connection, &plugin).await?;
         let secret = self.tokens.vend(connection).await?;
         trace.redactor = trace.redactor.merged(&redactor_for(&secret));
@@ -451,7 +460,8 @@ impl Exec {
         trace.connection = seen;
         self.circuits
             .record(&connection.id, result.as_ref().is_err_and(provider_failed));
-        let raw = result?;
+        // A connector should never echo the credential; if one does, it goes no further.
+        let raw = trace.redactor.redact(&result?);
         serde_json::from_str(&raw).map_err(|_| {
             Error::PluginError("the connector returned output that is not JSON".into())
         })
@@ -464,8 +474,14 @@ impl Exec {
         self.circuits
             .check(&connection.id)
             .map_err(Error::CircuitOpen)?;
+        // The provider's ceiling is per account; a tenant's own claim of an account id
+        // must not spend another tenant's budget, and test and live modes are separate.
         let account = match &connection.external_account_id {
-            Some(account) => format!("account\0{account}"),
+            Some(account) => format!(
+                "account\0{}\0{}\0{account}",
+                connection.tenant_id,
+                connection.environment.as_str()
+            ),
             None => format!("connection\0{}", connection.id),
         };
         self.limits
@@ -519,7 +535,10 @@ impl Exec {
                 &mut trace.connection,
                 &trace.redactor,
             ) {
-                Ok(health) => Ok(health),
+                Ok(health) => Ok(Health {
+                    healthy: health.healthy,
+                    detail: trace.redactor.redact(&health.detail),
+                }),
                 // A provider refusal is an unhealthy answer, not a failed check.
                 Err(Error::Provider {
                     status, message, ..
@@ -590,6 +609,12 @@ impl Exec {
         outcome: Result<Option<&str>, &Error>,
     ) {
         let (id, outcome, detail) = match outcome {
+            // A replay is its own record, pointing at the execution it repeats.
+            Ok(Some(original)) if trace.replayed => (
+                audit_id(),
+                "ok".to_owned(),
+                Some(format!("replay of {original}")),
+            ),
             Ok(id) => (
                 id.map_or_else(audit_id, str::to_owned),
                 "ok".to_owned(),

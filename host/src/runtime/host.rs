@@ -141,7 +141,9 @@ impl types::Host for CallState {}
 
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String) {
-        let message = self.redactor.redact(truncate(&message, MAX_LOG_LINE));
+        // Redact before cutting, so a secret straddling the cut is never half logged.
+        let redacted = self.redactor.redact(&message);
+        let message = truncate(&redacted, MAX_LOG_LINE);
         let plugin = &*self.egress.slug;
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -445,9 +447,8 @@ impl GuestOutput {
         if granted == 0 {
             return;
         }
-        let text = self
-            .redactor
-            .redact(truncate(text, granted.min(MAX_LOG_LINE)));
+        let redacted = self.redactor.redact(text);
+        let text = truncate(&redacted, granted.min(MAX_LOG_LINE));
         tracing::info!(plugin = &*self.slug, stream = self.stream, "{text}");
     }
 }

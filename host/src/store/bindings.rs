@@ -225,10 +225,11 @@ impl Store {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => Error::Sled(e),
         })?;
-        self.db.flush()?;
+        // Caches must see the commit before anything else can fail.
         if outcome.is_ok() {
             self.bump_revision(tenant_id);
         }
+        self.db.flush()?;
         Ok(outcome)
     }
 
