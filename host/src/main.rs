@@ -12,11 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// mimalloc: a request allocates and frees many small buffers across threads (JSON,
-/// HTTP, audit records), where glibc's malloc showed as ~12% of the server's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "conduit", version, about = "Conduit integration host")]
 struct Cli {
