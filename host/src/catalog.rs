@@ -109,6 +109,8 @@ pub fn read_plugins_file(path: &Path) -> Result<Vec<PluginEntry>, Error> {
 #[derive(Default)]
 pub struct Catalog {
     plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Bumped by every change, so views derived from specs know they are stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -171,6 +173,13 @@ impl Catalog {
             .write()
             .expect("catalog lock")
             .insert(slug, Arc::new(plugin));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes with every plugin added or replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The plugin with this slug.

@@ -3,8 +3,8 @@
 //! priority order, each with its provider spec, its connection (no secret) and its
 //! merged config (spec defaults < connection config < binding overrides). Results are
 //! cached per tenant, blueprint and environment, and a cached entry is used only while
-//! the tenant's store revision (bumped by every connection write and publication) is
-//! the one it was built at.
+//! the tenant's store revision (bumped by every connection write and publication) and
+//! the catalog's generation (bumped by every plugin load) are the ones it was built at.
 
 use crate::catalog::Catalog;
 use crate::domain::{operation_id, Connection, Environment, IntegrationSpec, Scope, TenantConfig};
@@ -73,7 +73,10 @@ impl Resolved {
     }
 }
 
-type Cache = HashMap<String, (u64, Arc<Resolved>)>;
+/// What a cached entry was built from: the tenant's revision and the catalog generation.
+type Built = (u64, u64);
+
+type Cache = HashMap<String, (Built, Arc<Resolved>)>;
 
 /// Resolves and caches.
 #[derive(Clone)]
@@ -101,10 +104,10 @@ impl Resolver {
         environment: Environment,
     ) -> Result<Arc<Resolved>, Error> {
         let key = format!("{tenant_id}\0{blueprint}\0{}", environment.as_str());
-        // Read the revision first: a change made while we resolve makes the entry stale.
-        let revision = self.store.revision(tenant_id);
-        if let Some((built_at, resolved)) = self.cache.read().expect("cache lock").get(&key) {
-            if *built_at == revision {
+        // Read these first: a change made while we resolve makes the entry stale.
+        let revision = (self.store.revision(tenant_id), self.catalog.generation());
+        if let Some((built_from, resolved)) = self.cache.read().expect("cache lock").get(&key) {
+            if *built_from == revision {
                 return Ok(resolved.clone());
             }
         }

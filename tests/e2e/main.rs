@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod binding;
 mod configs;
+mod connectors;
 mod execute;
 mod gmail;
 mod lifecycle;

@@ -49,21 +49,23 @@ impl Exec {
         trace.environment = Some(request.environment);
         trace.workflow = Some(request.workflow.clone());
         trace.operation = request.operation.clone();
-        let identity = json!({
-            "route": "capability",
-            "blueprint": request.blueprint,
-            "environment": request.environment,
-            "workflow": request.workflow,
-            "operation": request.operation,
-            "capability": request.capability,
-            "input": request.input,
-        });
+        let identity = || {
+            json!({
+                "route": "capability",
+                "blueprint": request.blueprint,
+                "environment": request.environment,
+                "workflow": request.workflow,
+                "operation": request.operation,
+                "capability": request.capability,
+                "input": request.input,
+            })
+        };
         let result = match self.admitted(&request, &mut trace) {
             Ok(admitted) => {
                 self.once(
                     &request.tenant_id,
                     request.idempotency_key.as_deref(),
-                    &identity,
+                    identity,
                     &mut trace,
                     |trace| self.serve(&request, admitted, trace),
                 )

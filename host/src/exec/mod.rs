@@ -286,17 +286,20 @@ impl Exec {
     /// Runs `request.capability` on the tenant's connection and audits the outcome.
     pub async fn execute(&self, request: Request) -> Result<Execution, Error> {
         let mut trace = Trace::start();
-        let identity = json!({
-            "route": "connection",
-            "connectionId": request.connection_id,
-            "capability": request.capability,
-            "input": request.input,
-        });
+        // What makes a repeat "the same request" (built only when a key is given).
+        let identity = || {
+            json!({
+                "route": "connection",
+                "connectionId": request.connection_id,
+                "capability": request.capability,
+                "input": request.input,
+            })
+        };
         let result = self
             .once(
                 &request.tenant_id,
                 request.idempotency_key.as_deref(),
-                &identity,
+                identity,
                 &mut trace,
                 |trace| self.run_on_connection(&request, trace),
             )
@@ -343,7 +346,7 @@ impl Exec {
         &self,
         tenant_id: &str,
         key: Option<&str>,
-        identity: &Value,
+        identity: impl FnOnce() -> Value,
         trace: &'a mut Trace,
         run: F,
     ) -> Result<(String, Served), Error>
@@ -354,7 +357,7 @@ impl Exec {
         let Some(key) = key else {
             return run(trace).await.map(|served| (audit_id(), served));
         };
-        match self.idempotency.begin(tenant_id, key, identity).await? {
+        match self.idempotency.begin(tenant_id, key, &identity()).await? {
             Begin::Conflict => Err(Error::IdempotencyConflict),
             Begin::Replay(stored) => {
                 trace.replayed = true;
@@ -394,11 +397,11 @@ impl Exec {
         tenant_id: &str,
         capability: &str,
         idempotency_key: Option<String>,
-        trace: Trace,
+        mut trace: Trace,
         result: Result<(String, Served), Error>,
     ) -> Result<Execution, Error> {
         let outcome = result.as_ref().map(|(id, _)| Some(id.as_str()));
-        self.record(tenant_id, capability, idempotency_key, &trace, outcome);
+        self.record(tenant_id, capability, idempotency_key, &mut trace, outcome);
         let (id, served) = result?;
         Ok(Execution {
             id,
@@ -558,7 +561,7 @@ impl Exec {
             tenant_id,
             "health",
             None,
-            &trace,
+            &mut trace,
             result.as_ref().map(|_| None),
         );
         result
@@ -605,7 +608,7 @@ impl Exec {
         tenant_id: &str,
         capability: &str,
         idempotency_key: Option<String>,
-        trace: &Trace,
+        trace: &mut Trace,
         outcome: Result<Option<&str>, &Error>,
     ) {
         let (id, outcome, detail) = match outcome {
@@ -637,7 +640,7 @@ impl Exec {
             outcome,
             detail,
             idempotency_key,
-            outbound: trace.outbound.clone(),
+            outbound: std::mem::take(&mut trace.outbound),
             duration_ms: trace.elapsed_ms(),
             blueprint: trace.blueprint.clone(),
             environment: trace.environment,
