@@ -24,7 +24,10 @@ fn main() -> Result<()> {
             build_plugins(&root)?;
             cargo(&root, &["build", "-p", "conduit"])?;
             let mut serve = vec!["serve".to_owned()];
-            serve.extend(args[1..].iter().cloned());
+            // `cargo xtask run -- --listen …`: the separator is cargo's, not serve's.
+            let passed = &args[1..];
+            let passed = passed.strip_prefix(&["--".to_owned()]).unwrap_or(passed);
+            serve.extend(passed.iter().cloned());
             run(Command::new(root.join("target/debug/conduit")).args(&serve).current_dir(&root))
         }
         Some("test") => {
