@@ -7,12 +7,13 @@
 //! the catalog's generation (bumped by every plugin load) are the ones it was built at.
 
 use crate::catalog::Catalog;
-use crate::domain::{operation_id, Connection, Environment, IntegrationSpec, Scope, TenantConfig};
-use crate::policy::CompiledScope;
+use crate::domain::{operation_id, Connection, Environment, Scope, TenantConfig};
+use crate::policy::{CompiledScope, PatternError};
+use crate::runtime::Plugin;
 use crate::store::{self, Store};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Entries kept before the cache starts over (a bound on memory, not an LRU: entries
 /// are cheap to rebuild).
@@ -34,27 +35,35 @@ pub enum Error {
     Store(#[from] store::Error),
 }
 
-/// One binding able to serve a capability.
-#[derive(Debug, Clone)]
-pub struct Candidate {
+/// One binding of the published config, resolved: shared by the candidates of every
+/// capability its connector provides.
+#[derive(Debug)]
+pub struct Bound {
     /// The blueprint slot.
     pub slot_id: String,
     /// Lower serves first.
     pub priority: i32,
     /// The connection as of resolution.
     pub connection: Connection,
-    /// The connector's spec.
-    pub spec: IntegrationSpec,
-    /// The capability version the connector provides.
-    pub capability_version: u32,
-    /// The operation id policy matches (`payments.stripe.createPaymentIntent`).
-    pub operation: String,
+    /// The connector (its spec is the IntegrationSpec).
+    pub plugin: Arc<Plugin>,
     /// spec defaults < connection config < binding overrides.
     pub config: Map<String, Value>,
     /// The binding's scope as written.
     pub scope: Option<Scope>,
     /// The same, compiled.
-    pub compiled_scope: CompiledScope,
+    pub compiled_scope: Arc<CompiledScope>,
+}
+
+/// One binding able to serve one capability.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The binding.
+    pub bound: Arc<Bound>,
+    /// The capability version the connector provides.
+    pub capability_version: u32,
+    /// The operation id policy matches (`payments.stripe.createPaymentIntent`).
+    pub operation: String,
 }
 
 /// A ResolvedAppConfig.
@@ -78,12 +87,17 @@ type Built = (u64, u64);
 
 type Cache = HashMap<String, (Built, Arc<Resolved>)>;
 
+/// Compiled scopes by their patterns: compiling a glob set costs tens of µs, and
+/// tenants of one app mostly repeat the same few scopes.
+type Scopes = HashMap<Scope, Arc<CompiledScope>>;
+
 /// Resolves and caches.
 #[derive(Clone)]
 pub struct Resolver {
     store: Store,
     catalog: Arc<Catalog>,
     cache: Arc<RwLock<Cache>>,
+    scopes: Arc<Mutex<Scopes>>,
 }
 
 impl Resolver {
@@ -93,6 +107,7 @@ impl Resolver {
             store,
             catalog,
             cache: Arc::default(),
+            scopes: Arc::default(),
         }
     }
 
@@ -148,7 +163,7 @@ impl Resolver {
                 tracing::warn!(connection = %connection.id, connector = %connection.connector, "bound connector is not loaded");
                 continue;
             };
-            let compiled_scope = match CompiledScope::compile(binding.scope.as_ref()) {
+            let compiled_scope = match self.compiled(binding.scope.as_ref()) {
                 Ok(scope) => scope,
                 Err(e) => {
                     // Validated at posting; a pattern that stopped compiling admits nothing.
@@ -156,34 +171,53 @@ impl Resolver {
                     continue;
                 }
             };
-            let spec = &plugin.spec;
-            let mut merged = spec.config_defaults.clone();
-            merged.extend(connection.config.clone());
-            merged.extend(binding.config.clone());
-            for capability in &spec.capabilities {
+            let mut config = plugin.spec.config_defaults.clone();
+            config.extend(connection.config.clone());
+            config.extend(binding.config.clone());
+            let bound = Arc::new(Bound {
+                slot_id: binding.slot_id.clone(),
+                priority: binding.priority,
+                connection,
+                plugin: plugin.clone(),
+                config,
+                scope: binding.scope.clone(),
+                compiled_scope,
+            });
+            for capability in &plugin.spec.capabilities {
                 capabilities
                     .entry(capability.key.clone())
                     .or_default()
                     .push(Candidate {
-                        slot_id: binding.slot_id.clone(),
-                        priority: binding.priority,
-                        connection: connection.clone(),
-                        spec: spec.clone(),
+                        bound: bound.clone(),
                         capability_version: capability.version,
-                        operation: operation_id(&spec.integration_key, &capability.key),
-                        config: merged.clone(),
-                        scope: binding.scope.clone(),
-                        compiled_scope: compiled_scope.clone(),
+                        operation: operation_id(&plugin.spec.integration_key, &capability.key),
                     });
             }
         }
         for candidates in capabilities.values_mut() {
             // Stable: equal priorities keep the config's order.
-            candidates.sort_by_key(|c| c.priority);
+            candidates.sort_by_key(|c| c.bound.priority);
         }
         Ok(Resolved {
             config,
             capabilities,
         })
+    }
+
+    /// A scope compiled once per distinct set of patterns.
+    fn compiled(&self, scope: Option<&Scope>) -> Result<Arc<CompiledScope>, PatternError> {
+        let Some(scope) = scope else {
+            return Ok(Arc::default());
+        };
+        if let Some(compiled) = self.scopes.lock().expect("scopes lock").get(scope) {
+            return Ok(compiled.clone());
+        }
+        let compiled = Arc::new(CompiledScope::compile(Some(scope))?);
+        let mut scopes = self.scopes.lock().expect("scopes lock");
+        if scopes.len() >= MAX_CACHED {
+            scopes.clear();
+        }
+        scopes.insert(scope.clone(), compiled.clone());
+        Ok(compiled)
     }
 }

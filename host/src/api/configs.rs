@@ -197,12 +197,12 @@ pub async fn resolved(
 fn render_candidate(candidate: &Candidate) -> Value {
     json!({
         "capabilityVersion": candidate.capability_version,
-        "slotId": candidate.slot_id,
-        "priority": candidate.priority,
+        "slotId": candidate.bound.slot_id,
+        "priority": candidate.bound.priority,
         "operation": candidate.operation,
-        "scope": candidate.scope,
-        "provider": super::catalog::render_spec(&candidate.spec),
-        "connection": super::connections::render(&candidate.connection),
-        "config": candidate.config,
+        "scope": candidate.bound.scope,
+        "provider": super::catalog::render_spec(&candidate.bound.plugin.spec),
+        "connection": super::connections::render(&candidate.bound.connection),
+        "config": candidate.bound.config,
     })
 }

@@ -167,7 +167,7 @@ fn default_priority() -> i32 {
 }
 
 /// Glob patterns a call must match to use a binding. An empty list admits everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scope {
     /// Workflow patterns (`checkout`, `subscription-*`).

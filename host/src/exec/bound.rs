@@ -114,6 +114,7 @@ impl Exec {
                     "the call names operation `{named}` but this binding runs `{operation}`"
                 )),
                 _ => candidate
+                    .bound
                     .compiled_scope
                     .admits(&request.workflow, operation)
                     .map_err(|refusal| refusal.describe(&request.workflow, operation)),
@@ -122,7 +123,7 @@ impl Exec {
                 Ok(()) => admitted.push((index, operation.clone())),
                 Err(why) => refusals.push(format!(
                     "slot `{}` ({}): {why}",
-                    candidate.slot_id, candidate.connection.id
+                    candidate.bound.slot_id, candidate.bound.connection.id
                 )),
             }
         }
@@ -139,7 +140,7 @@ impl Exec {
             allowed: true,
             reason: format!(
                 "slot `{}` admits workflow `{}` and operation `{operation}`{}",
-                candidates[*first].slot_id,
+                candidates[*first].bound.slot_id,
                 request.workflow,
                 if refusals.is_empty() {
                     String::new()
@@ -166,7 +167,7 @@ impl Exec {
         let candidates = admitted.resolved.candidates(&request.capability);
         for (index, operation) in admitted.candidates {
             let candidate = &candidates[index];
-            let connection = &candidate.connection;
+            let connection = &candidate.bound.connection;
             trace.connection = Some(connection.clone());
             let outcome = match unusable(connection.status) {
                 Some(refusal) => Err(Error::Vend(refusal)),
@@ -176,7 +177,7 @@ impl Exec {
                         connection,
                         capability: &request.capability,
                         input: &request.input,
-                        config: candidate.config.clone(),
+                        config: candidate.bound.config.clone(),
                         idempotency_key: request.idempotency_key.clone(),
                     };
                     self.attempt(attempt, trace).await
