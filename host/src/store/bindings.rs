@@ -280,10 +280,15 @@ impl Store {
     /// Counts one execution of `connection_id` on `day` if fewer than `limit` were
     /// counted; returns whether it was.
     pub fn take_quota(&self, connection_id: &str, day: u64, limit: u32) -> Result<bool> {
-        let mut key = connection_id.as_bytes().to_vec();
-        key.push(0);
-        key.extend_from_slice(&day.to_be_bytes());
-        let before = self.quotas.fetch_and_update(key, |old| {
+        let key = |day: u64| {
+            let mut key = connection_id.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&day.to_be_bytes());
+            key
+        };
+        // Yesterday's counter is done with; only today's is kept.
+        self.quotas.remove(key(day.saturating_sub(1)))?;
+        let before = self.quotas.fetch_and_update(key(day), |old| {
             let used = old.map_or(0, read_u64);
             let next = if used < u64::from(limit) {
                 used + 1
