@@ -270,6 +270,20 @@ async fn every_config_refusal_has_its_code() {
         r.body["data"]["attributes"]["meta"]["tenantId"],
         "acme-corp"
     );
+    // The same document as a JSON:API resource is the next version.
+    let r = w
+        .conduit
+        .post(
+            "/api/tenant-configs",
+            &w.token,
+            json!({"data": {"type": "tenantConfigs", "attributes": {
+                "meta": {"blueprintName": "strict-app", "blueprintVersion": "1.0.0", "environment": "production"},
+                "integrations": [pay.clone()]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["attributes"]["meta"]["version"], 2);
+    assert_eq!(r.body["data"]["id"], "strict-app:production:2");
 
     // Publication validates again: the connection broke since the draft.
     w.conduit

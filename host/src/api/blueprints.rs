@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 impl SpecDocument for Blueprint {
-    const TYPE: &'static str = "blueprints";
+    const TYPES: &'static [&'static str] = &["blueprints"];
     const INVALID: &'static str = "invalid_blueprint";
 }
 

@@ -39,7 +39,7 @@ struct MetaDocument {
 }
 
 impl SpecDocument for ConfigDocument {
-    const TYPE: &'static str = "tenantConfigs";
+    const TYPES: &'static [&'static str] = &["tenantConfigs", "tenant-configs"];
     const INVALID: &'static str = "invalid_config";
 }
 

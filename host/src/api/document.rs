@@ -63,8 +63,8 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
 /// A seed-shaped document (a blueprint, a tenant config), sent either bare or as the
 /// attributes of a JSON:API resource of its type.
 pub trait SpecDocument: DeserializeOwned {
-    /// The JSON:API resource type it may arrive under.
-    const TYPE: &'static str;
+    /// The JSON:API resource type it may arrive under (the first is the one rendered).
+    const TYPES: &'static [&'static str];
     /// The code of a body that does not have the document's shape.
     const INVALID: &'static str;
 }
@@ -85,8 +85,9 @@ impl<S: Send + Sync, T: SpecDocument> FromRequest<S> for Spec<T> {
             )
         })?;
         if let Some(data) = value.get_mut("data") {
-            if data.get("type").and_then(Value::as_str) != Some(T::TYPE) {
-                return Err(type_mismatch(T::TYPE));
+            let kind = data.get("type").and_then(Value::as_str).unwrap_or("");
+            if !T::TYPES.contains(&kind) {
+                return Err(type_mismatch(T::TYPES[0]));
             }
             value = data
                 .get_mut("attributes")

@@ -65,7 +65,8 @@ pub struct Slot {
 pub struct RequiredCapability {
     /// `payments.createPaymentIntent`.
     pub key: String,
-    /// The contract version the connector must provide.
+    /// The contract version the connector must provide (`1` or `"1"`).
+    #[serde(deserialize_with = "number_or_text")]
     pub version: u32,
 }
 
@@ -158,7 +159,7 @@ pub struct Binding {
     #[serde(default = "default_priority")]
     pub priority: i32,
     /// Non-secret config overriding the connection's for calls through this binding.
-    #[serde(default)]
+    #[serde(default, alias = "overrides")]
     pub config: Map<String, Value>,
 }
 
@@ -196,6 +197,19 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     }
 }
 
+fn number_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| serde::de::Error::custom("expected a version number")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| serde::de::Error::custom("expected a version number")),
+        _ => Err(serde::de::Error::custom("expected a version number")),
+    }
+}
+
 /// Reads a version written as a string or a number (`"1"` or `1`).
 pub fn version_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     string_or_number(deserializer)
@@ -215,6 +229,24 @@ mod tests {
             operation_id("email.postmark", "email.send"),
             "email.postmark.send"
         );
+    }
+
+    #[test]
+    fn capability_versions_may_be_text_and_overrides_are_config() {
+        let cap: RequiredCapability =
+            serde_json::from_value(serde_json::json!({"key": "email.send", "version": "2"}))
+                .unwrap();
+        assert_eq!(cap.version, 2);
+        assert!(serde_json::from_value::<RequiredCapability>(
+            serde_json::json!({"key": "email.send", "version": "two"})
+        )
+        .is_err());
+        let binding: Binding = serde_json::from_value(serde_json::json!(
+            {"slotId": "s", "connectionId": "c", "overrides": {"region": "eu"}}
+        ))
+        .unwrap();
+        assert_eq!(binding.config["region"], "eu");
+        assert_eq!(binding.priority, 100);
     }
 
     #[test]
