@@ -31,6 +31,26 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// POSTs `body` with a bearer token and checks the answer is 200, reading it whole.
+async fn post_ok(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    content_type: &str,
+    body: &str,
+) {
+    let r = client
+        .post(url)
+        .bearer_auth(bearer)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+}
+
 /// Runs `a` and `b` alternately (so both see the same machine state) after a warm-up,
 /// and returns their samples.
 async fn interleave<A, FA, B, FB>(a: A, b: B, rounds: usize) -> (Vec<Duration>, Vec<Duration>)
@@ -383,29 +403,23 @@ async fn end_to_end() {
     let direct_url = format!("http://{fake_addr}/v1/customers");
     let direct_body = "email=ada%40example.com&name=Ada";
 
-    let via_conduit = || async {
-        let r = client
-            .post(&execute_url)
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(execute_body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
+    let via_conduit = || {
+        post_ok(
+            &client,
+            &execute_url,
+            &token,
+            "application/json",
+            &execute_body,
+        )
     };
-    let direct = || async {
-        let r = client
-            .post(&direct_url)
-            .bearer_auth(GOOD_KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(direct_body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
+    let direct = || {
+        post_ok(
+            &client,
+            &direct_url,
+            GOOD_KEY,
+            "application/x-www-form-urlencoded",
+            direct_body,
+        )
     };
     let (mut conduit_samples, mut direct_samples) = interleave(via_conduit, direct, 2000).await;
     let (c50, c99) = (
@@ -447,18 +461,7 @@ async fn end_to_end() {
     let echo_url = format!("{base}/api/connections/{probe}/capabilities/probe.echo/execute");
     let echo_body = support::doc("executions", json!({"input": {"ping": 1}})).to_string();
     let healthz_url = format!("{base}/healthz");
-    let echo = || async {
-        let r = client
-            .post(&echo_url)
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(echo_body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
-    };
+    let echo = || post_ok(&client, &echo_url, &token, "application/json", &echo_body);
     let healthz = || async {
         let r = client.get(&healthz_url).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -573,29 +576,23 @@ async fn bound_execute() {
     )
     .to_string();
     let direct_url = format!("http://{fake_addr}/v1/customers");
-    let via_conduit = || async {
-        let r = client
-            .post(&execute_url)
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(execute_body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
+    let via_conduit = || {
+        post_ok(
+            &client,
+            &execute_url,
+            &token,
+            "application/json",
+            &execute_body,
+        )
     };
-    let direct = || async {
-        let r = client
-            .post(&direct_url)
-            .bearer_auth(GOOD_KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("email=ada%40example.com&name=Ada")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.unwrap();
+    let direct = || {
+        post_ok(
+            &client,
+            &direct_url,
+            GOOD_KEY,
+            "application/x-www-form-urlencoded",
+            "email=ada%40example.com&name=Ada",
+        )
     };
     let rounds = std::env::var("CONDUIT_BENCH_ROUNDS")
         .ok()

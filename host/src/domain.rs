@@ -366,6 +366,19 @@ pub struct IntegrationSpec {
 }
 
 impl IntegrationSpec {
+    /// The config a call on `connection` sees: the deployment's defaults, overridden by
+    /// the connection's config, overridden by a binding's `overrides`.
+    pub fn connection_config(
+        &self,
+        connection: &Connection,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut config = self.config_defaults.clone();
+        config.extend(connection.config.clone());
+        config.extend(overrides.clone());
+        config
+    }
+
     /// The version of `key` this connector provides, if any.
     pub fn capability(&self, key: &str) -> Option<&CapabilityRef> {
         self.capabilities.iter().find(|c| c.key == key)

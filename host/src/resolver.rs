@@ -171,9 +171,7 @@ impl Resolver {
                     continue;
                 }
             };
-            let mut config = plugin.spec.config_defaults.clone();
-            config.extend(connection.config.clone());
-            config.extend(binding.config.clone());
+            let config = plugin.spec.connection_config(&connection, &binding.config);
             let bound = Arc::new(Bound {
                 slot_id: binding.slot_id.clone(),
                 priority: binding.priority,

@@ -120,6 +120,17 @@ impl Context {
     }
 }
 
+impl Secret {
+    /// The API key, or `needs-reauth` naming `what` is missing: a connection without its
+    /// key cannot be served until the tenant supplies one.
+    pub fn require_api_key(&self, what: &str) -> Result<&str, Error> {
+        self.api_key
+            .as_deref()
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| Error::needs_reauth(format!("the connection has no {what}")))
+    }
+}
+
 impl Capability {
     /// A capability entry for [`ConnectorInfo::capabilities`].
     pub fn new(key: &str, version: u32, description: &str) -> Self {

@@ -1,11 +1,12 @@
 //! Executions through the integration binding: resolve the tenant's published config,
 //! let the policy decision point pick the admitted bindings, then try them in priority
-//! order. A binding whose connection needs re-authorization, whose rate budget or quota
+//! order (each attempt checks the connection's status first). A binding whose
+//! connection needs re-authorization, whose rate budget or quota
 //! is spent, or whose circuit is open hands over to the next one (failover); any other
 //! failure is the answer, so a provider is never asked twice to act.
 
 use super::{Attempt, Error, Exec, Execution, Served, Trace};
-use crate::domain::{ConnectionStatus, Decision, Environment, Skipped};
+use crate::domain::{Decision, Environment, Skipped};
 use crate::resolver::{self, Resolved};
 use std::sync::Arc;
 
@@ -15,7 +16,6 @@ struct Admitted {
     resolved: Arc<Resolved>,
     candidates: Vec<(usize, String)>,
 }
-use crate::tokens;
 use serde_json::{json, Value};
 
 /// `executeCapability`: a capability for a tenant's app in a workflow.
@@ -168,21 +168,15 @@ impl Exec {
         for (index, operation) in admitted.candidates {
             let candidate = &candidates[index];
             let connection = &candidate.bound.connection;
-            trace.connection = Some(connection.clone());
-            let outcome = match unusable(connection.status) {
-                Some(refusal) => Err(Error::Vend(refusal)),
-                None => {
-                    trace.operation = Some(operation);
-                    let attempt = Attempt {
-                        connection,
-                        capability: &request.capability,
-                        input: &request.input,
-                        config: candidate.bound.config.clone(),
-                        idempotency_key: request.idempotency_key.clone(),
-                    };
-                    self.attempt(attempt, trace).await
-                }
+            trace.operation = Some(operation);
+            let attempt = Attempt {
+                connection,
+                capability: &request.capability,
+                input: &request.input,
+                config: Some(candidate.bound.config.clone()),
+                idempotency_key: request.idempotency_key.clone(),
             };
+            let outcome = self.attempt(attempt, trace).await;
             match outcome {
                 Ok(output) => {
                     return Ok(Served {
@@ -202,15 +196,5 @@ impl Exec {
             }
         }
         Err(first_refusal.expect("at least one admitted candidate was tried"))
-    }
-}
-
-/// Why a connection in `status` cannot serve without asking anyone.
-pub(super) fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
-    match status {
-        ConnectionStatus::Active => None,
-        ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),
-        ConnectionStatus::Revoked => Some(tokens::Error::Revoked),
-        ConnectionStatus::Error => Some(tokens::Error::Broken),
     }
 }

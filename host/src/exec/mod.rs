@@ -256,7 +256,9 @@ struct Attempt<'a> {
     connection: &'a Connection,
     capability: &'a str,
     input: &'a Value,
-    config: Map<String, Value>,
+    /// The resolved config of a binding; `None` is the connection's own (spec
+    /// defaults < connection config).
+    config: Option<Map<String, Value>>,
     idempotency_key: Option<String>,
 }
 
@@ -321,15 +323,11 @@ impl Exec {
         let connection = self
             .connections
             .get(&request.tenant_id, &request.connection_id)?;
-        trace.connection = Some(connection.clone());
-        let plugin = self.plugin(&connection)?;
-        let mut config = plugin.spec.config_defaults.clone();
-        config.extend(connection.config.clone());
         let attempt = Attempt {
             connection: &connection,
             capability: &request.capability,
             input: &request.input,
-            config,
+            config: None,
             idempotency_key: request.idempotency_key.clone(),
         };
         let output = self.attempt(attempt, trace).await?;
@@ -434,14 +432,16 @@ impl Exec {
                 message: e.message,
             })?;
         // A connection that cannot vend spends no budget.
-        if let Some(refusal) = bound::unusable(connection.status) {
+        if let Some(refusal) = unusable(connection.status) {
             return Err(Error::Vend(refusal));
         }
         self.admit(connection, &plugin).await?;
         let secret = self.tokens.vend(connection).await?;
         trace.redactor = trace.redactor.merged(&redactor_for(&secret));
         let mut ctx = call_context(connection, attempt.idempotency_key);
-        ctx.config = attempt.config;
+        ctx.config = attempt
+            .config
+            .unwrap_or_else(|| plugin.spec.connection_config(connection, &Map::new()));
         let report = self
             .runtime
             .execute(
@@ -453,14 +453,12 @@ impl Exec {
             )
             .await;
         trace.outbound.extend(report.outbound);
-        let mut seen = Some(connection.clone());
         let result = self.guest_result(
             report.result,
             attempt.capability,
-            &mut seen,
+            &mut trace.connection,
             &trace.redactor,
         );
-        trace.connection = seen;
         self.circuits
             .record(&connection.id, result.as_ref().is_err_and(provider_failed));
         // A connector should never echo the credential; if one does, it goes no further.
@@ -675,6 +673,16 @@ impl Trace {
     fn elapsed_ms(&self) -> u64 {
         self.started
             .map_or(0, |started| started.elapsed().as_millis() as u64)
+    }
+}
+
+/// Why a connection in `status` cannot serve without asking anyone.
+fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
+    match status {
+        ConnectionStatus::Active => None,
+        ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),
+        ConnectionStatus::Revoked => Some(tokens::Error::Revoked),
+        ConnectionStatus::Error => Some(tokens::Error::Broken),
     }
 }
 

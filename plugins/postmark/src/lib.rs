@@ -89,11 +89,7 @@ struct Api<'a> {
 
 impl<'a> Api<'a> {
     fn new(ctx: &Context, secret: &'a Secret) -> Result<Self, Error> {
-        let token = secret
-            .api_key
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::needs_reauth("the connection has no Postmark server token"))?;
+        let token = secret.require_api_key("Postmark server token")?;
         Ok(Api {
             base: ctx.base_url(DEFAULT_BASE_URL),
             token,

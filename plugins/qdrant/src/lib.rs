@@ -95,11 +95,7 @@ impl<'a> Api<'a> {
             .map(|url| url.trim_end_matches('/').to_owned())
             .filter(|url| !url.is_empty())
             .ok_or_else(|| Error::invalid_input("connection config needs baseUrl"))?;
-        let key = secret
-            .api_key
-            .as_deref()
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::needs_reauth("the connection has no Qdrant API key"))?;
+        let key = secret.require_api_key("Qdrant API key")?;
         Ok(Api { base, key })
     }
 

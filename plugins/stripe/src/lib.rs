@@ -92,10 +92,7 @@ struct Api<'a> {
 
 impl<'a> Api<'a> {
     fn new(ctx: &'a Context, secret: &'a Secret) -> Result<Self, Error> {
-        let key = secret
-            .api_key
-            .as_deref()
-            .ok_or_else(|| Error::needs_reauth("the connection has no Stripe secret key"))?;
+        let key = secret.require_api_key("Stripe secret key")?;
         Ok(Api {
             ctx,
             base: ctx.base_url(DEFAULT_BASE_URL),
