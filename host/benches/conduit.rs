@@ -115,12 +115,15 @@ async fn main() {
 /// A refresher for credentials that must never need one.
 struct NoRefresh;
 
-impl conduit::tokens::Refresher for NoRefresh {
+impl conduit::credentials::tokens::Refresher for NoRefresh {
     fn refresh<'a>(
         &'a self,
         _: &'a conduit::domain::Connection,
         _: &'a str,
-    ) -> conduit::tokens::BoxFuture<'a, Result<SecretFields, conduit::tokens::RefreshError>> {
+    ) -> conduit::credentials::tokens::BoxFuture<
+        'a,
+        Result<SecretFields, conduit::credentials::tokens::RefreshError>,
+    > {
         panic!("a warm credential was refreshed")
     }
 }
@@ -154,15 +157,22 @@ fn oauth_secret(expires_in_ms: u64) -> SecretFields {
 }
 
 async fn warm_vend() {
-    use conduit::tokens::{RefreshLeads, Tokens};
+    use conduit::credentials::tokens::{RefreshLeads, Tokens};
     let dir = tempfile::tempdir().unwrap();
     let store = conduit::store::Store::open(dir.path()).unwrap();
     let vault = std::sync::Arc::new(
-        conduit::vault::Vault::load(store.vault_tree().unwrap(), conduit::vault::Key::generate())
-            .unwrap(),
+        conduit::credentials::vault::Vault::load(
+            store.vault_tree().unwrap(),
+            conduit::credentials::vault::Key::generate(),
+        )
+        .unwrap(),
     );
-    let tokens = Tokens::new(store.clone(), vault, conduit::notify::Notifier::log_only())
-        .with_refresher(std::sync::Arc::new(NoRefresh), RefreshLeads::default());
+    let tokens = Tokens::new(
+        store.clone(),
+        vault,
+        conduit::credentials::notify::Notifier::log_only(),
+    )
+    .with_refresher(std::sync::Arc::new(NoRefresh), RefreshLeads::default());
     let connection = bench_connection("conn_bench");
     store.put_connection(&connection).unwrap();
     tokens
@@ -270,15 +280,17 @@ async fn vend_throughput() {
 fn due_selection() {
     let dir = tempfile::tempdir().unwrap();
     let store = conduit::store::Store::open(dir.path()).unwrap();
-    let vault =
-        conduit::vault::Vault::load(store.vault_tree().unwrap(), conduit::vault::Key::generate())
-            .unwrap();
+    let vault = conduit::credentials::vault::Vault::load(
+        store.vault_tree().unwrap(),
+        conduit::credentials::vault::Key::generate(),
+    )
+    .unwrap();
     let now = conduit::domain::now_ms();
     let lead = 600_000;
     let credential = |i: usize, expires_at: u64| {
         let id = format!("conn_{i:08}");
         let sealed = vault.seal(
-            conduit::vault::Binding {
+            conduit::credentials::vault::SealContext {
                 credential_id: &id,
                 connection_id: &id,
             },
@@ -627,7 +639,7 @@ async fn resolution() {
         .load(wasm, None, &PluginSettings::default())
         .await
         .unwrap();
-    let catalog = std::sync::Arc::new(conduit::catalog::Catalog::default());
+    let catalog = std::sync::Arc::new(conduit::runtime::catalog::Catalog::default());
     catalog.insert(plugin);
     let store = conduit::store::Store::temporary().unwrap();
     let blueprint: Blueprint = serde_json::from_value(bench_blueprint(BINDINGS)).unwrap();
@@ -675,7 +687,7 @@ async fn resolution() {
             .unwrap()
             .unwrap();
     }
-    let resolver = conduit::resolver::Resolver::new(store, catalog);
+    let resolver = conduit::binding::resolver::Resolver::new(store, catalog);
     let tenants: Vec<String> = (0..TENANTS).map(|t| format!("tenant-{t}")).collect();
     let mut uncached = Vec::with_capacity(TENANTS);
     for tenant in &tenants {
@@ -712,7 +724,7 @@ async fn resolution() {
     let mut compiles: Vec<Duration> = (0..200)
         .map(|_| {
             let started = Instant::now();
-            conduit::policy::CompiledScope::compile(Some(&scope)).unwrap();
+            conduit::binding::policy::CompiledScope::compile(Some(&scope)).unwrap();
             started.elapsed()
         })
         .collect();

@@ -3,26 +3,26 @@
 //! a fresh machine: a development master key and admin token generated into the data
 //! directory (0600) with a loud warning.
 
+use crate::accounts::connections::Connections;
+use crate::accounts::tenants::{self, Tenants};
 use crate::audit::Audit;
-use crate::blueprints::Blueprints;
-use crate::capabilities::Contracts;
-use crate::catalog::{self, Catalog};
-use crate::circuit::{CircuitPolicy, Circuits};
-use crate::configs::Configs;
-use crate::connections::Connections;
+use crate::binding::blueprints::Blueprints;
+use crate::binding::configs::Configs;
+use crate::binding::resolver::Resolver;
+use crate::credentials::notify::{Notifier, WebhookConfig};
+use crate::credentials::oauth::{Clients, ConnectorRefresher, Oauth};
+use crate::credentials::rotation::Rotation;
+use crate::credentials::scheduler::{Scheduler, SchedulerConfig};
+use crate::credentials::tokens::{BackoffPolicy, RefreshLeads, Tokens};
+use crate::credentials::vault::{self, Key, Vault};
+use crate::exec::circuit::{CircuitPolicy, Circuits};
+use crate::exec::contracts::Contracts;
+use crate::exec::idempotency::Idempotency;
 use crate::exec::{self, Exec};
-use crate::idempotency::Idempotency;
-use crate::notify::{Notifier, WebhookConfig};
-use crate::oauth::{Clients, ConnectorRefresher, Oauth};
-use crate::ratelimit::RateLimits;
-use crate::resolver::Resolver;
-use crate::rotation::Rotation;
+use crate::runtime::catalog::{self, Catalog};
+use crate::runtime::ratelimit::RateLimits;
 use crate::runtime::{self, Runtime, RuntimeConfig};
-use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{self, Store};
-use crate::tenants::{self, Tenants};
-use crate::tokens::{BackoffPolicy, RefreshLeads, Tokens};
-use crate::vault::{self, Key, Vault};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,11 +92,11 @@ impl Config {
             cache_dir: None,
             master_key: None,
             admin_token: None,
-            refresh_lead: crate::tokens::DEFAULT_REFRESH_LEAD,
+            refresh_lead: crate::credentials::tokens::DEFAULT_REFRESH_LEAD,
             scheduler: SchedulerConfig::default(),
             refresh_backoff: BackoffPolicy::default(),
             webhook: None,
-            oauth_state_ttl: crate::oauth::DEFAULT_STATE_TTL,
+            oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             audit_retention: crate::audit::DEFAULT_RETENTION,
             circuit: CircuitPolicy::default(),
         }
@@ -248,7 +248,7 @@ impl App {
             idempotency: idempotency.clone(),
         });
         let blueprints = Blueprints::new(store.clone());
-        let configs = Configs::new(store.clone(), catalog.clone(), exec.clone());
+        let configs = Configs::new(store.clone(), catalog.clone(), Arc::new(exec.clone()));
         let app = App {
             tenants,
             connections,

@@ -1,31 +1,22 @@
 //! Conduit, an integration host: tenants' third-party credentials sealed in a vault,
 //! capabilities executed through sandboxed WebAssembly connectors, behind an HTTP API.
 //!
-//! `ARCHITECTURE.md` at the repository root maps the modules and how a request flows
-//! through them: api → (configs, exec) → (resolver, policy, ratelimit, tokens, runtime)
-//! → (store, vault).
+//! One folder per concept; `ARCHITECTURE.md` at the repository root maps them and how a
+//! request flows. Dependencies point one way, with no cycles:
+//!
+//! ```text
+//! api ─▶ exec ─▶ binding, credentials, accounts ─▶ runtime ─▶ audit ─▶ store ─▶ domain
+//! ```
+//!
+//! `app` wires them together; `main` is the CLI.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod audit;
-pub mod blueprints;
-pub mod capabilities;
-pub mod catalog;
-pub mod circuit;
-pub mod configs;
-pub mod connections;
+pub mod binding;
+pub mod credentials;
 pub mod domain;
 pub mod exec;
-pub mod idempotency;
-pub mod notify;
-pub mod oauth;
-pub mod policy;
-pub mod ratelimit;
-pub mod resolver;
-pub mod rotation;
 pub mod runtime;
-pub mod scheduler;
 pub mod store;
-pub mod tenants;
-pub mod tokens;
-pub mod vault;

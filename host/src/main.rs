@@ -4,9 +4,9 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use conduit::app::{self, App};
-use conduit::notify::WebhookConfig;
-use conduit::scheduler::SchedulerConfig;
-use conduit::tokens::BackoffPolicy;
+use conduit::credentials::notify::WebhookConfig;
+use conduit::credentials::scheduler::SchedulerConfig;
+use conduit::credentials::tokens::BackoffPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,10 +216,10 @@ fn rotate_root(data_dir: &std::path::Path) -> anyhow::Result<()> {
         .context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
     let store = conduit::store::Store::open(data_dir)
         .context("opening the data directory (is the server still running?)")?;
-    conduit::vault::reseal_keyring(
+    conduit::credentials::vault::reseal_keyring(
         &store.vault_tree()?,
-        &conduit::vault::Key::from_base64(&old)?,
-        &conduit::vault::Key::from_base64(&new)?,
+        &conduit::credentials::vault::Key::from_base64(&old)?,
+        &conduit::credentials::vault::Key::from_base64(&new)?,
     )?;
     store.flush()?;
     println!("keyring re-sealed under the new root key; start the server with CONDUIT_MASTER_KEY set to it");

@@ -21,6 +21,32 @@ fn strict_app() -> Value {
     })
 }
 
+/// A blueprint in the seed's shape: `workflows` is an object keyed by workflow id.
+const SEED_BLUEPRINT: &str = include_str!("../fixtures/seed/blueprint.json");
+
+#[tokio::test]
+async fn a_blueprint_with_workflows_keyed_by_id_is_accepted() {
+    let w = World::start().await;
+    let admin = w.conduit.admin_token.clone();
+    let seed: Value = serde_json::from_str(SEED_BLUEPRINT).unwrap();
+    let path = "/admin/blueprints/invoice-app/versions/2";
+    let r = w.conduit.put(path, &admin, seed.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = w
+        .conduit
+        .get("/api/blueprints/invoice-app/versions/2", &w.token)
+        .await;
+    assert_eq!(r.body["data"]["attributes"]["workflows"], seed["workflows"]);
+    // A workflow that is not an object is still a mistake.
+    let mut wrong = seed;
+    wrong["meta"]["version"] = json!("3");
+    wrong["workflows"]["checkout"] = json!("invoice.checkout");
+    w.conduit
+        .put("/admin/blueprints/invoice-app/versions/3", &admin, wrong)
+        .await
+        .assert_error(422, "invalid_blueprint");
+}
+
 #[tokio::test]
 async fn blueprints_are_validated_and_immutable() {
     let w = World::start().await;

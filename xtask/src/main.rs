@@ -1,11 +1,13 @@
 //! `cargo xtask`: the project's commands.
 //!
 //! - `build`: every connector (wasm32-wasip2 components) and the host.
-//! - `run [ARGS]`: build, then `conduit serve` on the embedded defaults.
+//! - `run [ARGS]`: build (optimised), then `conduit serve` on the embedded defaults.
 //! - `test`: build the connectors, then the whole test suite.
 //! - `bench`: build the connectors, then the benchmarks (release).
 //!
 //! Host and connectors share the root `target/` directory, so nothing is built twice.
+//! Every command that builds connectors first makes sure the `wasm32-wasip2` target is
+//! installed: a machine whose pinned toolchain came without it needs no manual step.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -22,13 +24,13 @@ fn main() -> Result<()> {
         Some("build-plugins") => build_plugins(&root),
         Some("run") => {
             build_plugins(&root)?;
-            cargo(&root, &["build", "-p", "conduit"])?;
+            cargo(&root, &["build", "--release", "-p", "conduit"])?;
             let mut serve = vec!["serve".to_owned()];
             // `cargo xtask run -- --listen …`: the separator is cargo's, not serve's.
             let passed = &args[1..];
             let passed = passed.strip_prefix(&["--".to_owned()]).unwrap_or(passed);
             serve.extend(passed.iter().cloned());
-            run(Command::new(root.join("target/debug/conduit")).args(&serve).current_dir(&root))
+            run(Command::new(target_dir(&root).join("release/conduit")).args(&serve).current_dir(&root))
         }
         Some("test") => {
             build_plugins(&root)?;
@@ -53,11 +55,32 @@ fn root() -> PathBuf {
 
 /// Builds every connector in `plugins/` into `target/wasm32-wasip2/release/*.wasm`.
 fn build_plugins(root: &Path) -> Result<()> {
+    ensure_wasm_target(root)?;
     run(Command::new(cargo_bin())
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["build", "--release", "--target", WASM_TARGET])
         .env("CARGO_TARGET_DIR", target_dir(root))
         .current_dir(root.join("plugins")))
 }
+
+/// `rustup target add` is idempotent (a no-op when the target is there), so it runs
+/// every time rather than guessing from the sysroot. Without rustup (a distro
+/// toolchain) the build itself says what is missing.
+fn ensure_wasm_target(root: &Path) -> Result<()> {
+    let rustup = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(root)
+        .status();
+    match rustup {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => bail!("`rustup target add {WASM_TARGET}` failed with {status}"),
+        Err(_) => {
+            eprintln!("xtask: rustup not found; assuming {WASM_TARGET} is installed");
+            Ok(())
+        }
+    }
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::tenants::Principal;
+use crate::accounts::tenants::Principal;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -31,14 +31,19 @@ fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(bearer_token)
         .ok_or_else(unauthorized)?;
     state.tenants.authenticate(token)?.ok_or_else(unauthorized)
+}
+
+/// The token of an `Authorization: Bearer <token>` value. RFC 7235: the scheme is
+/// case-insensitive and separated from its credentials by one or more spaces.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 impl FromRequestParts<AppState> for TenantCaller {
@@ -46,7 +51,10 @@ impl FromRequestParts<AppState> for TenantCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state)? {
-            Principal::Tenant(id) => Ok(TenantCaller(id)),
+            Principal::Tenant(id) => {
+                super::layers::record_tenant(&id);
+                Ok(TenantCaller(id))
+            }
             Principal::Admin => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -79,8 +87,31 @@ impl FromRequestParts<AppState> for OptionalTenant {
             return Ok(OptionalTenant(None));
         }
         match principal(parts, state)? {
-            Principal::Tenant(id) => Ok(OptionalTenant(Some(id))),
+            Principal::Tenant(id) => {
+                super::layers::record_tenant(&id);
+                Ok(OptionalTenant(Some(id)))
+            }
             Principal::Admin => Ok(OptionalTenant(None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer ct_1",
+            "bearer ct_1",
+            "BEARER ct_1",
+            "bEaReR   ct_1 ",
+        ] {
+            assert_eq!(bearer_token(value), Some("ct_1"), "{value}");
+        }
+        for value in ["Basic ct_1", "Bearer", "Bearer   ", "Bearerct_1", "ct_1"] {
+            assert_eq!(bearer_token(value), None, "{value}");
         }
     }
 }

@@ -4,9 +4,9 @@
 use super::auth::TenantCaller;
 use super::document::{resource, Document, QueryParams, Spec, SpecDocument};
 use super::{ApiError, AppState};
-use crate::configs::NewConfig;
+use crate::binding::configs::NewConfig;
+use crate::binding::resolver::Candidate;
 use crate::domain::{rfc3339, version_text, Binding, Environment, TenantConfig};
-use crate::resolver::Candidate;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

@@ -3,7 +3,7 @@
 use super::auth::TenantCaller;
 use super::document::{resource, Attributes, Document, ResourceAttributes};
 use super::{ApiError, AppState};
-use crate::connections::NewConnection;
+use crate::accounts::connections::NewConnection;
 use crate::domain::{
     parse_rfc3339, rfc3339, AuthType, Connection, ConnectionStatus, CredentialKind, Environment,
     OwnershipMode, SecretFields,

@@ -40,13 +40,12 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let body = json_body(req, state).await?;
-        let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
+        let envelope: Envelope = decode_slice(&body).map_err(|why| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_document",
                 format!(
-                    "expected a JSON:API document {{\"data\": {{\"type\", \"attributes\"}}}}: {}",
-                    scrub(&e)
+                    "expected a JSON:API document {{\"data\": {{\"type\", \"attributes\"}}}}: {why}"
                 ),
             )
         })?;
@@ -54,9 +53,9 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
             return Err(type_mismatch(T::TYPE));
         }
         let attributes = envelope.data.attributes.unwrap_or_else(|| json!({}));
-        serde_json::from_value(attributes)
+        decode_value(attributes)
             .map(Attributes)
-            .map_err(|e| ApiError::unprocessable("invalid_attributes", scrub(&e)))
+            .map_err(|why| ApiError::unprocessable("invalid_attributes", why))
     }
 }
 
@@ -77,11 +76,11 @@ impl<S: Send + Sync, T: SpecDocument> FromRequest<S> for Spec<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let body = json_body(req, state).await?;
-        let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
+        let mut value: Value = decode_slice(&body).map_err(|why| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_document",
-                format!("the body is not JSON: {}", scrub(&e)),
+                format!("the body is not JSON: {why}"),
             )
         })?;
         if let Some(data) = value.get_mut("data") {
@@ -94,9 +93,9 @@ impl<S: Send + Sync, T: SpecDocument> FromRequest<S> for Spec<T> {
                 .map(Value::take)
                 .unwrap_or_default();
         }
-        serde_json::from_value(value)
+        decode_value(value)
             .map(Spec)
-            .map_err(|e| ApiError::unprocessable(T::INVALID, scrub(&e)))
+            .map_err(|why| ApiError::unprocessable(T::INVALID, why))
     }
 }
 
@@ -147,35 +146,92 @@ async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
-/// serde's message without the offending value: it may be a secret sent in the wrong
-/// field. Quoted fragments are replaced, the rest (field names, expected types) stays.
-fn scrub(e: &serde_json::Error) -> String {
-    let mut text = e.to_string();
-    // "unknown variant `<value>`" quotes the value in backticks: drop it too.
-    if let Some(start) = text.find("unknown variant `") {
-        let from = start + "unknown variant `".len();
-        if let Some(len) = text[from..].find('`') {
-            text.replace_range(from..from + len, "…");
+/// Decodes `T` from JSON text, or says where and how it fails without the values.
+fn decode_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| describe(&e))
+}
+
+/// Decodes `T` from a JSON value, or says where and how it fails without the values.
+fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| describe(&e))
+}
+
+/// The failing path and a fixed category; never serde's own text, which quotes the
+/// offending value (a secret sent in the wrong field, a token pasted into a number).
+fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let category = category(e.inner());
+    let path = e.path().iter().map(segment).collect::<Vec<_>>().join(".");
+    if path.is_empty() {
+        category
+    } else {
+        format!("{category} at `{path}`")
+    }
+}
+
+/// One path segment. Map keys are the client's text, so an odd one is elided.
+fn segment(segment: &serde_path_to_error::Segment) -> String {
+    use serde_path_to_error::Segment;
+    match segment {
+        Segment::Seq { index } => index.to_string(),
+        Segment::Map { key } | Segment::Enum { variant: key }
+            if key.len() <= 64
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
+        {
+            key.clone()
+        }
+        _ => "…".into(),
+    }
+}
+
+/// What kind of mistake, from serde's fixed message prefixes. Only the parts serde
+/// writes from the target type (a field it wanted, what it expected) are kept.
+fn category(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax => format!("malformed JSON at line {} column {}", e.line(), e.column()),
+        Category::Eof => "the JSON ends early".into(),
+        Category::Io => "the body could not be read".into(),
+        Category::Data => {
+            let text = e.to_string();
+            let expected = expectation(&text);
+            if let Some(rest) = text.strip_prefix("missing field `") {
+                // The field name is the type's own.
+                let field = rest.split('`').next().unwrap_or_default();
+                format!("missing field `{field}`")
+            } else if text.starts_with("unknown field") {
+                format!("unknown field{expected}")
+            } else if text.starts_with("duplicate field") {
+                "duplicate field".into()
+            } else if text.starts_with("unknown variant") {
+                format!("not an allowed value{expected}")
+            } else if text.starts_with("invalid type") {
+                format!("wrong type{expected}")
+            } else if text.starts_with("invalid length") {
+                format!("wrong length{expected}")
+            } else {
+                "invalid value".into()
+            }
         }
     }
-    let mut out = String::with_capacity(text.len());
-    let mut in_quotes = false;
-    for ch in text.chars() {
-        match (ch, in_quotes) {
-            ('"', false) => {
-                in_quotes = true;
-                out.push_str("\"…");
-            }
-            ('"', true) => {
-                in_quotes = false;
-                out.push('"');
-            }
-            (_, true) => {}
-            (c, false) => out.push(c),
-        }
+}
+
+/// `, expected …` of a serde message: written by serde from the target type, always
+/// after the quoted value, so the last occurrence is serde's own.
+fn expectation(text: &str) -> String {
+    let Some(at) = text.rfind(", expected ") else {
+        return String::new();
+    };
+    let tail = &text[at..];
+    // serde_json appends the position of a failure in text.
+    let tail = tail.rfind(" at line ").map_or(tail, |end| &tail[..end]);
+    if tail.contains('"') {
+        String::new()
+    } else {
+        tail.to_owned()
     }
-    // Field names in serde messages are in backticks, never quotes, so they survive.
-    out
 }
 
 /// A JSON:API response document.
@@ -256,20 +312,74 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 
 #[cfg(test)]
 mod tests {
+    use super::{decode_slice, decode_value};
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Credential {
+        kind: Kind,
+        expires_in: Option<u64>,
+        scopes: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Oauth2,
+        Apikey,
+    }
+
+    const SECRET: &str = "sk_live_4eC39\"HqLyj`WDar\\\"jtT1";
+
+    fn refusal(value: Value) -> String {
+        decode_value::<Credential>(value).unwrap_err()
+    }
+
     #[test]
-    fn scrub_removes_quoted_values() {
-        let e = serde_json::from_str::<u64>("\"sk_live_secret\"").unwrap_err();
-        let scrubbed = super::scrub(&e);
-        assert!(!scrubbed.contains("sk_live_secret"), "{scrubbed}");
-        assert!(scrubbed.contains("invalid type"));
-        #[derive(Debug, serde::Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        enum Mode {
-            _Sandbox,
+    fn a_secret_in_a_malformed_value_is_never_echoed() {
+        let cases = [
+            json!({"kind": SECRET}),
+            json!({"kind": "oauth2", "expiresIn": SECRET}),
+            json!({"kind": "oauth2", "scopes": [SECRET, 3]}),
+            json!({"kind": "oauth2", "scopes": SECRET}),
+            json!({"kind": {"nested": SECRET}}),
+            json!({"kind": "oauth2", SECRET: 1}),
+        ];
+        for case in cases {
+            let why = refusal(case.clone());
+            for part in ["sk_live", "4eC39", "HqLyj", "WDar", "jtT1"] {
+                assert!(!why.contains(part), "{case} -> {why}");
+            }
         }
-        let e = serde_json::from_str::<Mode>("\"sk_live_in_the_wrong_field\"").unwrap_err();
-        let scrubbed = super::scrub(&e);
-        assert!(!scrubbed.contains("sk_live"), "{scrubbed}");
-        assert!(scrubbed.contains("unknown variant"), "{scrubbed}");
+        let text = format!(r#"{{"kind": {}}}"#, serde_json::to_string(SECRET).unwrap());
+        let why = decode_slice::<Credential>(text.as_bytes()).unwrap_err();
+        assert!(!why.contains("sk_live") && !why.contains("jtT1"), "{why}");
+    }
+
+    #[test]
+    fn refusals_name_the_path_and_the_rule() {
+        assert_eq!(
+            refusal(json!({"kind": "basic"})),
+            "not an allowed value, expected `oauth2` or `apikey` at `kind`"
+        );
+        assert_eq!(
+            refusal(json!({"kind": "oauth2", "expiresIn": "soon"})),
+            "wrong type, expected u64 at `expiresIn`"
+        );
+        assert_eq!(
+            refusal(json!({"kind": "oauth2", "scopes": ["a", 3]})),
+            "wrong type, expected a string at `scopes.1`"
+        );
+        assert_eq!(refusal(json!({})), "missing field `kind`");
+        assert!(refusal(json!({"kind": "oauth2", "extra": 1})).starts_with("unknown field"));
+        assert!(decode_slice::<Credential>(b"{\"kind\": ")
+            .unwrap_err()
+            .contains("ends early"));
+        assert!(decode_slice::<Credential>(b"{kind}")
+            .unwrap_err()
+            .starts_with("malformed JSON at line 1"));
     }
 }

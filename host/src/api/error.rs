@@ -1,8 +1,10 @@
 //! The API's one error type: a status, a stable snake_case code, a title and a detail,
-//! rendered as a JSON:API error document. Domain errors map here and only here; the
-//! body never carries a secret (domain errors are redacted before they arrive).
+//! rendered as a JSON:API error document. Every module error reaches it through its row
+//! of the error table (`domain::Classify`); [`status`] is the only mapping of an error
+//! class to HTTP. The body never carries a secret: module errors are redacted before
+//! they arrive, and an internal error's detail is logged, never shown.
 
-use crate::{blueprints, configs, connections, exec, resolver, store, tenants, tokens};
+use crate::domain::{Class, Classify};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -59,6 +61,20 @@ impl ApiError {
         )
     }
 
+    /// The answer to a module error, from its row of the error table.
+    pub fn classified<E: Classify + ?Sized>(e: &E) -> Self {
+        let row = e.classify();
+        if row.class == Class::Internal {
+            return Self::internal(&e.to_string());
+        }
+        let mut error = ApiError::new(status(row.class), row.code, e.to_string());
+        error.meta = row.meta;
+        match row.retry_after {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        }
+    }
+
     /// 422 with a code.
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
@@ -100,160 +116,419 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<store::Error> for ApiError {
-    fn from(e: store::Error) -> Self {
-        ApiError::internal(&e)
+impl<E: Classify> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::classified(&e)
     }
 }
 
-impl From<tenants::Error> for ApiError {
-    fn from(e: tenants::Error) -> Self {
-        match e {
-            tenants::Error::InvalidId => {
-                ApiError::unprocessable("invalid_tenant_id", e.to_string())
-            }
-            tenants::Error::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "tenant_exists", e.to_string())
-            }
-            tenants::Error::Store(e) => e.into(),
-        }
+/// The HTTP status of each error class: the only such mapping.
+pub fn status(class: Class) -> StatusCode {
+    match class {
+        Class::BadRequest => StatusCode::BAD_REQUEST,
+        Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Class::NotFound => StatusCode::NOT_FOUND,
+        Class::Forbidden => StatusCode::FORBIDDEN,
+        Class::Conflict => StatusCode::CONFLICT,
+        Class::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Class::Upstream => StatusCode::BAD_GATEWAY,
+        Class::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-impl From<connections::Error> for ApiError {
-    fn from(e: connections::Error) -> Self {
-        match e {
-            connections::Error::NotFound => ApiError::not_found("connection"),
-            connections::Error::UnknownConnector(_) => {
-                ApiError::unprocessable("unknown_connector", e.to_string())
-            }
-            connections::Error::OwnershipMode { .. } => {
-                ApiError::unprocessable("ownership_mode_not_supported", e.to_string())
-            }
-            connections::Error::Invalid(_) => {
-                ApiError::unprocessable("invalid_attributes", e.to_string())
-            }
-            connections::Error::Store(e) => e.into(),
+#[cfg(test)]
+mod tests {
+    //! Walks every variant of every module error through the table and the HTTP
+    //! mapping: code, status, failover, circuit and `Retry-After` in one place.
+
+    use super::ApiError;
+    use crate::accounts::{connections, tenants};
+    use crate::binding::{blueprints, configs, resolver};
+    use crate::credentials::{oauth, rotation, tokens, vault};
+    use crate::domain::Classify;
+    use crate::runtime::CallError;
+    use crate::{exec, store};
+    use std::time::Duration;
+
+    /// code, HTTP status, failover, circuit, Retry-After seconds.
+    type Row = (&'static str, u16, bool, bool, Option<u64>);
+
+    fn row<E: Classify>(e: E) -> Row {
+        let class = e.classify();
+        let api = ApiError::from(e);
+        assert_eq!(api.code, class.code, "the client gets the table's code");
+        (
+            class.code,
+            api.status.as_u16(),
+            class.failover,
+            class.circuit,
+            api.retry_after,
+        )
+    }
+
+    fn storage() -> store::Error {
+        store::Error::Conflict
+    }
+
+    fn provider(status: u16) -> CallError {
+        CallError::Provider {
+            status,
+            code: Some("card_declined".into()),
+            message: "declined".into(),
+            retryable: false,
         }
     }
-}
 
-impl From<tokens::Error> for ApiError {
-    fn from(e: tokens::Error) -> Self {
-        match e {
-            tokens::Error::NeedsReauth => {
-                ApiError::new(StatusCode::CONFLICT, "needs_reauth", e.to_string())
-            }
-            tokens::Error::Revoked => ApiError::new(StatusCode::CONFLICT, "revoked", e.to_string()),
-            tokens::Error::Broken => {
-                ApiError::new(StatusCode::CONFLICT, "connection_error", e.to_string())
-            }
-            tokens::Error::NoCredential => {
-                ApiError::new(StatusCode::CONFLICT, "no_credential", e.to_string())
-            }
-            tokens::Error::RefreshFailed(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "refresh_failed",
-                e.to_string(),
-            )
-            .with_meta(json!({"retryable": true})),
-            tokens::Error::Vault(_) | tokens::Error::Store(_) => ApiError::internal(&e),
+    #[test]
+    fn every_variant_has_one_row() {
+        let wait = Duration::from_millis(1500);
+        let rows: Vec<(Row, Row)> = vec![
+            (row(storage()), ("internal", 500, false, false, None)),
+            (
+                row(tenants::Error::InvalidId),
+                ("invalid_tenant_id", 422, false, false, None),
+            ),
+            (
+                row(tenants::Error::Exists("a".into())),
+                ("tenant_exists", 409, false, false, None),
+            ),
+            (
+                row(tenants::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(connections::Error::NotFound),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(connections::Error::UnknownConnector("x".into())),
+                ("unknown_connector", 422, false, false, None),
+            ),
+            (
+                row(connections::Error::OwnershipMode {
+                    connector: "x".into(),
+                    mode: "byok",
+                }),
+                ("ownership_mode_not_supported", 422, false, false, None),
+            ),
+            (
+                row(connections::Error::Invalid("x".into())),
+                ("invalid_attributes", 422, false, false, None),
+            ),
+            (
+                row(connections::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(tokens::Error::NeedsReauth),
+                ("needs_reauth", 409, true, false, None),
+            ),
+            (
+                row(tokens::Error::Revoked),
+                ("revoked", 409, true, false, None),
+            ),
+            (
+                row(tokens::Error::Broken),
+                ("connection_error", 409, true, false, None),
+            ),
+            (
+                row(tokens::Error::NoCredential),
+                ("no_credential", 409, true, false, None),
+            ),
+            (
+                row(tokens::Error::RefreshFailed("x".into())),
+                ("refresh_failed", 503, true, false, None),
+            ),
+            (
+                row(tokens::Error::Vault(vault::Error::OpenFailed)),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(tokens::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(vault::Error::WrongRootKey),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(vault::Error::UnknownKey("k".into())),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(vault::Error::OpenFailed),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(vault::Error::KeyInUse("k".into(), 2)),
+                ("key_in_use", 409, false, false, None),
+            ),
+            (
+                row(vault::Error::RetirePrimary),
+                ("key_is_primary", 409, false, false, None),
+            ),
+            (
+                row(vault::Error::InvalidKey("k".into())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(rotation::Error::Vault(vault::Error::RetirePrimary)),
+                ("key_is_primary", 409, false, false, None),
+            ),
+            (
+                row(rotation::Error::Tokens(tokens::Error::Revoked)),
+                ("revoked", 409, true, false, None),
+            ),
+            (
+                row(rotation::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(CallError::NeedsReauth("x".into())),
+                ("needs_reauth", 409, true, false, None),
+            ),
+            (
+                row(CallError::InvalidInput("x".into())),
+                ("invalid_input", 422, false, false, None),
+            ),
+            (
+                row(CallError::Unsupported),
+                ("unsupported_capability", 422, false, false, None),
+            ),
+            (
+                row(provider(402)),
+                ("provider_error", 502, false, false, None),
+            ),
+            (
+                row(provider(503)),
+                ("provider_error", 502, false, true, None),
+            ),
+            (
+                row(CallError::ProviderUnavailable("x".into())),
+                ("provider_unavailable", 503, false, true, None),
+            ),
+            (
+                row(CallError::Timeout),
+                ("plugin_timeout", 504, false, true, None),
+            ),
+            (
+                row(CallError::Memory),
+                ("plugin_memory", 502, false, false, None),
+            ),
+            (
+                row(CallError::Plugin("x".into())),
+                ("plugin_error", 502, false, false, None),
+            ),
+            (
+                row(exec::Error::Connection(connections::Error::NotFound)),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(exec::Error::Vend(tokens::Error::NeedsReauth)),
+                ("needs_reauth", 409, true, false, None),
+            ),
+            (
+                row(exec::Error::Vend(tokens::Error::Vault(
+                    vault::Error::OpenFailed,
+                ))),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(exec::Error::UnsupportedCapability {
+                    connector: "x".into(),
+                    capability: "y".into(),
+                }),
+                ("unsupported_capability", 422, false, false, None),
+            ),
+            (
+                row(exec::Error::InvalidInput {
+                    path: "/amount".into(),
+                    message: "x".into(),
+                }),
+                ("invalid_input", 422, false, false, None),
+            ),
+            (
+                row(exec::Error::Connector(CallError::Timeout)),
+                ("plugin_timeout", 504, false, true, None),
+            ),
+            (
+                row(exec::Error::ConnectorUnavailable("x".into())),
+                ("connector_unavailable", 503, true, false, None),
+            ),
+            (
+                row(exec::Error::NoBinding("x".into())),
+                ("no_binding", 404, false, false, None),
+            ),
+            (
+                row(exec::Error::ScopeDenied("x".into())),
+                ("scope_denied", 403, false, false, None),
+            ),
+            (
+                row(exec::Error::RateLimited {
+                    reason: "x".into(),
+                    retry_after: wait,
+                }),
+                ("rate_limited", 429, true, false, Some(2)),
+            ),
+            (
+                row(exec::Error::CircuitOpen(wait)),
+                ("circuit_open", 503, true, false, Some(2)),
+            ),
+            (
+                row(exec::Error::IdempotencyConflict),
+                ("idempotency_conflict", 409, false, false, None),
+            ),
+            (
+                row(exec::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(blueprints::Error::Invalid("x".into())),
+                ("invalid_blueprint", 422, false, false, None),
+            ),
+            (
+                row(blueprints::Error::Mismatch("x".into())),
+                ("blueprint_mismatch", 422, false, false, None),
+            ),
+            (
+                row(blueprints::Error::Immutable {
+                    name: "a".into(),
+                    version: "1".into(),
+                }),
+                ("blueprint_immutable", 409, false, false, None),
+            ),
+            (
+                row(blueprints::Error::NotFound),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(blueprints::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(configs::Error::Invalid {
+                    code: "unknown_slot",
+                    detail: "x".into(),
+                    binding: Some(1),
+                }),
+                ("unknown_slot", 422, false, false, None),
+            ),
+            (
+                row(configs::Error::NotFound),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(configs::Error::Transition("x".into())),
+                ("invalid_transition", 409, false, false, None),
+            ),
+            (
+                row(configs::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(resolver::Error::NotPublished {
+                    blueprint: "a".into(),
+                    environment: "production",
+                }),
+                ("no_binding", 404, false, false, None),
+            ),
+            (
+                row(resolver::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(oauth::Error::Connection(connections::Error::NotFound)),
+                ("not_found", 404, false, false, None),
+            ),
+            (
+                row(oauth::Error::Revoked),
+                ("revoked", 409, false, false, None),
+            ),
+            (
+                row(oauth::Error::NotOauth("x".into())),
+                ("oauth_unsupported", 422, false, false, None),
+            ),
+            (
+                row(oauth::Error::InvalidRedirectUri),
+                ("invalid_redirect_uri", 422, false, false, None),
+            ),
+            (
+                row(oauth::Error::ClientMissing("x".into())),
+                ("oauth_client_missing", 422, false, false, None),
+            ),
+            (
+                row(oauth::Error::EndpointNotAllowed("x".into())),
+                ("endpoint_not_allowed", 422, false, false, None),
+            ),
+            (
+                row(oauth::Error::InvalidState("used")),
+                ("invalid_state", 400, false, false, None),
+            ),
+            (
+                row(oauth::Error::Denied("x".into())),
+                ("oauth_denied", 400, false, false, None),
+            ),
+            (
+                row(oauth::Error::RateLimited(wait)),
+                ("rate_limited", 429, false, false, Some(2)),
+            ),
+            (
+                row(oauth::Error::CodeRejected("x".into())),
+                ("invalid_grant", 400, false, false, None),
+            ),
+            (
+                row(oauth::Error::Connector(CallError::Plugin("x".into()))),
+                ("plugin_error", 502, false, false, None),
+            ),
+            (
+                row(oauth::Error::ConnectorUnavailable("x".into())),
+                ("connector_unavailable", 503, false, false, None),
+            ),
+            // A revoked connection met during OAuth is `revoked` for client and audit alike.
+            (
+                row(oauth::Error::Tokens(tokens::Error::Revoked)),
+                ("revoked", 409, true, false, None),
+            ),
+            (
+                row(oauth::Error::Vault(vault::Error::OpenFailed)),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(oauth::Error::Store(storage())),
+                ("internal", 500, false, false, None),
+            ),
+        ];
+        for (got, want) in rows {
+            assert_eq!(got, want);
         }
     }
-}
 
-impl From<exec::Error> for ApiError {
-    fn from(e: exec::Error) -> Self {
-        use exec::Error as E;
-        let code = e.code();
-        let detail = e.to_string();
-        match e {
-            E::Connection(e) => e.into(),
-            E::Vend(e) => e.into(),
-            E::UnsupportedCapability { .. } => ApiError::unprocessable(code, detail),
-            E::InvalidInput { path, .. } => {
-                ApiError::unprocessable(code, detail).with_meta(json!({"path": path}))
-            }
-            E::NeedsReauth(_) => ApiError::new(StatusCode::CONFLICT, code, detail),
-            E::Provider {
-                status,
-                code: provider_code,
-                retryable,
-                ..
-            } => ApiError::new(StatusCode::BAD_GATEWAY, code, detail).with_meta(json!({
-                "providerStatus": status,
-                "providerCode": provider_code,
-                "retryable": retryable,
-            })),
-            E::ProviderUnavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-                    .with_meta(json!({"retryable": true}))
-            }
-            E::PluginTimeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, detail),
-            E::PluginMemory | E::PluginError(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, code, detail)
-            }
-            E::ConnectorUnavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-            }
-            E::NoBinding(_) => ApiError::new(StatusCode::NOT_FOUND, code, detail),
-            E::ScopeDenied(_) => ApiError::new(StatusCode::FORBIDDEN, code, detail),
-            E::RateLimited { retry_after, .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
-                    .with_retry_after(retry_after)
-                    .with_meta(json!({"retryable": true}))
-            }
-            E::CircuitOpen(wait) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-                .with_retry_after(wait)
-                .with_meta(json!({"retryable": true})),
-            E::IdempotencyConflict => ApiError::new(StatusCode::CONFLICT, code, detail),
-            E::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<blueprints::Error> for ApiError {
-    fn from(e: blueprints::Error) -> Self {
-        use blueprints::Error as E;
-        match e {
-            E::Invalid(_) => ApiError::unprocessable("invalid_blueprint", e.to_string()),
-            E::Mismatch(_) => ApiError::unprocessable("blueprint_mismatch", e.to_string()),
-            E::Immutable { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "blueprint_immutable", e.to_string())
-            }
-            E::NotFound => ApiError::not_found("blueprint"),
-            E::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<configs::Error> for ApiError {
-    fn from(e: configs::Error) -> Self {
-        use configs::Error as E;
-        match e {
-            E::Invalid { code, binding, .. } => {
-                let error = ApiError::unprocessable(code, e.to_string());
-                match binding {
-                    Some(i) => error.with_meta(json!({"pointer": format!("/integrations/{i}")})),
-                    None => error,
-                }
-            }
-            E::NotFound => ApiError::not_found("tenant config"),
-            E::Transition(_) => {
-                ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
-            }
-            E::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<resolver::Error> for ApiError {
-    fn from(e: resolver::Error) -> Self {
-        match e {
-            resolver::Error::NotPublished { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "no_binding", e.to_string())
-            }
-            resolver::Error::Store(e) => e.into(),
-        }
+    #[test]
+    fn meta_comes_from_the_table() {
+        let e = ApiError::from(exec::Error::Connector(CallError::Provider {
+            status: 402,
+            code: Some("card_declined".into()),
+            message: "declined".into(),
+            retryable: false,
+        }));
+        let meta = e.meta.unwrap();
+        assert_eq!(
+            (
+                meta["providerStatus"].as_u64(),
+                meta["providerCode"].as_str()
+            ),
+            (Some(402), Some("card_declined"))
+        );
+        let e = ApiError::from(configs::Error::Invalid {
+            code: "unknown_slot",
+            detail: "x".into(),
+            binding: Some(3),
+        });
+        assert_eq!(e.meta.unwrap()["pointer"], "/integrations/3");
+        // An internal error's detail is never shown.
+        let e = ApiError::from(tokens::Error::Vault(vault::Error::OpenFailed));
+        assert_eq!(e.detail, "an internal error occurred");
     }
 }

@@ -11,6 +11,7 @@ mod connections;
 mod document;
 mod error;
 mod executions;
+mod layers;
 mod oauth;
 mod tenants;
 mod vault;
@@ -294,7 +295,7 @@ pub fn router(app: AppState) -> Router {
     for route in routes() {
         router = router.route(route.path, route.handler);
     }
-    router
+    let router = router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -303,8 +304,8 @@ pub fn router(app: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
-        .with_state(app)
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024));
+    layers::apply(router).with_state(app)
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

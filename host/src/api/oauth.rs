@@ -6,8 +6,8 @@ use super::auth::{OptionalTenant, TenantCaller};
 use super::connections::render;
 use super::document::{Attributes, Document, QueryParams, ResourceAttributes};
 use super::{ApiError, AppState};
+use crate::credentials::oauth;
 use crate::domain::OauthClient;
-use crate::oauth::{self, error_code};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -110,32 +110,5 @@ pub async fn put_client(
 impl Drop for ClientAttributes {
     fn drop(&mut self) {
         self.client_secret.zeroize();
-    }
-}
-
-impl From<oauth::Error> for ApiError {
-    fn from(e: oauth::Error) -> Self {
-        use oauth::Error as E;
-        let code = error_code(&e);
-        let detail = e.to_string();
-        match e {
-            E::Connection(e) => e.into(),
-            E::Connector(e) => e.into(),
-            E::Tokens(e) => e.into(),
-            E::Vault(_) | E::Store(_) => ApiError::internal(&detail),
-            E::Revoked => ApiError::new(StatusCode::CONFLICT, code, detail),
-            E::InvalidState(_) | E::Denied(_) | E::CodeRejected(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, code, detail)
-            }
-            E::ConnectorUnavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-            }
-            E::RateLimited(wait) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
-                .with_meta(json!({"retryAfterMs": wait.as_millis() as u64})),
-            E::NotOauth(_)
-            | E::InvalidRedirectUri
-            | E::ClientMissing(_)
-            | E::EndpointNotAllowed(_) => ApiError::unprocessable(code, detail),
-        }
     }
 }

@@ -4,10 +4,8 @@
 use super::auth::AdminCaller;
 use super::document::{resource, Document};
 use super::{ApiError, AppState};
-use crate::rotation::{self, KeyUsage};
-use crate::vault;
+use crate::credentials::rotation::KeyUsage;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 fn render(key: &KeyUsage) -> Value {
@@ -46,21 +44,4 @@ pub async fn retire(
         &key_id,
         json!({"retired": true}),
     ))
-}
-
-impl From<rotation::Error> for ApiError {
-    fn from(e: rotation::Error) -> Self {
-        let detail = e.to_string();
-        match e {
-            rotation::Error::Vault(vault::Error::UnknownKey(_)) => ApiError::not_found("key"),
-            rotation::Error::Vault(vault::Error::KeyInUse(..)) => {
-                ApiError::new(StatusCode::CONFLICT, "key_in_use", detail)
-            }
-            rotation::Error::Vault(vault::Error::RetirePrimary) => {
-                ApiError::new(StatusCode::CONFLICT, "key_is_primary", detail)
-            }
-            rotation::Error::Tokens(e) => e.into(),
-            rotation::Error::Vault(_) | rotation::Error::Store(_) => ApiError::internal(&detail),
-        }
-    }
 }

@@ -3,159 +3,41 @@
 //! idempotency key from the store, spends from the provider account's rate budget and
 //! the connection's daily quota, vends the credential, calls the connector in a fresh
 //! sandbox, maps its answer to a typed [`Error`], and audits the call with secrets
-//! redacted — refusals included. [`bound`] adds the binding path: resolution, policy
-//! and failover in front of the same steps.
+//! redacted — refusals included. `failover` adds the binding path: resolution, policy
+//! and failover in front of the same steps; `gates` holds the checks before a provider
+//! call (circuit, budget, quota).
+//!
+//! May import: `binding`, `credentials`, `accounts`, `runtime`, `audit`, `store`,
+//! `domain`. Only `api` and `app` import it.
 
-mod bound;
+pub mod circuit;
+pub mod contracts;
+mod error;
+mod failover;
+mod gates;
+pub mod idempotency;
 
-pub use bound::BoundRequest;
+pub use error::Error;
+pub use failover::BoundRequest;
 
-use crate::audit::{Audit, Redactor};
-use crate::capabilities::Contracts;
-use crate::catalog::Catalog;
-use crate::circuit::Circuits;
-use crate::connections::{self, Connections};
+use crate::accounts::connections::Connections;
+use crate::audit::{self, Audit, Redactor};
+use crate::binding::resolver::Resolver;
+use crate::credentials::tokens::Tokens;
 use crate::domain::{
-    now_ms, AuditRecord, Connection, ConnectionStatus, Decision, Environment, OutboundRecord,
-    SecretFields, Skipped,
+    now_ms, AuditRecord, Classify, Connection, ConnectionStatus, Decision, Environment,
+    OutboundRecord, SecretFields, Skipped,
 };
-use crate::idempotency::{Begin, Idempotency};
-use crate::ratelimit::RateLimits;
-use crate::resolver::Resolver;
-use crate::runtime::{self, CallContext, ConnectorError, Health, Plugin, Runtime};
-use crate::store::{self, Store};
-use crate::tokens::{self, Tokens};
+use crate::exec::circuit::Circuits;
+use crate::exec::contracts::Contracts;
+use crate::exec::idempotency::{Begin, Idempotency};
+use crate::runtime::catalog::Catalog;
+use crate::runtime::ratelimit::RateLimits;
+use crate::runtime::{self, CallContext, CallError, ConnectorError, Health, Plugin, Runtime};
+use crate::store::Store;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Why an execution did not produce an output. Each variant is one stable API code.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Connection lookup failed.
-    #[error(transparent)]
-    Connection(#[from] connections::Error),
-    /// The credential cannot be vended.
-    #[error(transparent)]
-    Vend(#[from] tokens::Error),
-    /// The connector does not offer the capability.
-    #[error("connector `{connector}` does not provide `{capability}`")]
-    UnsupportedCapability {
-        /// The connector.
-        connector: String,
-        /// The capability.
-        capability: String,
-    },
-    /// The input fails its contract (or the connector refused it).
-    #[error("invalid input at {path}: {message}")]
-    InvalidInput {
-        /// JSON pointer.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The provider rejected the credential.
-    #[error("the provider rejected the credential: {0}")]
-    NeedsReauth(String),
-    /// The provider answered with an error.
-    #[error("provider error {status}: {message}")]
-    Provider {
-        /// Provider status.
-        status: u16,
-        /// Provider code.
-        code: Option<String>,
-        /// Provider message (redacted).
-        message: String,
-        /// Whether a retry may succeed.
-        retryable: bool,
-    },
-    /// A temporary provider failure.
-    #[error("the provider is unavailable: {0}")]
-    ProviderUnavailable(String),
-    /// The plugin ran out of time.
-    #[error("the connector did not finish within its deadline")]
-    PluginTimeout,
-    /// The plugin ran out of memory.
-    #[error("the connector exceeded its memory limit")]
-    PluginMemory,
-    /// The plugin failed (trap, bad output, internal error).
-    #[error("the connector failed: {0}")]
-    PluginError(String),
-    /// The plugin of the connection is no longer loaded.
-    #[error("connector `{0}` is not loaded")]
-    ConnectorUnavailable(String),
-    /// No published binding provides the capability.
-    #[error("{0}")]
-    NoBinding(String),
-    /// Bindings exist, but no scope admits the call.
-    #[error("{0}")]
-    ScopeDenied(String),
-    /// The provider account's rate budget or the connection's daily quota is spent.
-    #[error("{reason}; retry in {} s", retry_after.as_secs().max(1))]
-    RateLimited {
-        /// Which limit.
-        reason: String,
-        /// When a retry may pass.
-        retry_after: Duration,
-    },
-    /// The connection's circuit is open after repeated provider failures.
-    #[error("the provider failed repeatedly; calls resume in {} s", .0.as_secs().max(1))]
-    CircuitOpen(Duration),
-    /// The idempotency key was used for a different request.
-    #[error("idempotency key already used with a different request")]
-    IdempotencyConflict,
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] store::Error),
-}
-
-impl Error {
-    /// The stable code recorded in audit records (the API uses the same codes).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Connection(connections::Error::NotFound) => "not_found",
-            Error::Connection(_) => "internal",
-            Error::Vend(tokens::Error::NeedsReauth) | Error::NeedsReauth(_) => "needs_reauth",
-            Error::Vend(tokens::Error::Revoked) => "revoked",
-            Error::Vend(tokens::Error::Broken) => "connection_error",
-            Error::Vend(tokens::Error::NoCredential) => "no_credential",
-            Error::Vend(tokens::Error::RefreshFailed(_)) => "refresh_failed",
-            Error::Vend(_) => "vault_error",
-            Error::UnsupportedCapability { .. } => "unsupported_capability",
-            Error::InvalidInput { .. } => "invalid_input",
-            Error::Provider { .. } => "provider_error",
-            Error::ProviderUnavailable(_) => "provider_unavailable",
-            Error::PluginTimeout => "plugin_timeout",
-            Error::PluginMemory => "plugin_memory",
-            Error::PluginError(_) => "plugin_error",
-            Error::ConnectorUnavailable(_) => "connector_unavailable",
-            Error::NoBinding(_) => "no_binding",
-            Error::ScopeDenied(_) => "scope_denied",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::CircuitOpen(_) => "circuit_open",
-            Error::IdempotencyConflict => "idempotency_conflict",
-            Error::Store(_) => "internal",
-        }
-    }
-
-    /// Whether the next binding may serve instead: the provider was not asked to act
-    /// (or refused the credential outright), so trying elsewhere cannot act twice.
-    fn allows_failover(&self) -> bool {
-        matches!(
-            self,
-            Error::Vend(
-                tokens::Error::NeedsReauth
-                    | tokens::Error::Revoked
-                    | tokens::Error::Broken
-                    | tokens::Error::NoCredential
-                    | tokens::Error::RefreshFailed(_)
-            ) | Error::NeedsReauth(_)
-                | Error::RateLimited { .. }
-                | Error::CircuitOpen(_)
-                | Error::ConnectorUnavailable(_)
-        )
-    }
-}
+use std::time::Instant;
 
 /// A successful execution.
 #[derive(Debug, Clone)]
@@ -353,7 +235,7 @@ impl Exec {
         Fut: std::future::Future<Output = Result<Served, Error>> + 'a,
     {
         let Some(key) = key else {
-            return run(trace).await.map(|served| (audit_id(), served));
+            return run(trace).await.map(|served| (audit::new_id(), served));
         };
         match self.idempotency.begin(tenant_id, key, &identity()).await? {
             Begin::Conflict => Err(Error::IdempotencyConflict),
@@ -371,7 +253,7 @@ impl Exec {
             }
             Begin::Run(flight) => {
                 let served = run(trace).await?;
-                let id = audit_id();
+                let id = audit::new_id();
                 // The provider has acted: the caller gets the result even if it cannot
                 // be kept for replays (a retry then reaches the provider's own
                 // idempotency, e.g. Stripe's Idempotency-Key).
@@ -432,13 +314,13 @@ impl Exec {
                 message: e.message,
             })?;
         // A connection that cannot vend spends no budget.
-        if let Some(refusal) = unusable(connection.status) {
+        if let Some(refusal) = gates::unusable(connection.status) {
             return Err(Error::Vend(refusal));
         }
         self.admit(connection, &plugin).await?;
         let secret = self.tokens.vend(connection).await?;
         trace.redactor = trace.redactor.merged(&redactor_for(&secret));
-        let mut ctx = call_context(connection, attempt.idempotency_key);
+        let mut ctx = CallContext::for_connection(connection, attempt.idempotency_key);
         ctx.config = attempt
             .config
             .unwrap_or_else(|| plugin.spec.connection_config(connection, &Map::new()));
@@ -459,60 +341,17 @@ impl Exec {
             &mut trace.connection,
             &trace.redactor,
         );
-        self.circuits
-            .record(&connection.id, result.as_ref().is_err_and(provider_failed));
+        self.circuits.record(
+            &connection.id,
+            result.as_ref().is_err_and(|e| e.classify().circuit),
+        );
         // A connector should never echo the credential; if one does, it goes no further.
         let raw = trace.redactor.redact(&result?);
         serde_json::from_str(&raw).map_err(|_| {
-            Error::PluginError("the connector returned output that is not JSON".into())
+            Error::Connector(CallError::Plugin(
+                "the connector returned output that is not JSON".into(),
+            ))
         })
-    }
-
-    /// The gates before a provider call: the connection's circuit, the provider
-    /// account's rate budget (shared by every connection to the same account), and the
-    /// connection's daily quota. A refusal never reaches the plugin.
-    async fn admit(&self, connection: &Connection, plugin: &Plugin) -> Result<(), Error> {
-        self.circuits
-            .check(&connection.id)
-            .map_err(Error::CircuitOpen)?;
-        // The provider's ceiling is per account; a tenant's own claim of an account id
-        // must not spend another tenant's budget, and test and live modes are separate.
-        let account = match &connection.external_account_id {
-            Some(account) => format!(
-                "account\0{}\0{}\0{account}",
-                connection.tenant_id,
-                connection.environment.as_str()
-            ),
-            None => format!("connection\0{}", connection.id),
-        };
-        self.limits
-            .acquire(
-                &plugin.spec.slug,
-                &plugin.spec.rate_profile,
-                &account,
-                Duration::ZERO,
-            )
-            .await
-            .map_err(|retry_after| Error::RateLimited {
-                reason: format!(
-                    "the {} account's rate budget ({} requests per {} s) is spent",
-                    plugin.spec.display_name,
-                    plugin.spec.rate_profile.requests,
-                    plugin.spec.rate_profile.per_seconds
-                ),
-                retry_after,
-            })?;
-        if let Some(quota) = connection.daily_quota {
-            let now = now_ms();
-            let day = now / DAY_MS;
-            if !self.store.take_quota(&connection.id, day, quota)? {
-                return Err(Error::RateLimited {
-                    reason: format!("the connection's daily quota of {quota} executions is spent"),
-                    retry_after: Duration::from_millis((day + 1) * DAY_MS - now),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Runs the connector's health check with the connection's credential.
@@ -527,7 +366,11 @@ impl Exec {
             trace.redactor = redactor_for(&secret);
             let report = self
                 .runtime
-                .health_check(&plugin, &call_context(&connection, None), &secret)
+                .health_check(
+                    &plugin,
+                    &CallContext::for_connection(&connection, None),
+                    &secret,
+                )
                 .await;
             trace.outbound = report.outbound;
             match self.guest_result(
@@ -541,13 +384,13 @@ impl Exec {
                     detail: trace.redactor.redact(&health.detail),
                 }),
                 // A provider refusal is an unhealthy answer, not a failed check.
-                Err(Error::Provider {
+                Err(Error::Connector(CallError::Provider {
                     status, message, ..
-                }) => Ok(Health {
+                })) => Ok(Health {
                     healthy: false,
                     detail: format!("provider answered {status}: {message}"),
                 }),
-                Err(Error::ProviderUnavailable(detail)) => Ok(Health {
+                Err(Error::Connector(CallError::ProviderUnavailable(detail))) => Ok(Health {
                     healthy: false,
                     detail,
                 }),
@@ -580,24 +423,25 @@ impl Exec {
         connection: &mut Option<Connection>,
         redactor: &Redactor,
     ) -> Result<T, Error> {
-        match map_guest_result(result, redactor) {
-            Err(Error::NeedsReauth(reason)) => {
+        match runtime::settle(result, redactor) {
+            Ok(value) => Ok(value),
+            Err(CallError::NeedsReauth(reason)) => {
                 if let Some(connection) = connection.as_mut() {
                     if let Err(e) = self.tokens.mark_needs_reauth(&connection.id, &reason) {
                         tracing::error!(connection = %connection.id, error = %e, "could not flip connection to NEEDS_REAUTH");
                     }
                     connection.status = ConnectionStatus::NeedsReauth;
                 }
-                Err(Error::NeedsReauth(reason))
+                Err(CallError::NeedsReauth(reason).into())
             }
-            Err(Error::UnsupportedCapability { .. }) => Err(Error::UnsupportedCapability {
+            Err(CallError::Unsupported) => Err(Error::UnsupportedCapability {
                 connector: connection
                     .as_ref()
                     .map(|c| c.connector.clone())
                     .unwrap_or_default(),
                 capability: capability.to_owned(),
             }),
-            other => other,
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -612,17 +456,17 @@ impl Exec {
         let (id, outcome, detail) = match outcome {
             // A replay is its own record, pointing at the execution it repeats.
             Ok(Some(original)) if trace.replayed => (
-                audit_id(),
+                audit::new_id(),
                 "ok".to_owned(),
                 Some(format!("replay of {original}")),
             ),
             Ok(id) => (
-                id.map_or_else(audit_id, str::to_owned),
+                id.map_or_else(audit::new_id, str::to_owned),
                 "ok".to_owned(),
                 None,
             ),
             Err(e) => (
-                audit_id(),
+                audit::new_id(),
                 e.code().to_owned(),
                 Some(trace.redactor.redact(&e.to_string())),
             ),
@@ -658,9 +502,6 @@ struct Served {
     integration_key: String,
 }
 
-/// A UTC day in milliseconds: quotas reset at midnight UTC.
-const DAY_MS: u64 = 24 * 3600 * 1000;
-
 impl Trace {
     fn start() -> Self {
         Trace {
@@ -676,89 +517,22 @@ impl Trace {
     }
 }
 
-/// Why a connection in `status` cannot serve without asking anyone.
-fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
-    match status {
-        ConnectionStatus::Active => None,
-        ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),
-        ConnectionStatus::Revoked => Some(tokens::Error::Revoked),
-        ConnectionStatus::Error => Some(tokens::Error::Broken),
-    }
-}
-
-/// Whether an error counts against the connection's circuit: the provider (or the
-/// way to it) failed, as opposed to refusing a request.
-fn provider_failed(error: &Error) -> bool {
-    match error {
-        Error::ProviderUnavailable(_) | Error::PluginTimeout => true,
-        Error::Provider { status, .. } => *status >= 500,
-        _ => false,
-    }
-}
-
-/// Maps a guest call's result to this module's errors, with every message redacted.
-/// Pure: the caller decides what a rejected credential means for its connection.
-pub fn map_guest_result<T>(
-    result: runtime::Result<Result<T, ConnectorError>>,
-    redactor: &Redactor,
-) -> Result<T, Error> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(ConnectorError::NeedsReauth(reason))) => {
-            Err(Error::NeedsReauth(redactor.redact(&reason)))
-        }
-        Ok(Err(ConnectorError::InvalidInput(message))) => Err(Error::InvalidInput {
-            path: "/".into(),
-            message: redactor.redact(&message),
-        }),
-        Ok(Err(ConnectorError::Unsupported(message))) => {
-            tracing::debug!(reason = %redactor.redact(&message), "connector refused the call as unsupported");
-            Err(Error::UnsupportedCapability {
-                connector: String::new(),
-                capability: String::new(),
-            })
-        }
-        Ok(Err(ConnectorError::Provider {
-            status,
-            code,
-            message,
-            retryable,
-        })) => Err(Error::Provider {
-            status,
-            code: code.map(|c| redactor.redact(&c)),
-            message: redactor.redact(&message),
-            retryable,
-        }),
-        Ok(Err(ConnectorError::Transient(message))) => {
-            Err(Error::ProviderUnavailable(redactor.redact(&message)))
-        }
-        Ok(Err(ConnectorError::Internal(message))) => {
-            Err(Error::PluginError(redactor.redact(&message)))
-        }
-        Err(runtime::Error::Timeout(_)) => Err(Error::PluginTimeout),
-        Err(runtime::Error::Memory(_)) => Err(Error::PluginMemory),
-        Err(runtime::Error::Trap(_)) => Err(Error::PluginError("the connector trapped".into())),
-        Err(runtime::Error::Load(message)) => Err(Error::PluginError(redactor.redact(&message))),
-    }
-}
-
 fn redactor_for(secret: &SecretFields) -> Redactor {
     Redactor::new(secret.values())
 }
 
-/// What a connector is told about a call on `connection`.
-pub fn call_context(connection: &Connection, idempotency_key: Option<String>) -> CallContext {
-    CallContext {
-        connection_id: connection.id.clone(),
-        tenant_id: connection.tenant_id.clone(),
-        environment: connection.environment.as_str().to_owned(),
-        external_account_id: connection.external_account_id.clone(),
-        config: connection.config.clone(),
-        idempotency_key,
+/// Config validation runs health checks through the execute use case (budgets, audit).
+impl crate::binding::configs::HealthProbe for Exec {
+    fn probe<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        connection_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Health, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            self.health(tenant_id, connection_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
-}
-
-/// A fresh audit record id.
-pub fn audit_id() -> String {
-    format!("exe_{}", uuid::Uuid::new_v4().simple())
 }

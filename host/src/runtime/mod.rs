@@ -10,15 +10,24 @@
 //! become `tracing` lines tagged with the plugin. The host `http` import ([`egress`]) is
 //! the only way out. A trapping, runaway or memory-hungry guest costs its own call a
 //! typed [`Error`] and nothing else.
+//!
+//! Also here: the [`catalog`] of loaded connectors and the [`ratelimit`] budgets every
+//! connector call spends from. May import: `domain`, `audit` (the redactor). Nothing
+//! outside this folder imports wasmtime.
 
 pub mod cache;
+pub mod catalog;
 pub mod egress;
 mod host;
+mod outcome;
+pub mod ratelimit;
+
+pub use outcome::{settle, CallContext, CallError, CallReport, ConnectorError, Health};
 
 use crate::audit::Redactor;
 use crate::domain::{
-    AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OutboundRecord,
-    OwnershipMode, RateProfile, SecretFields,
+    AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OwnershipMode, RateProfile,
+    SecretFields,
 };
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
@@ -75,32 +84,6 @@ pub enum Error {
 /// Result with the runtime's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A connector's own error, as its WIT `error` variant says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectorError {
-    /// The credential was rejected.
-    NeedsReauth(String),
-    /// The input is not acceptable.
-    InvalidInput(String),
-    /// Not supported by this connector.
-    Unsupported(String),
-    /// The provider answered with an error.
-    Provider {
-        /// Provider HTTP status.
-        status: u16,
-        /// Provider error code.
-        code: Option<String>,
-        /// Provider message.
-        message: String,
-        /// Whether a retry may succeed.
-        retryable: bool,
-    },
-    /// Temporary failure.
-    Transient(String),
-    /// A connector bug.
-    Internal(String),
-}
-
 impl From<wit::Error> for ConnectorError {
     fn from(e: wit::Error) -> Self {
         match e {
@@ -119,23 +102,6 @@ impl From<wit::Error> for ConnectorError {
     }
 }
 
-/// What a connector is told about the call.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    /// The connection.
-    pub connection_id: String,
-    /// Its tenant.
-    pub tenant_id: String,
-    /// `sandbox` or `production`.
-    pub environment: String,
-    /// Provider-side account.
-    pub external_account_id: Option<String>,
-    /// Non-secret connection config.
-    pub config: serde_json::Map<String, serde_json::Value>,
-    /// Idempotency key to pass on.
-    pub idempotency_key: Option<String>,
-}
-
 impl CallContext {
     fn to_wit(&self) -> wit::Context {
         wit::Context {
@@ -147,24 +113,6 @@ impl CallContext {
             idempotency_key: self.idempotency_key.clone(),
         }
     }
-}
-
-/// A health check's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    /// Whether the credential works.
-    pub healthy: bool,
-    /// Why.
-    pub detail: String,
-}
-
-/// The outcome of one guest call, with the outbound HTTP it made (even when it failed).
-#[derive(Debug)]
-pub struct CallReport<T> {
-    /// The guest's answer, or why there is none.
-    pub result: Result<T>,
-    /// Redacted outbound exchanges.
-    pub outbound: Vec<OutboundRecord>,
 }
 
 /// Per-deployment settings of one plugin (`plugins.toml`).

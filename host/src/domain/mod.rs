@@ -2,11 +2,15 @@
 //! blueprints and tenant configs ([`binding`]) and audit records. They carry no I/O; the store persists them, the API renders them.
 
 pub mod binding;
+mod error;
+mod sealed;
 
 pub use binding::{
     operation_id, version_text, Binding, Blueprint, BlueprintMeta, ConfigMeta, ConfigStatus,
     RequiredCapability, Scope, Slot, TenantConfig,
 };
+pub use error::{Class, Classify, ErrorClass};
+pub use sealed::{Sealed, SealedSecret};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

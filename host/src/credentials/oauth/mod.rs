@@ -9,21 +9,21 @@
 //! connection, valid 10 minutes by default) and a PKCE S256 challenge; `callback` consumes the
 //! state, exchanges the code through the connector and seals the tokens.
 
-use crate::audit::{Audit, Redactor};
-use crate::catalog::Catalog;
-use crate::connections::{self, Connections};
+use crate::accounts::connections::{self, Connections};
+use crate::audit::{self, Audit, Redactor};
+use crate::credentials::tokens::{self, seal_context, BoxFuture, RefreshError, Refresher, Tokens};
+use crate::credentials::vault::{self, Vault};
 use crate::domain::{
-    now_ms, AuditRecord, AuthType, Connection, ConnectionStatus, CredentialKind, OauthClient,
-    OutboundRecord, OwnershipMode, SecretFields,
+    now_ms, AuditRecord, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind,
+    ErrorClass, OauthClient, OutboundRecord, OwnershipMode, SecretFields,
 };
-use crate::exec::{self, audit_id, call_context, map_guest_result};
-use crate::ratelimit::RateLimits;
+use crate::runtime::catalog::Catalog;
+use crate::runtime::ratelimit::RateLimits;
 use crate::runtime::{
-    egress::AllowedHosts, CallReport, CodeExchange, ConnectorError, Plugin, Runtime,
+    egress::AllowedHosts, settle, CallContext, CallError, CallReport, CodeExchange, ConnectorError,
+    Plugin, Runtime,
 };
 use crate::store::{self, OauthState, Store, StoredClient};
-use crate::tokens::{self, binding, BoxFuture, RefreshError, Refresher, Tokens};
-use crate::vault::{self, Vault};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -73,7 +73,7 @@ pub enum Error {
     CodeRejected(String),
     /// The connector call failed.
     #[error(transparent)]
-    Connector(exec::Error),
+    Connector(CallError),
     /// The connector of the connection is not loaded.
     #[error("connector `{0}` is not loaded")]
     ConnectorUnavailable(String),
@@ -111,9 +111,10 @@ impl Clients {
                         "this byok connection has no OAuth client yet: PUT /api/connections/{id}/oauth/client first".into(),
                     )
                 })?;
-                let plaintext = self
-                    .vault
-                    .open(binding(&stored.credential_id, connection), &stored.sealed)?;
+                let plaintext = self.vault.open(
+                    seal_context(&stored.credential_id, connection),
+                    &stored.sealed,
+                )?;
                 serde_json::from_slice(&plaintext)
                     .map_err(|_| Error::Vault(vault::Error::OpenFailed))
             }
@@ -131,7 +132,7 @@ impl Clients {
         let plaintext = Zeroizing::new(serde_json::to_vec(client).expect("clients serialize"));
         let sealed = self
             .vault
-            .seal(binding(&credential_id, connection), &plaintext);
+            .seal(seal_context(&credential_id, connection), &plaintext);
         self.store.put_oauth_client(
             &connection.id,
             &StoredClient {
@@ -222,7 +223,7 @@ impl ConnectorRefresher {
             .runtime
             .refresh(
                 &plugin,
-                &call_context(connection, None),
+                &CallContext::for_connection(connection, None),
                 &client,
                 refresh_token,
             )
@@ -274,7 +275,7 @@ fn refresh_result(
             Err(RefreshError::Rejected(redactor.redact(&reason)))
         }
         other => {
-            let error = map_guest_result(other, redactor)
+            let error = settle(other, redactor)
                 .err()
                 .map_or_else(|| "refresh failed".to_owned(), |e| e.to_string());
             Err(RefreshError::Transient(error))
@@ -377,9 +378,10 @@ impl Oauth {
         let verifier = oauth.pkce.then(random_token);
         let expires_at = now_ms() + self.state_ttl.as_millis() as u64;
         // The verifier is sealed bound to its state, so it opens for this flow only.
-        let code_verifier = verifier
-            .as_ref()
-            .map(|v| self.vault.seal(binding(&state, &connection), v.as_bytes()));
+        let code_verifier = verifier.as_ref().map(|v| {
+            self.vault
+                .seal(seal_context(&state, &connection), v.as_bytes())
+        });
         self.store.put_oauth_state(
             &hash(&state),
             &OauthState {
@@ -437,7 +439,7 @@ impl Oauth {
         let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
-                let plain = self.vault.open(binding(state, &connection), sealed)?;
+                let plain = self.vault.open(seal_context(state, &connection), sealed)?;
                 Some(String::from_utf8_lossy(&plain).into_owned())
             }
             None => None,
@@ -473,7 +475,12 @@ impl Oauth {
             .map_err(Error::RateLimited)?;
         let report = self
             .runtime
-            .exchange_code(&plugin, &call_context(connection, None), &client, exchange)
+            .exchange_code(
+                &plugin,
+                &CallContext::for_connection(connection, None),
+                &client,
+                exchange,
+            )
             .await;
         let redactor = Redactor::new(
             [client.client_secret.as_str(), exchange.code.as_str()]
@@ -481,18 +488,18 @@ impl Oauth {
                 .chain(exchange.code_verifier.as_deref()),
         );
         let CallReport { result, outbound } = report;
-        let result = match map_guest_result(result, &redactor) {
+        let result = match settle(result, &redactor) {
             Ok(secret) if secret.access_token.is_some() => Ok(secret),
-            Ok(_) => Err(Error::Connector(exec::Error::PluginError(
+            Ok(_) => Err(Error::Connector(CallError::Plugin(
                 "the connector's exchange returned no access token".into(),
             ))),
-            Err(exec::Error::NeedsReauth(reason)) => Err(Error::CodeRejected(reason)),
+            Err(CallError::NeedsReauth(reason)) => Err(Error::CodeRejected(reason)),
             Err(e) => Err(Error::Connector(e)),
         };
         let outcome = result
             .as_ref()
             .map(|_| ())
-            .map_err(|e| (error_code(e), e.to_string()));
+            .map_err(|e| (e.code(), e.to_string()));
         record(
             &self.audit,
             connection,
@@ -564,7 +571,7 @@ fn record(
         Err((code, detail)) => (code.to_owned(), Some(detail)),
     };
     audit.record(AuditRecord {
-        id: audit_id(),
+        id: audit::new_id(),
         time: now_ms(),
         tenant_id: connection.tenant_id.clone(),
         connection_id: Some(connection.id.clone()),
@@ -580,23 +587,28 @@ fn record(
     });
 }
 
-/// The stable code of an OAuth error.
-pub fn error_code(e: &Error) -> &'static str {
-    match e {
-        Error::Connection(connections::Error::NotFound) => "not_found",
-        Error::Connection(_) | Error::Vault(_) | Error::Store(_) => "internal",
-        Error::Revoked => "revoked",
-        Error::NotOauth(_) => "oauth_unsupported",
-        Error::InvalidRedirectUri => "invalid_redirect_uri",
-        Error::ClientMissing(_) => "oauth_client_missing",
-        Error::EndpointNotAllowed(_) => "endpoint_not_allowed",
-        Error::InvalidState(_) => "invalid_state",
-        Error::Denied(_) => "oauth_denied",
-        Error::CodeRejected(_) => "invalid_grant",
-        Error::RateLimited(_) => "rate_limited",
-        Error::Connector(e) => e.code(),
-        Error::ConnectorUnavailable(_) => "connector_unavailable",
-        Error::Tokens(_) => "vault_error",
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        use Class::*;
+        match self {
+            Error::Connection(e) => e.classify(),
+            Error::Connector(e) => e.classify(),
+            Error::Tokens(e) => e.classify(),
+            Error::Vault(e) => e.classify(),
+            Error::Store(e) => e.classify(),
+            Error::Revoked => ErrorClass::new(Conflict, "revoked"),
+            Error::NotOauth(_) => ErrorClass::new(Invalid, "oauth_unsupported"),
+            Error::InvalidRedirectUri => ErrorClass::new(Invalid, "invalid_redirect_uri"),
+            Error::ClientMissing(_) => ErrorClass::new(Invalid, "oauth_client_missing"),
+            Error::EndpointNotAllowed(_) => ErrorClass::new(Invalid, "endpoint_not_allowed"),
+            Error::InvalidState(_) => ErrorClass::new(BadRequest, "invalid_state"),
+            Error::Denied(_) => ErrorClass::new(BadRequest, "oauth_denied"),
+            Error::CodeRejected(_) => ErrorClass::new(BadRequest, "invalid_grant"),
+            Error::RateLimited(wait) => ErrorClass::new(RateLimited, "rate_limited")
+                .retry_after(*wait)
+                .meta(serde_json::json!({"retryAfterMs": wait.as_millis() as u64})),
+            Error::ConnectorUnavailable(_) => ErrorClass::new(Unavailable, "connector_unavailable"),
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 //! re-wrapped under their connection's flight lock, so a rotation never races a
 //! refresh and never loses a rotated refresh token.
 
+use crate::credentials::tokens::{self, Tokens};
+use crate::credentials::vault::{self, Vault};
 use crate::domain::Connection;
 use crate::store::{self, Store, StoredClient};
-use crate::tokens::{self, Tokens};
-use crate::vault::{self, Vault};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,6 +24,16 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl crate::domain::Classify for Error {
+    fn classify(&self) -> crate::domain::ErrorClass {
+        match self {
+            Error::Vault(e) => e.classify(),
+            Error::Tokens(e) => e.classify(),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// One KEK and how many sealed records use it.
@@ -124,9 +134,9 @@ impl Rotation {
             if client.sealed.key_id == self.vault.primary_key_id() {
                 return Ok(false);
             }
-            let binding = tokens::binding(&client.credential_id, connection);
+            let context = tokens::seal_context(&client.credential_id, connection);
             let next = StoredClient {
-                sealed: self.vault.rewrap(binding, &client.sealed)?,
+                sealed: self.vault.rewrap(context, &client.sealed)?,
                 credential_id: client.credential_id.clone(),
             };
             if self
@@ -160,8 +170,8 @@ impl Rotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::notify::Notifier;
     use crate::domain::{Connection, CredentialKind, OwnershipMode, SecretFields};
-    use crate::notify::Notifier;
 
     #[tokio::test]
     async fn retiring_a_key_in_use_is_refused_until_rotation_rewraps_it() {
@@ -175,7 +185,7 @@ mod tests {
         let mut secret = SecretFields::default();
         secret.api_key = Some("sk_test_rotation".into());
         tokens.put(&conn, CredentialKind::ApiKey, &secret).unwrap();
-        let clients = crate::oauth::Clients::new(store.clone(), vault.clone());
+        let clients = crate::credentials::oauth::Clients::new(store.clone(), vault.clone());
         let client = crate::domain::OauthClient {
             client_id: "id".into(),
             client_secret: "client-secret".into(),

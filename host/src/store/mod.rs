@@ -6,8 +6,8 @@
 //! credential); no caller sees sled keys. One implementation today; the methods are the
 //! seam where a PostgreSQL store for several replicas would go.
 
+use crate::domain::SealedSecret;
 use crate::domain::{AuditRecord, Connection, ConnectionStatus, CredentialKind, Tenant, UnixMs};
-use crate::vault::SealedSecret;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +34,12 @@ pub enum Error {
     /// The record already exists.
     #[error("already exists")]
     Conflict,
+}
+
+impl crate::domain::Classify for Error {
+    fn classify(&self) -> crate::domain::ErrorClass {
+        crate::domain::ErrorClass::internal()
+    }
 }
 
 /// Result with the store's error.

@@ -9,6 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+/// A fresh audit record id.
+pub fn new_id() -> String {
+    format!("exe_{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Replaces every occurrence of known secret values with `<redacted>`.
 #[derive(Clone, Default)]
 pub struct Redactor {

@@ -7,9 +7,9 @@
 //! `tokens`) are skipped until their next attempt. Each pass also drops
 //! expired OAuth states.
 
+use crate::credentials::tokens::{self, Refreshed, Tokens};
 use crate::domain::{now_ms, ConnectionStatus, UnixMs};
 use crate::store::{self, Store};
-use crate::tokens::{self, Refreshed, Tokens};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -193,4 +193,4 @@ fn spread_delay(spread: Duration) -> Duration {
     random_up_to(spread)
 }
 
-use crate::tokens::random_up_to;
+use crate::credentials::tokens::random_up_to;

@@ -13,7 +13,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use zeroize::Zeroizing;
@@ -42,6 +42,20 @@ pub enum Error {
     /// Storage failed.
     #[error("vault storage: {0}")]
     Storage(#[from] sled::Error),
+}
+
+impl crate::domain::Classify for Error {
+    fn classify(&self) -> crate::domain::ErrorClass {
+        use crate::domain::{Class, ErrorClass};
+        match self {
+            Error::UnknownKey(_) => ErrorClass::new(Class::NotFound, "not_found"),
+            Error::KeyInUse(..) => ErrorClass::new(Class::Conflict, "key_in_use"),
+            Error::RetirePrimary => ErrorClass::new(Class::Conflict, "key_is_primary"),
+            Error::WrongRootKey | Error::OpenFailed | Error::InvalidKey(_) | Error::Storage(_) => {
+                ErrorClass::internal()
+            }
+        }
+    }
 }
 
 /// Result with the vault's error.
@@ -113,62 +127,19 @@ impl Key {
     }
 }
 
-/// A nonce and an AES-GCM ciphertext (tag included), stored as one base64 string of
-/// `nonce ‖ ciphertext`: a vend decodes two of these on every read, and one compact
-/// string parses several times faster than a hex-encoded object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    nonce: [u8; 12],
-    ciphertext: Vec<u8>,
-}
+pub use crate::domain::{Sealed, SealedSecret};
 
-impl Serialize for Sealed {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut joined = Vec::with_capacity(12 + self.ciphertext.len());
-        joined.extend_from_slice(&self.nonce);
-        joined.extend_from_slice(&self.ciphertext);
-        s.serialize_str(&STANDARD.encode(joined))
-    }
-}
-
-impl<'de> Deserialize<'de> for Sealed {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        let mut joined = STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)?;
-        if joined.len() < 12 + 16 {
-            return Err(serde::de::Error::custom("sealed value too short"));
-        }
-        let ciphertext = joined.split_off(12);
-        Ok(Sealed {
-            nonce: joined.try_into().expect("12 bytes"),
-            ciphertext,
-        })
-    }
-}
-
-/// A sealed credential as stored: the secret under its data key, the data key under
-/// the KEK named by `key_id`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SealedSecret {
-    /// The KEK that wraps the data key.
-    pub key_id: String,
-    wrapped_key: Sealed,
-    secret: Sealed,
-}
-
-/// What a credential is bound to; part of the associated data of both layers.
+/// What a credential is sealed for: its id and its connection's, part of the associated
+/// data of both layers.
 #[derive(Debug, Clone, Copy)]
-pub struct Binding<'a> {
+pub struct SealContext<'a> {
     /// The credential's own id.
     pub credential_id: &'a str,
     /// The connection owning it.
     pub connection_id: &'a str,
 }
 
-impl Binding<'_> {
+impl SealContext<'_> {
     fn secret_aad(&self) -> Vec<u8> {
         format!(
             "conduit/secret/v1|{}|{}",
@@ -270,13 +241,13 @@ impl Vault {
         })
     }
 
-    /// Seals `plaintext` for the credential and connection in `binding`.
-    pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> SealedSecret {
+    /// Seals `plaintext` for the credential and connection in `context`.
+    pub fn seal(&self, context: SealContext<'_>, plaintext: &[u8]) -> SealedSecret {
         let data_key = Key::generate();
-        let secret = data_key.seal(plaintext, &binding.secret_aad());
+        let secret = data_key.seal(plaintext, &context.secret_aad());
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = &keyring.keys[&keyring.primary];
-        let wrapped_key = kek.seal(data_key.0.as_ref(), &binding.data_key_aad(&keyring.primary));
+        let wrapped_key = kek.seal(data_key.0.as_ref(), &context.data_key_aad(&keyring.primary));
         SealedSecret {
             key_id: keyring.primary.clone(),
             wrapped_key,
@@ -284,19 +255,23 @@ impl Vault {
         }
     }
 
-    /// Opens a sealed credential; fails unless `binding` is the one it was sealed for.
-    pub fn open(&self, binding: Binding<'_>, sealed: &SealedSecret) -> Result<Zeroizing<Vec<u8>>> {
-        let data_key = self.unwrap_data_key(binding, sealed)?;
-        data_key.open(&sealed.secret, &binding.secret_aad())
+    /// Opens a sealed credential; fails unless `context` is the one it was sealed for.
+    pub fn open(
+        &self,
+        context: SealContext<'_>,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let data_key = self.unwrap_data_key(context, sealed)?;
+        data_key.open(&sealed.secret, &context.secret_aad())
     }
 
-    fn unwrap_data_key(&self, binding: Binding<'_>, sealed: &SealedSecret) -> Result<Key> {
+    fn unwrap_data_key(&self, context: SealContext<'_>, sealed: &SealedSecret) -> Result<Key> {
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = keyring
             .keys
             .get(&sealed.key_id)
             .ok_or_else(|| Error::UnknownKey(sealed.key_id.clone()))?;
-        let bytes = kek.open(&sealed.wrapped_key, &binding.data_key_aad(&sealed.key_id))?;
+        let bytes = kek.open(&sealed.wrapped_key, &context.data_key_aad(&sealed.key_id))?;
         Key::from_bytes(&bytes)
     }
 
@@ -332,11 +307,11 @@ impl Vault {
 
     /// Re-wraps a credential's data key under the primary KEK; the secret ciphertext is
     /// untouched.
-    pub fn rewrap(&self, binding: Binding<'_>, sealed: &SealedSecret) -> Result<SealedSecret> {
-        let data_key = self.unwrap_data_key(binding, sealed)?;
+    pub fn rewrap(&self, context: SealContext<'_>, sealed: &SealedSecret) -> Result<SealedSecret> {
+        let data_key = self.unwrap_data_key(context, sealed)?;
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = &keyring.keys[&keyring.primary];
-        let wrapped_key = kek.seal(data_key.0.as_ref(), &binding.data_key_aad(&keyring.primary));
+        let wrapped_key = kek.seal(data_key.0.as_ref(), &context.data_key_aad(&keyring.primary));
         Ok(SealedSecret {
             key_id: keyring.primary.clone(),
             wrapped_key,
@@ -405,7 +380,7 @@ mod tests {
         )
     }
 
-    const BINDING: Binding<'static> = Binding {
+    const CONTEXT: SealContext<'static> = SealContext {
         credential_id: "cred_1",
         connection_id: "conn_1",
     };
@@ -413,9 +388,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let (vault, _db) = vault_with(Key::generate());
-        let sealed = vault.seal(BINDING, b"sk_test_123");
+        let sealed = vault.seal(CONTEXT, b"sk_test_123");
         assert_eq!(
-            vault.open(BINDING, &sealed).unwrap().as_slice(),
+            vault.open(CONTEXT, &sealed).unwrap().as_slice(),
             b"sk_test_123"
         );
         assert_eq!(sealed.key_id, vault.primary_key_id());
@@ -424,7 +399,7 @@ mod tests {
     #[test]
     fn ciphertext_does_not_contain_plaintext() {
         let (vault, _db) = vault_with(Key::generate());
-        let sealed = vault.seal(BINDING, b"sk_live_plaintext_marker");
+        let sealed = vault.seal(CONTEXT, b"sk_live_plaintext_marker");
         let stored = serde_json::to_string(&sealed).unwrap();
         assert!(!stored.contains("sk_live_plaintext_marker"));
         assert!(!stored.contains(&hex::encode(b"sk_live_plaintext_marker")));
@@ -435,12 +410,12 @@ mod tests {
     #[test]
     fn ciphertext_moved_to_another_credential_or_connection_fails() {
         let (vault, _db) = vault_with(Key::generate());
-        let sealed = vault.seal(BINDING, b"secret");
-        let other_credential = Binding {
+        let sealed = vault.seal(CONTEXT, b"secret");
+        let other_credential = SealContext {
             credential_id: "cred_2",
             connection_id: "conn_1",
         };
-        let other_connection = Binding {
+        let other_connection = SealContext {
             credential_id: "cred_1",
             connection_id: "conn_2",
         };
@@ -458,16 +433,16 @@ mod tests {
     fn wrong_kek_fails() {
         let (vault, _db) = vault_with(Key::generate());
         let (other, _db2) = vault_with(Key::generate());
-        let mut sealed = vault.seal(BINDING, b"secret");
+        let mut sealed = vault.seal(CONTEXT, b"secret");
         // Another vault's KEK under the same id still cannot unwrap the data key.
         sealed.key_id = other.primary_key_id();
         assert!(matches!(
-            other.open(BINDING, &sealed),
+            other.open(CONTEXT, &sealed),
             Err(Error::OpenFailed)
         ));
         sealed.key_id = "kek_missing".into();
         assert!(matches!(
-            vault.open(BINDING, &sealed),
+            vault.open(CONTEXT, &sealed),
             Err(Error::UnknownKey(_))
         ));
     }
@@ -479,7 +454,7 @@ mod tests {
         let root = Key::generate();
         let sealed = {
             let vault = Vault::load(tree.clone(), root.clone()).unwrap();
-            vault.seal(BINDING, b"secret")
+            vault.seal(CONTEXT, b"secret")
         };
         assert!(matches!(
             Vault::load(tree.clone(), Key::generate()),
@@ -487,7 +462,7 @@ mod tests {
         ));
         let reopened = Vault::load(tree, root).unwrap();
         assert_eq!(
-            reopened.open(BINDING, &sealed).unwrap().as_slice(),
+            reopened.open(CONTEXT, &sealed).unwrap().as_slice(),
             b"secret"
         );
     }
@@ -495,23 +470,23 @@ mod tests {
     #[test]
     fn tampering_fails() {
         let (vault, _db) = vault_with(Key::generate());
-        let sealed = vault.seal(BINDING, b"secret");
+        let sealed = vault.seal(CONTEXT, b"secret");
         let mut flipped_secret = sealed.clone();
         flipped_secret.secret.ciphertext[0] ^= 1;
         assert!(matches!(
-            vault.open(BINDING, &flipped_secret),
+            vault.open(CONTEXT, &flipped_secret),
             Err(Error::OpenFailed)
         ));
         let mut flipped_key = sealed.clone();
         flipped_key.wrapped_key.ciphertext[3] ^= 0x80;
         assert!(matches!(
-            vault.open(BINDING, &flipped_key),
+            vault.open(CONTEXT, &flipped_key),
             Err(Error::OpenFailed)
         ));
         let mut flipped_nonce = sealed;
         flipped_nonce.secret.nonce[0] ^= 1;
         assert!(matches!(
-            vault.open(BINDING, &flipped_nonce),
+            vault.open(CONTEXT, &flipped_nonce),
             Err(Error::OpenFailed)
         ));
     }
@@ -520,11 +495,11 @@ mod tests {
     fn rotation_rewraps_and_retires() {
         let (vault, _db) = vault_with(Key::generate());
         let old = vault.primary_key_id();
-        let sealed = vault.seal(BINDING, b"secret");
+        let sealed = vault.seal(CONTEXT, b"secret");
         let new = vault.add_primary_key().unwrap();
         assert_ne!(old, new);
-        assert_eq!(vault.open(BINDING, &sealed).unwrap().as_slice(), b"secret");
-        let rewrapped = vault.rewrap(BINDING, &sealed).unwrap();
+        assert_eq!(vault.open(CONTEXT, &sealed).unwrap().as_slice(), b"secret");
+        let rewrapped = vault.rewrap(CONTEXT, &sealed).unwrap();
         assert_eq!(rewrapped.key_id, new);
         assert!(matches!(
             vault.retire_key(&old, 1),
@@ -536,11 +511,11 @@ mod tests {
         ));
         vault.retire_key(&old, 0).unwrap();
         assert_eq!(
-            vault.open(BINDING, &rewrapped).unwrap().as_slice(),
+            vault.open(CONTEXT, &rewrapped).unwrap().as_slice(),
             b"secret"
         );
         assert!(matches!(
-            vault.open(BINDING, &sealed),
+            vault.open(CONTEXT, &sealed),
             Err(Error::UnknownKey(_))
         ));
     }
@@ -552,7 +527,7 @@ mod tests {
         let (old_root, new_root) = (Key::generate(), Key::generate());
         let sealed = Vault::load(tree.clone(), Key::from_bytes(&old_root.0[..]).unwrap())
             .unwrap()
-            .seal(BINDING, b"secret");
+            .seal(CONTEXT, b"secret");
         assert!(matches!(
             reseal_keyring(&tree, &new_root, &old_root),
             Err(Error::WrongRootKey)
@@ -563,6 +538,6 @@ mod tests {
             Err(Error::WrongRootKey)
         ));
         let vault = Vault::load(tree, new_root).unwrap();
-        assert_eq!(vault.open(BINDING, &sealed).unwrap().as_slice(), b"secret");
+        assert_eq!(vault.open(CONTEXT, &sealed).unwrap().as_slice(), b"secret");
     }
 }

@@ -6,8 +6,8 @@
 //! failure is the answer, so a provider is never asked twice to act.
 
 use super::{Attempt, Error, Exec, Execution, Served, Trace};
-use crate::domain::{Decision, Environment, Skipped};
-use crate::resolver::{self, Resolved};
+use crate::binding::resolver::{self, Resolved};
+use crate::domain::{Classify, Decision, Environment, Skipped};
 use std::sync::Arc;
 
 /// The resolution a call was admitted under, and the admitted candidates (indices into
@@ -185,7 +185,7 @@ impl Exec {
                         integration_key: connection.integration_key.clone(),
                     })
                 }
-                Err(e) if e.allows_failover() => {
+                Err(e) if e.classify().failover => {
                     trace.skipped.push(Skipped {
                         connection_id: connection.id.clone(),
                         reason: e.code().to_owned(),

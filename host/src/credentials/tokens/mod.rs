@@ -9,10 +9,13 @@
 //! token keeps the old one. A rejected refresh token flips the connection to
 //! `NEEDS_REAUTH`; a transient failure never does.
 
-use crate::domain::{now_ms, Connection, ConnectionStatus, CredentialKind, SecretFields, UnixMs};
-use crate::notify::{Event, EventKind, Notifier};
+use crate::credentials::notify::{Event, EventKind, Notifier};
+use crate::credentials::vault::{self, SealContext, Vault};
+use crate::domain::{
+    now_ms, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
+    SecretFields, UnixMs,
+};
 use crate::store::{self, Store, StoredCredential};
-use crate::vault::{self, Binding, Vault};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +50,24 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        use Class::*;
+        // None of these asked the provider to act: another binding may serve.
+        match self {
+            Error::NeedsReauth => ErrorClass::new(Conflict, "needs_reauth").failover(),
+            Error::Revoked => ErrorClass::new(Conflict, "revoked").failover(),
+            Error::Broken => ErrorClass::new(Conflict, "connection_error").failover(),
+            Error::NoCredential => ErrorClass::new(Conflict, "no_credential").failover(),
+            Error::RefreshFailed(_) => ErrorClass::new(Unavailable, "refresh_failed")
+                .failover()
+                .meta(serde_json::json!({"retryable": true})),
+            Error::Vault(e) => e.classify(),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// Why a refresh did not produce new tokens.
@@ -414,9 +435,10 @@ impl Tokens {
             if stored.sealed.key_id == self.vault.primary_key_id() {
                 return Ok(false);
             }
-            let sealed = self
-                .vault
-                .rewrap(binding(&stored.credential_id, connection), &stored.sealed)?;
+            let sealed = self.vault.rewrap(
+                seal_context(&stored.credential_id, connection),
+                &stored.sealed,
+            )?;
             let next = StoredCredential {
                 sealed,
                 ..stored.clone()
@@ -455,7 +477,7 @@ impl Tokens {
         StoredCredential {
             sealed: self
                 .vault
-                .seal(binding(&credential_id, connection), &plaintext),
+                .seal(seal_context(&credential_id, connection), &plaintext),
             credential_id,
             version,
             kind,
@@ -489,9 +511,10 @@ impl Tokens {
         connection: &Connection,
         stored: &StoredCredential,
     ) -> Result<SecretFields, Error> {
-        let plaintext = self
-            .vault
-            .open(binding(&stored.credential_id, connection), &stored.sealed)?;
+        let plaintext = self.vault.open(
+            seal_context(&stored.credential_id, connection),
+            &stored.sealed,
+        )?;
         serde_json::from_slice(&plaintext).map_err(|_| Error::Vault(vault::Error::OpenFailed))
     }
 }
@@ -506,8 +529,11 @@ fn check_status(status: ConnectionStatus) -> Result<(), Error> {
 }
 
 /// What a connection's sealed record is bound to in the vault.
-pub(crate) fn binding<'a>(credential_id: &'a str, connection: &'a Connection) -> Binding<'a> {
-    Binding {
+pub(crate) fn seal_context<'a>(
+    credential_id: &'a str,
+    connection: &'a Connection,
+) -> SealContext<'a> {
+    SealContext {
         credential_id,
         connection_id: &connection.id,
     }
@@ -516,8 +542,8 @@ pub(crate) fn binding<'a>(credential_id: &'a str, connection: &'a Connection) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::vault::Key;
     use crate::domain::OwnershipMode;
-    use crate::vault::Key;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A token endpoint that rotates the refresh token on every use and rejects reuse,

@@ -6,9 +6,11 @@
 //! the tenant's store revision (bumped by every connection write and publication) and
 //! the catalog's generation (bumped by every plugin load) are the ones it was built at.
 
-use crate::catalog::Catalog;
-use crate::domain::{operation_id, Connection, Environment, Scope, TenantConfig};
-use crate::policy::{CompiledScope, PatternError};
+use crate::binding::policy::{CompiledScope, PatternError};
+use crate::domain::{
+    operation_id, Class, Classify, Connection, Environment, ErrorClass, Scope, TenantConfig,
+};
+use crate::runtime::catalog::Catalog;
 use crate::runtime::Plugin;
 use crate::store::{self, Store};
 use serde_json::{Map, Value};
@@ -33,6 +35,15 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            Error::NotPublished { .. } => ErrorClass::new(Class::NotFound, "no_binding"),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// One binding of the published config, resolved: shared by the candidates of every

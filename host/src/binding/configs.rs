@@ -5,16 +5,18 @@
 //! version per tenant, blueprint and environment. Publication validates again (a
 //! connection may have changed since), health checks included.
 
-use crate::catalog::Catalog;
+use crate::binding::policy::CompiledScope;
 use crate::domain::{
-    looks_like_secret_name, now_ms, Binding, Blueprint, ConfigMeta, ConfigStatus, Connection,
-    ConnectionStatus, Environment, Slot, TenantConfig,
+    looks_like_secret_name, now_ms, Binding, Blueprint, Class, Classify, ConfigMeta, ConfigStatus,
+    Connection, ConnectionStatus, Environment, ErrorClass, Slot, TenantConfig,
 };
-use crate::exec::Exec;
-use crate::policy::CompiledScope;
+use crate::runtime::catalog::Catalog;
+use crate::runtime::Health;
 use crate::store::{self, PublishRefusal, Store};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Most bindings one config may hold.
@@ -44,6 +46,23 @@ pub enum Error {
     Store(#[from] store::Error),
 }
 
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            Error::Invalid { code, binding, .. } => {
+                let class = ErrorClass::new(Class::Invalid, code);
+                match binding {
+                    Some(i) => class.meta(json!({"pointer": format!("/integrations/{i}")})),
+                    None => class,
+                }
+            }
+            Error::NotFound => ErrorClass::new(Class::NotFound, "not_found"),
+            Error::Transition(_) => ErrorClass::new(Class::Conflict, "invalid_transition"),
+            Error::Store(e) => e.classify(),
+        }
+    }
+}
+
 fn invalid(code: &'static str, binding: Option<usize>, detail: String) -> Error {
     Error::Invalid {
         code,
@@ -67,21 +86,33 @@ pub struct NewConfig {
     pub branding: Value,
 }
 
+/// A connection's health check, as the binding layer needs it: the composition root
+/// hands in the execute use case, a unit test a double. The error is the probe's own,
+/// shown as the check's detail.
+pub trait HealthProbe: Send + Sync {
+    /// Runs the health check of the tenant's `connection_id`.
+    fn probe<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        connection_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Health, String>> + Send + 'a>>;
+}
+
 /// Tenant config use cases.
 #[derive(Clone)]
 pub struct Configs {
     store: Store,
     catalog: Arc<Catalog>,
-    exec: Exec,
+    health: Arc<dyn HealthProbe>,
 }
 
 impl Configs {
-    /// Configs over `store`, checked against the catalog, health-checked through `exec`.
-    pub fn new(store: Store, catalog: Arc<Catalog>, exec: Exec) -> Self {
+    /// Configs over `store`, checked against the catalog, health-checked by `health`.
+    pub fn new(store: Store, catalog: Arc<Catalog>, health: Arc<dyn HealthProbe>) -> Self {
         Configs {
             store,
             catalog,
-            exec,
+            health,
         }
     }
 
@@ -375,12 +406,12 @@ impl Configs {
         let checks = bound
             .iter()
             .filter(|(_, c)| distinct.insert(c.id.clone()))
-            .map(|(i, c)| async move { (*i, c, self.exec.health(tenant_id, &c.id).await) });
+            .map(|(i, c)| async move { (*i, c, self.health.probe(tenant_id, &c.id).await) });
         for (i, connection, outcome) in futures_util::future::join_all(checks).await {
             let detail = match outcome {
                 Ok(health) if health.healthy => continue,
                 Ok(health) => health.detail,
-                Err(e) => e.to_string(),
+                Err(why) => why,
             };
             return Err(invalid(
                 "health_check_failed",

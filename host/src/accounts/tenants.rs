@@ -2,7 +2,7 @@
 //! bearer-token authentication. Only SHA-256 hashes of tokens are stored; a token is
 //! shown once, when it is minted.
 
-use crate::domain::{now_ms, Tenant};
+use crate::domain::{now_ms, Class, Classify, ErrorClass, Tenant};
 use crate::store::{self, Store};
 use base64::Engine;
 use rand::RngCore;
@@ -20,6 +20,16 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            Error::InvalidId => ErrorClass::new(Class::Invalid, "invalid_tenant_id"),
+            Error::Exists(_) => ErrorClass::new(Class::Conflict, "tenant_exists"),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// Who a bearer token belongs to.

@@ -3,7 +3,7 @@
 //! the same document again is a no-op, a different one is refused, so every tenant
 //! config validated against it stays valid.
 
-use crate::domain::Blueprint;
+use crate::domain::{Blueprint, Class, Classify, ErrorClass};
 use crate::store::{self, Store};
 use std::collections::HashSet;
 
@@ -32,6 +32,18 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            Error::Invalid(_) => ErrorClass::new(Class::Invalid, "invalid_blueprint"),
+            Error::Mismatch(_) => ErrorClass::new(Class::Invalid, "blueprint_mismatch"),
+            Error::Immutable { .. } => ErrorClass::new(Class::Conflict, "blueprint_immutable"),
+            Error::NotFound => ErrorClass::new(Class::NotFound, "not_found"),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// Blueprint use cases.
@@ -96,6 +108,26 @@ pub fn valid_segment(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The seed writes `workflows` as an object keyed by workflow id (`{"checkout": {"name":
+/// "invoice.checkout", "version": 1}}`); a list of workflow objects is accepted too.
+/// Conduit does not interpret them, but a scalar or a list of scalars is a mistake.
+fn check_workflows(workflows: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    match workflows {
+        Value::Null => Ok(()),
+        Value::Object(by_id) => match by_id.iter().find(|(_, w)| !w.is_object()) {
+            None if by_id.keys().all(|id| valid_segment(id)) => Ok(()),
+            None => Err("workflow ids must be 1-64 letters, digits, `.`, `_` or `-`".into()),
+            Some((id, _)) => Err(format!("workflows.{id} must be an object")),
+        },
+        Value::Array(list) => match list.iter().position(|w| !w.is_object()) {
+            None => Ok(()),
+            Some(i) => Err(format!("workflows[{i}] must be an object")),
+        },
+        _ => Err("workflows must be an object keyed by workflow id, or a list".into()),
+    }
+}
+
 fn validate(blueprint: &Blueprint) -> Result<(), Error> {
     let invalid = |m: String| Err(Error::Invalid(m));
     if let Some(app) = &blueprint.meta.app_id {
@@ -103,8 +135,8 @@ fn validate(blueprint: &Blueprint) -> Result<(), Error> {
             return invalid("meta.appId must be 1-128 characters".into());
         }
     }
-    if !(blueprint.workflows.is_null() || blueprint.workflows.is_array()) {
-        return invalid("workflows must be a list".into());
+    if let Err(why) = check_workflows(&blueprint.workflows) {
+        return invalid(why);
     }
     if !(blueprint.branding.is_null() || blueprint.branding.is_object()) {
         return invalid("branding must be an object".into());
@@ -135,4 +167,32 @@ fn validate(blueprint: &Blueprint) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_workflows;
+    use serde_json::json;
+
+    #[test]
+    fn workflows_are_an_object_by_id_or_a_list_of_objects() {
+        for ok in [
+            json!(null),
+            json!({"checkout": {"name": "invoice.checkout", "version": 1}}),
+            json!([{"id": "checkout"}]),
+            json!([]),
+            json!({}),
+        ] {
+            assert!(check_workflows(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!("checkout"),
+            json!(3),
+            json!(["checkout"]),
+            json!({"checkout": "invoice.checkout"}),
+            json!({"bad id": {}}),
+        ] {
+            assert!(check_workflows(&bad).is_err(), "{bad}");
+        }
+    }
 }

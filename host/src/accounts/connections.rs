@@ -2,8 +2,10 @@
 //! connector and ownership mode; every lookup is by owner, so another tenant's
 //! connection is indistinguishable from a missing one.
 
-use crate::catalog::Catalog;
-use crate::domain::{now_ms, Connection, ConnectionStatus, Environment, OwnershipMode};
+use crate::domain::{
+    now_ms, Class, Classify, Connection, ConnectionStatus, Environment, ErrorClass, OwnershipMode,
+};
+use crate::runtime::catalog::Catalog;
 use crate::store::{self, Store};
 use std::sync::Arc;
 
@@ -30,6 +32,20 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+}
+
+impl Classify for Error {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            Error::NotFound => ErrorClass::new(Class::NotFound, "not_found"),
+            Error::UnknownConnector(_) => ErrorClass::new(Class::Invalid, "unknown_connector"),
+            Error::OwnershipMode { .. } => {
+                ErrorClass::new(Class::Invalid, "ownership_mode_not_supported")
+            }
+            Error::Invalid(_) => ErrorClass::new(Class::Invalid, "invalid_attributes"),
+            Error::Store(e) => e.classify(),
+        }
+    }
 }
 
 /// What a tenant asks for when connecting an account.

@@ -1,0 +1,76 @@
+//! The gates before a provider call, in order: the connection can serve at all, its
+//! circuit is closed, the provider account's rate budget (shared by every connection to
+//! the same account) and the connection's daily quota have room. A refusal never
+//! reaches the plugin, and a connection that cannot serve spends no budget.
+
+use super::{Error, Exec};
+use crate::credentials::tokens;
+use crate::domain::{now_ms, Connection, ConnectionStatus};
+use crate::runtime::Plugin;
+use std::time::Duration;
+
+impl Exec {
+    /// The gates before a provider call: the connection's circuit, the provider
+    /// account's rate budget (shared by every connection to the same account), and the
+    /// connection's daily quota. A refusal never reaches the plugin.
+    pub(super) async fn admit(
+        &self,
+        connection: &Connection,
+        plugin: &Plugin,
+    ) -> Result<(), Error> {
+        self.circuits
+            .check(&connection.id)
+            .map_err(Error::CircuitOpen)?;
+        // The provider's ceiling is per account; a tenant's own claim of an account id
+        // must not spend another tenant's budget, and test and live modes are separate.
+        let account = match &connection.external_account_id {
+            Some(account) => format!(
+                "account\0{}\0{}\0{account}",
+                connection.tenant_id,
+                connection.environment.as_str()
+            ),
+            None => format!("connection\0{}", connection.id),
+        };
+        self.limits
+            .acquire(
+                &plugin.spec.slug,
+                &plugin.spec.rate_profile,
+                &account,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|retry_after| Error::RateLimited {
+                reason: format!(
+                    "the {} account's rate budget ({} requests per {} s) is spent",
+                    plugin.spec.display_name,
+                    plugin.spec.rate_profile.requests,
+                    plugin.spec.rate_profile.per_seconds
+                ),
+                retry_after,
+            })?;
+        if let Some(quota) = connection.daily_quota {
+            let now = now_ms();
+            let day = now / DAY_MS;
+            if !self.store.take_quota(&connection.id, day, quota)? {
+                return Err(Error::RateLimited {
+                    reason: format!("the connection's daily quota of {quota} executions is spent"),
+                    retry_after: Duration::from_millis((day + 1) * DAY_MS - now),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A UTC day in milliseconds: quotas reset at midnight UTC.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Why a connection in `status` cannot serve without asking anyone.
+pub(super) fn unusable(status: ConnectionStatus) -> Option<tokens::Error> {
+    match status {
+        ConnectionStatus::Active => None,
+        ConnectionStatus::NeedsReauth => Some(tokens::Error::NeedsReauth),
+        ConnectionStatus::Revoked => Some(tokens::Error::Revoked),
+        ConnectionStatus::Error => Some(tokens::Error::Broken),
+    }
+}

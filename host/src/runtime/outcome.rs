@@ -1,0 +1,164 @@
+//! What a connector call gives and gets besides its payload: the context it is told,
+//! its report (answer plus the outbound HTTP it made), the connector's own typed error,
+//! and [`settle`], the one mapping of a call's result into a [`CallError`] with every
+//! message redacted. Every caller (execute, health, refresh, code exchange) uses it.
+
+use super::Error;
+use crate::audit::Redactor;
+use crate::domain::{Connection, OutboundRecord};
+
+/// A connector's own error, as its WIT `error` variant says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorError {
+    /// The credential was rejected.
+    NeedsReauth(String),
+    /// The input is not acceptable.
+    InvalidInput(String),
+    /// Not supported by this connector.
+    Unsupported(String),
+    /// The provider answered with an error.
+    Provider {
+        /// Provider HTTP status.
+        status: u16,
+        /// Provider error code.
+        code: Option<String>,
+        /// Provider message.
+        message: String,
+        /// Whether a retry may succeed.
+        retryable: bool,
+    },
+    /// Temporary failure.
+    Transient(String),
+    /// A connector bug.
+    Internal(String),
+}
+
+/// What a connector is told about the call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The connection.
+    pub connection_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// `sandbox` or `production`.
+    pub environment: String,
+    /// Provider-side account.
+    pub external_account_id: Option<String>,
+    /// Non-secret connection config.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Idempotency key to pass on.
+    pub idempotency_key: Option<String>,
+}
+
+impl CallContext {
+    /// What a connector is told about a call on `connection`.
+    pub fn for_connection(connection: &Connection, idempotency_key: Option<String>) -> Self {
+        CallContext {
+            connection_id: connection.id.clone(),
+            tenant_id: connection.tenant_id.clone(),
+            environment: connection.environment.as_str().to_owned(),
+            external_account_id: connection.external_account_id.clone(),
+            config: connection.config.clone(),
+            idempotency_key,
+        }
+    }
+}
+
+/// A health check's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the credential works.
+    pub healthy: bool,
+    /// Why.
+    pub detail: String,
+}
+
+/// The outcome of one guest call, with the outbound HTTP it made (even when it failed).
+#[derive(Debug)]
+pub struct CallReport<T> {
+    /// The guest's answer, or why there is none.
+    pub result: super::Result<T>,
+    /// Redacted outbound exchanges.
+    pub outbound: Vec<OutboundRecord>,
+}
+
+/// Why a connector call produced no answer: the connector's own error or the sandbox's,
+/// with every message redacted. Each variant is one stable code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The provider rejected the credential.
+    #[error("the provider rejected the credential: {0}")]
+    NeedsReauth(String),
+    /// The connector refused the input.
+    #[error("invalid input at /: {0}")]
+    InvalidInput(String),
+    /// The connector does not support the call.
+    #[error("the connector does not support this call")]
+    Unsupported,
+    /// The provider answered with an error.
+    #[error("provider error {status}: {message}")]
+    Provider {
+        /// Provider status.
+        status: u16,
+        /// Provider code.
+        code: Option<String>,
+        /// Provider message (redacted).
+        message: String,
+        /// Whether a retry may succeed.
+        retryable: bool,
+    },
+    /// A temporary provider failure.
+    #[error("the provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// The plugin ran out of time.
+    #[error("the connector did not finish within its deadline")]
+    Timeout,
+    /// The plugin ran out of memory.
+    #[error("the connector exceeded its memory limit")]
+    Memory,
+    /// The plugin failed (trap, bad output, internal error).
+    #[error("the connector failed: {0}")]
+    Plugin(String),
+}
+
+/// Maps a guest call's result, with every message redacted. Pure: the caller decides
+/// what a rejected credential means for its connection.
+pub fn settle<T>(
+    result: super::Result<Result<T, ConnectorError>>,
+    redactor: &Redactor,
+) -> Result<T, CallError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(ConnectorError::NeedsReauth(reason))) => {
+            Err(CallError::NeedsReauth(redactor.redact(&reason)))
+        }
+        Ok(Err(ConnectorError::InvalidInput(message))) => {
+            Err(CallError::InvalidInput(redactor.redact(&message)))
+        }
+        Ok(Err(ConnectorError::Unsupported(message))) => {
+            tracing::debug!(reason = %redactor.redact(&message), "connector refused the call as unsupported");
+            Err(CallError::Unsupported)
+        }
+        Ok(Err(ConnectorError::Provider {
+            status,
+            code,
+            message,
+            retryable,
+        })) => Err(CallError::Provider {
+            status,
+            code: code.map(|c| redactor.redact(&c)),
+            message: redactor.redact(&message),
+            retryable,
+        }),
+        Ok(Err(ConnectorError::Transient(message))) => {
+            Err(CallError::ProviderUnavailable(redactor.redact(&message)))
+        }
+        Ok(Err(ConnectorError::Internal(message))) => {
+            Err(CallError::Plugin(redactor.redact(&message)))
+        }
+        Err(Error::Timeout(_)) => Err(CallError::Timeout),
+        Err(Error::Memory(_)) => Err(CallError::Memory),
+        Err(Error::Trap(_)) => Err(CallError::Plugin("the connector trapped".into())),
+        Err(Error::Load(message)) => Err(CallError::Plugin(redactor.redact(&message))),
+    }
+}
