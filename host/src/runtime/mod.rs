@@ -17,18 +17,18 @@
 
 pub mod cache;
 pub mod catalog;
+mod convert;
 pub mod egress;
 mod host;
 mod outcome;
 pub mod ratelimit;
 
+pub use convert::CodeExchange;
+use convert::{map_guest_secret, placeholder_spec, spec_from_info, wit_client, WitSecret};
 pub use outcome::{settle, CallContext, CallError, CallReport, ConnectorError, Health};
 
 use crate::audit::Redactor;
-use crate::domain::{
-    AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OwnershipMode, RateProfile,
-    SecretFields,
-};
+use crate::domain::{IntegrationSpec, OauthClient, SecretFields};
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
 use host::{CallState, Egress};
@@ -505,197 +505,11 @@ fn classify(e: wasmtime::Error, state: &CallState, plugin: &Plugin) -> Error {
     }
 }
 
-fn map_guest_error<T>(
+pub(super) fn map_guest_error<T>(
     report: CallReport<std::result::Result<T, wit::Error>>,
 ) -> CallReport<std::result::Result<T, ConnectorError>> {
     CallReport {
         result: report.result.map(|r| r.map_err(ConnectorError::from)),
         outbound: report.outbound,
     }
-}
-
-/// An authorization code to exchange, with what the token endpoint checks it against.
-#[derive(Clone)]
-pub struct CodeExchange {
-    /// The code the provider sent to the callback.
-    pub code: String,
-    /// The redirect URI the consent was started with.
-    pub redirect_uri: String,
-    /// The PKCE verifier, when the flow used PKCE.
-    pub code_verifier: Option<String>,
-}
-
-impl Drop for CodeExchange {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.code.zeroize();
-        self.code_verifier.zeroize();
-    }
-}
-
-fn map_guest_secret(
-    report: CallReport<std::result::Result<wit::Secret, wit::Error>>,
-) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
-    let CallReport { result, outbound } = map_guest_error(report);
-    let result = result.map(|r| r.map(|secret| secret_fields(WitSecret(secret))));
-    CallReport { result, outbound }
-}
-
-fn secret_fields(mut wit: WitSecret) -> SecretFields {
-    SecretFields {
-        access_token: wit.0.access_token.take(),
-        refresh_token: wit.0.refresh_token.take(),
-        api_key: wit.0.api_key.take(),
-        api_secret: wit.0.api_secret.take(),
-        expires_at: wit.0.expires_at,
-    }
-}
-
-/// The WIT client handed to a guest, zeroized when the call is over.
-struct WitClient(wit::Client);
-
-fn wit_client(client: &OauthClient) -> WitClient {
-    WitClient(wit::Client {
-        client_id: client.client_id.clone(),
-        client_secret: client.client_secret.clone(),
-    })
-}
-
-impl Drop for WitClient {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.0.client_secret.zeroize();
-    }
-}
-
-/// The WIT secret handed to a guest, zeroized when the call is over.
-struct WitSecret(wit::Secret);
-
-impl From<&SecretFields> for WitSecret {
-    fn from(s: &SecretFields) -> Self {
-        WitSecret(wit::Secret {
-            access_token: s.access_token.clone(),
-            refresh_token: s.refresh_token.clone(),
-            api_key: s.api_key.clone(),
-            api_secret: s.api_secret.clone(),
-            expires_at: s.expires_at,
-        })
-    }
-}
-
-impl Drop for WitSecret {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.0.access_token.zeroize();
-        self.0.refresh_token.zeroize();
-        self.0.api_key.zeroize();
-        self.0.api_secret.zeroize();
-    }
-}
-
-impl Redactor {
-    fn for_secret(secret: &wit::Secret) -> Self {
-        Redactor::new(
-            [
-                &secret.access_token,
-                &secret.refresh_token,
-                &secret.api_key,
-                &secret.api_secret,
-            ]
-            .into_iter()
-            .filter_map(|v| v.as_deref()),
-        )
-    }
-}
-
-fn placeholder_spec() -> IntegrationSpec {
-    IntegrationSpec {
-        slug: String::new(),
-        integration_key: String::new(),
-        version: 0,
-        display_name: String::new(),
-        category: String::new(),
-        auth_type: AuthType::None,
-        ownership_modes: Vec::new(),
-        capabilities: Vec::new(),
-        allowed_hosts: Vec::new(),
-        rate_profile: RateProfile {
-            requests: 0,
-            per_seconds: 1,
-            burst: 0,
-        },
-        oauth: None,
-        config_defaults: Default::default(),
-    }
-}
-
-/// Converts and checks a connector's `info()`.
-fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec> {
-    let invalid = |what: String| Error::Load(format!("info() is invalid: {what}"));
-    let slug_ok = !info.slug.is_empty()
-        && info.slug.len() <= 64
-        && info
-            .slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !slug_ok {
-        return Err(invalid(format!(
-            "slug `{}` must be lowercase letters, digits and dashes",
-            info.slug
-        )));
-    }
-    if info.integration_key.split('.').count() != 2 {
-        return Err(invalid(format!(
-            "integration key `{}` must be `<category>.<provider>`",
-            info.integration_key
-        )));
-    }
-    let ownership_modes = info
-        .ownership_modes
-        .iter()
-        .map(|m| match m.as_str() {
-            "managed" => Ok(OwnershipMode::Managed),
-            "byok" => Ok(OwnershipMode::Byok),
-            other => Err(invalid(format!("unknown ownership mode `{other}`"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if info.rate_profile.per_seconds == 0 {
-        return Err(invalid("rate profile per-seconds must be positive".into()));
-    }
-    Ok(IntegrationSpec {
-        slug: info.slug,
-        integration_key: info.integration_key,
-        version: info.version,
-        display_name: info.display_name,
-        category: info.category,
-        auth_type: match info.auth_type {
-            wit::AuthType::Oauth2 => AuthType::Oauth2,
-            wit::AuthType::ApiKey => AuthType::ApiKey,
-            wit::AuthType::ApiKeySecret => AuthType::ApiKeySecret,
-            wit::AuthType::None => AuthType::None,
-        },
-        ownership_modes,
-        capabilities: info
-            .capabilities
-            .into_iter()
-            .map(|c| CapabilityRef {
-                key: c.key,
-                version: c.version,
-                description: c.description,
-            })
-            .collect(),
-        allowed_hosts: info.allowed_hosts,
-        rate_profile: RateProfile {
-            requests: info.rate_profile.requests,
-            per_seconds: info.rate_profile.per_seconds,
-            burst: info.rate_profile.burst,
-        },
-        oauth: info.oauth.map(|o| OauthConfig {
-            authorize_url: o.authorize_url,
-            token_url: o.token_url,
-            scopes: o.scopes,
-            pkce: o.pkce,
-        }),
-        config_defaults: Default::default(),
-    })
 }

@@ -11,29 +11,33 @@
 
 use crate::accounts::connections::{self, Connections};
 use crate::audit::{self, Audit, Redactor};
-use crate::credentials::tokens::{self, seal_context, BoxFuture, RefreshError, Refresher, Tokens};
+use crate::credentials::tokens::{self, seal_context, Tokens};
 use crate::credentials::vault::{self, Vault};
 use crate::domain::{
     now_ms, AuditRecord, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind,
-    ErrorClass, OauthClient, OutboundRecord, OwnershipMode, SecretFields,
+    ErrorClass, OauthClient, OutboundRecord, SecretFields,
 };
 use crate::runtime::catalog::Catalog;
 use crate::runtime::ratelimit::RateLimits;
 use crate::runtime::{
-    egress::AllowedHosts, settle, CallContext, CallError, CallReport, CodeExchange, ConnectorError,
-    Plugin, Runtime,
+    egress::AllowedHosts, settle, CallContext, CallError, CallReport, CodeExchange, Plugin, Runtime,
 };
-use crate::store::{self, OauthState, Store, StoredClient};
+use crate::store::{self, OauthState, Store};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeroize::Zeroizing;
 
 /// The longest an exchange or refresh waits for its turn under the rate profile.
 const MAX_RATE_WAIT: Duration = Duration::from_secs(5);
+
+mod clients;
+mod refresher;
+
+pub use clients::Clients;
+pub use refresher::ConnectorRefresher;
 
 /// How long an authorization may take from `authorize` to `callback`, by default.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -86,201 +90,6 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
-}
-
-/// Finds the OAuth client of a connection.
-#[derive(Clone)]
-pub struct Clients {
-    store: Store,
-    vault: Arc<Vault>,
-}
-
-impl Clients {
-    /// Clients over the store and vault (for `byok`) and the environment (`managed`).
-    pub fn new(store: Store, vault: Arc<Vault>) -> Self {
-        Clients { store, vault }
-    }
-
-    /// The client the connection's exchanges and refreshes use.
-    pub fn for_connection(&self, connection: &Connection) -> Result<OauthClient, Error> {
-        match connection.ownership_mode {
-            OwnershipMode::Managed => managed_client(&connection.connector),
-            OwnershipMode::Byok => {
-                let stored = self.store.oauth_client(&connection.id)?.ok_or_else(|| {
-                    Error::ClientMissing(
-                        "this byok connection has no OAuth client yet: PUT /api/connections/{id}/oauth/client first".into(),
-                    )
-                })?;
-                let plaintext = self.vault.open(
-                    seal_context(&stored.credential_id, connection),
-                    &stored.sealed,
-                )?;
-                serde_json::from_slice(&plaintext)
-                    .map_err(|_| Error::Vault(vault::Error::OpenFailed))
-            }
-        }
-    }
-
-    /// Seals a `byok` connection's own client.
-    pub fn put(&self, connection: &Connection, client: &OauthClient) -> Result<(), Error> {
-        if connection.ownership_mode != OwnershipMode::Byok {
-            return Err(Error::ClientMissing(
-                "only byok connections carry their own OAuth client; managed ones use the deployment's".into(),
-            ));
-        }
-        let credential_id = format!("client_{}", uuid::Uuid::new_v4().simple());
-        let plaintext = Zeroizing::new(serde_json::to_vec(client).expect("clients serialize"));
-        let sealed = self
-            .vault
-            .seal(seal_context(&credential_id, connection), &plaintext);
-        self.store.put_oauth_client(
-            &connection.id,
-            &StoredClient {
-                credential_id,
-                sealed,
-            },
-        )?;
-        Ok(())
-    }
-}
-
-/// `CONDUIT_<SLUG>_CLIENT_ID` / `_CLIENT_SECRET`, read when needed so an operator can
-/// see at once which variable is missing.
-fn managed_client(slug: &str) -> Result<OauthClient, Error> {
-    let prefix = format!("CONDUIT_{}", slug.to_ascii_uppercase().replace('-', "_"));
-    let read = |suffix: &str| {
-        let name = format!("{prefix}_{suffix}");
-        std::env::var(&name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                Error::ClientMissing(format!(
-                    "the deployment has no OAuth client for `{slug}`: set {name}"
-                ))
-            })
-    };
-    Ok(OauthClient {
-        client_id: read("CLIENT_ID")?,
-        client_secret: read("CLIENT_SECRET")?,
-    })
-}
-
-/// Refreshes through the connection's connector, with the connection's client.
-pub struct ConnectorRefresher {
-    catalog: Arc<Catalog>,
-    runtime: Arc<Runtime>,
-    clients: Clients,
-    audit: Audit,
-    limits: RateLimits,
-}
-
-impl ConnectorRefresher {
-    /// Wires the refresher.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        runtime: Arc<Runtime>,
-        clients: Clients,
-        audit: Audit,
-        limits: RateLimits,
-    ) -> Self {
-        ConnectorRefresher {
-            catalog,
-            runtime,
-            clients,
-            audit,
-            limits,
-        }
-    }
-
-    async fn run(
-        &self,
-        connection: &Connection,
-        refresh_token: &str,
-    ) -> Result<SecretFields, RefreshError> {
-        let started = Instant::now();
-        let plugin = self.catalog.get(&connection.connector).ok_or_else(|| {
-            RefreshError::Transient(format!(
-                "connector `{}` is not loaded",
-                connection.connector
-            ))
-        })?;
-        let client = self
-            .clients
-            .for_connection(connection)
-            .map_err(|e| RefreshError::Transient(e.to_string()))?;
-        self.limits
-            .acquire(
-                &plugin.spec.slug,
-                &plugin.spec.rate_profile,
-                &connection.id,
-                MAX_RATE_WAIT,
-            )
-            .await
-            .map_err(|wait| {
-                RefreshError::Transient(format!("rate profile exhausted; next turn in {wait:?}"))
-            })?;
-        let report = self
-            .runtime
-            .refresh(
-                &plugin,
-                &CallContext::for_connection(connection, None),
-                &client,
-                refresh_token,
-            )
-            .await;
-        let redactor = Redactor::new([client.client_secret.as_str(), refresh_token]);
-        let CallReport { result, outbound } = report;
-        let result = refresh_result(result, &redactor);
-        let outcome = match &result {
-            Ok(_) => Ok(()),
-            Err(RefreshError::Rejected(reason)) => Err(("needs_reauth", reason.clone())),
-            Err(RefreshError::Transient(reason)) => Err(("refresh_failed", reason.clone())),
-        };
-        record(
-            &self.audit,
-            connection,
-            &plugin,
-            "oauth.refresh",
-            outbound,
-            started,
-            outcome,
-        );
-        result
-    }
-}
-
-impl Refresher for ConnectorRefresher {
-    fn refresh<'a>(
-        &'a self,
-        connection: &'a Connection,
-        refresh_token: &'a str,
-    ) -> BoxFuture<'a, Result<SecretFields, RefreshError>> {
-        Box::pin(self.run(connection, refresh_token))
-    }
-}
-
-/// Only the provider's rejection of the refresh token is final; everything else (5xx,
-/// timeouts, a misconfigured client, a connector bug) is retried later and never flips
-/// the connection.
-fn refresh_result(
-    result: crate::runtime::Result<Result<SecretFields, ConnectorError>>,
-    redactor: &Redactor,
-) -> Result<SecretFields, RefreshError> {
-    match result {
-        Ok(Ok(fresh)) if fresh.access_token.is_some() => Ok(fresh),
-        Ok(Ok(_)) => Err(RefreshError::Transient(
-            "the connector's refresh returned no access token".into(),
-        )),
-        Ok(Err(ConnectorError::NeedsReauth(reason))) => {
-            Err(RefreshError::Rejected(redactor.redact(&reason)))
-        }
-        other => {
-            let error = settle(other, redactor)
-                .err()
-                .map_or_else(|| "refresh failed".to_owned(), |e| e.to_string());
-            Err(RefreshError::Transient(error))
-        }
-    }
 }
 
 /// The authorization-code flow.

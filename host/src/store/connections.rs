@@ -1,0 +1,84 @@
+//! Connections, each also listed under its tenant; a status change is a compare-and-swap
+//! so each transition happens once.
+
+use super::{decode, encode, expiry_key, tenant_key, Result, Store, StoredCredential};
+use crate::domain::{Connection, ConnectionStatus};
+
+impl Store {
+    /// Writes a connection (create or update).
+    pub fn put_connection(&self, connection: &Connection) -> Result<()> {
+        self.connections
+            .insert(connection.id.as_bytes(), encode(connection))?;
+        self.tenant_connections
+            .insert(tenant_key(&connection.tenant_id, &connection.id), &[])?;
+        self.bump_revision(&connection.tenant_id);
+        Ok(())
+    }
+
+    /// A connection by id, whoever owns it; callers check the owner.
+    pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
+        self.connections
+            .get(id)?
+            .map(|v| decode("connections", &v))
+            .transpose()
+    }
+
+    /// A tenant's connections, oldest id first.
+    pub fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>> {
+        let prefix = tenant_key(tenant_id, "");
+        let mut out = Vec::new();
+        for entry in self.tenant_connections.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(connection) = self.connection(&id)? {
+                out.push(connection);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a connection and its credential.
+    pub fn delete_connection(&self, connection: &Connection) -> Result<()> {
+        if let Some(old) = self.credentials.remove(connection.id.as_bytes())? {
+            let old: StoredCredential = decode("credentials", &old)?;
+            if let Some(at) = old.due_at() {
+                self.expiry.remove(expiry_key(at, &connection.id))?;
+            }
+        }
+        self.oauth_clients.remove(connection.id.as_bytes())?;
+        self.tenant_connections
+            .remove(tenant_key(&connection.tenant_id, &connection.id))?;
+        self.connections.remove(connection.id.as_bytes())?;
+        self.bump_revision(&connection.tenant_id);
+        Ok(())
+    }
+
+    /// Moves a connection from `from` to `to` atomically; `None` when it was not in
+    /// `from` (someone else moved it first), so each transition happens once.
+    pub fn transition_status(
+        &self,
+        id: &str,
+        from: ConnectionStatus,
+        to: ConnectionStatus,
+    ) -> Result<Option<Connection>> {
+        loop {
+            let Some(current) = self.connections.get(id)? else {
+                return Ok(None);
+            };
+            let mut connection: Connection = decode("connections", &current)?;
+            if connection.status != from {
+                return Ok(None);
+            }
+            connection.status = to;
+            connection.updated_at = crate::domain::now_ms();
+            let swapped =
+                self.connections
+                    .compare_and_swap(id, Some(current), Some(encode(&connection)))?;
+            if swapped.is_ok() {
+                self.bump_revision(&connection.tenant_id);
+                self.connections.flush()?;
+                return Ok(Some(connection));
+            }
+        }
+    }
+}

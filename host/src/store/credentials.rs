@@ -1,0 +1,153 @@
+//! Sealed credentials and their expiry index (`expires_at ‖ connection id`), written
+//! together in one transaction and flushed before a new token is handed out.
+
+use super::{decode, encode, expiry_key, Error, Result, Store};
+use crate::domain::{CredentialKind, SealedSecret, UnixMs};
+use serde::{Deserialize, Serialize};
+
+/// A sealed credential with what can be known without opening it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCredential {
+    /// The credential's id (part of the vault's associated data).
+    pub credential_id: String,
+    /// Bumped on every write; compare-and-swap guards concurrent writers.
+    pub version: u64,
+    /// OAuth or API key.
+    pub kind: CredentialKind,
+    /// Access token expiry, unix ms, kept outside the seal for scheduling.
+    pub expires_at: Option<UnixMs>,
+    /// Whether it holds a refresh token, i.e. whether the scheduler can renew it.
+    #[serde(default)]
+    pub refreshable: bool,
+    /// The envelope.
+    pub sealed: SealedSecret,
+    /// Last written.
+    pub updated_at: UnixMs,
+}
+
+impl StoredCredential {
+    /// When the scheduler should look at it: refreshable credentials with an expiry.
+    pub(super) fn due_at(&self) -> Option<UnixMs> {
+        self.expires_at.filter(|_| self.refreshable)
+    }
+}
+
+impl Store {
+    /// The sealed credential of a connection.
+    pub fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
+        self.credentials
+            .get(connection_id)?
+            .map(|v| decode("credentials", &v))
+            .transpose()
+    }
+
+    /// Writes a credential (and its expiry index entry) and flushes it to disk before
+    /// returning.
+    pub fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()> {
+        self.write_credential(connection_id, None, credential)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes many credentials (an import) with one flush at the end.
+    pub fn import_credentials<'a>(
+        &self,
+        credentials: impl IntoIterator<Item = (&'a str, &'a StoredCredential)>,
+    ) -> Result<()> {
+        for (connection_id, credential) in credentials {
+            self.write_credential(connection_id, None, credential)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Replaces the credential only if its stored version is still `expected_version`,
+    /// then flushes it to disk. `Ok(false)` means a newer write won: the caller's value
+    /// is stale and was not stored.
+    pub fn replace_credential(
+        &self,
+        connection_id: &str,
+        expected_version: u64,
+        credential: &StoredCredential,
+    ) -> Result<bool> {
+        let replaced = self.write_credential(connection_id, Some(expected_version), credential)?;
+        if replaced {
+            self.db.flush()?;
+        }
+        Ok(replaced)
+    }
+
+    /// One transaction over the credential and its index entry, so a crash never
+    /// leaves a credential the scheduler cannot find. The caller flushes.
+    fn write_credential(
+        &self,
+        connection_id: &str,
+        expected_version: Option<u64>,
+        credential: &StoredCredential,
+    ) -> Result<bool> {
+        use sled::transaction::{abort, ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let encoded = encode(credential);
+        let outcome = (&self.credentials, &self.expiry).transaction(|(credentials, expiry)| {
+            let current: Option<StoredCredential> = credentials
+                .get(connection_id)?
+                .map(|v| decode("credentials", &v))
+                .transpose()
+                .map_err(ConflictableTransactionError::Abort)?;
+            if let Some(expected) = expected_version {
+                if current.as_ref().map(|c| c.version) != Some(expected) {
+                    return abort(Error::Conflict);
+                }
+            }
+            if let Some(at) = current.as_ref().and_then(StoredCredential::due_at) {
+                expiry.remove(expiry_key(at, connection_id))?;
+            }
+            if let Some(at) = credential.due_at() {
+                expiry.insert(expiry_key(at, connection_id), &[])?;
+            }
+            credentials.insert(connection_id.as_bytes(), encoded.as_slice())?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(Error::Conflict)) => Ok(false),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Connections whose refreshable credential expires at or before `until`, soonest
+    /// first, at most `limit`. A range scan of the expiry index: the cost follows the
+    /// number due, not the number stored.
+    pub fn due_credentials(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>> {
+        let end = (until.saturating_add(1)).to_be_bytes();
+        self.expiry
+            .range(..end.as_slice())
+            .take(limit)
+            .map(|entry| {
+                let (key, _) = entry?;
+                let at = UnixMs::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
+                Ok((at, String::from_utf8_lossy(&key[8..]).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Drops a connection's expiry index entry (it is not ACTIVE, so the scheduler
+    /// leaves it alone until a new credential indexes it again).
+    pub fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()> {
+        self.expiry.remove(expiry_key(expires_at, connection_id))?;
+        Ok(())
+    }
+
+    /// Every stored credential with its connection id (for key rotation and counts).
+    pub fn all_credentials(&self) -> impl Iterator<Item = Result<(String, StoredCredential)>> + '_ {
+        self.credentials.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode("credentials", &value)?,
+            ))
+        })
+    }
+}

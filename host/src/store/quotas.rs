@@ -1,0 +1,32 @@
+//! Daily execution counters per connection.
+
+use super::{Result, Store};
+
+impl Store {
+    /// Counts one execution of `connection_id` on `day` if fewer than `limit` were
+    /// counted; returns whether it was.
+    pub fn take_quota(&self, connection_id: &str, day: u64, limit: u32) -> Result<bool> {
+        let key = |day: u64| {
+            let mut key = connection_id.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&day.to_be_bytes());
+            key
+        };
+        // Yesterday's counter is done with; only today's is kept.
+        self.quotas.remove(key(day.saturating_sub(1)))?;
+        let before = self.quotas.fetch_and_update(key(day), |old| {
+            let used = old.map_or(0, read_u64);
+            let next = if used < u64::from(limit) {
+                used + 1
+            } else {
+                used
+            };
+            Some(next.to_be_bytes().to_vec())
+        })?;
+        Ok(before.map_or(0, |v| read_u64(&v)) < u64::from(limit))
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map_or(0, u64::from_be_bytes)
+}
