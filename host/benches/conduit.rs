@@ -159,22 +159,22 @@ fn oauth_secret(expires_in_ms: u64) -> SecretFields {
 async fn warm_vend() {
     use conduit::credentials::tokens::{RefreshLeads, Tokens};
     let dir = tempfile::tempdir().unwrap();
-    let store = conduit::store::Store::open(dir.path()).unwrap();
+    let stores = conduit::store::Stores::open(dir.path()).unwrap();
     let vault = std::sync::Arc::new(
         conduit::credentials::vault::Vault::load(
-            store.vault_tree().unwrap(),
+            stores.keyring.clone(),
             conduit::credentials::vault::Key::generate(),
         )
         .unwrap(),
     );
     let tokens = Tokens::new(
-        store.clone(),
+        &stores,
         vault,
         conduit::credentials::notify::Notifier::log_only(),
     )
     .with_refresher(std::sync::Arc::new(NoRefresh), RefreshLeads::default());
     let connection = bench_connection("conn_bench");
-    store.put_connection(&connection).unwrap();
+    stores.connections.put_connection(&connection).unwrap();
     tokens
         .put(
             &connection,
@@ -279,9 +279,10 @@ async fn vend_throughput() {
 
 fn due_selection() {
     let dir = tempfile::tempdir().unwrap();
-    let store = conduit::store::Store::open(dir.path()).unwrap();
+    let stores = conduit::store::Stores::open(dir.path()).unwrap();
+    let store = stores.credentials.clone();
     let vault = conduit::credentials::vault::Vault::load(
-        store.vault_tree().unwrap(),
+        stores.keyring.clone(),
         conduit::credentials::vault::Key::generate(),
     )
     .unwrap();
@@ -321,18 +322,23 @@ fn due_selection() {
             })
             .collect();
         store
-            .import_credentials(batch.iter().map(|(id, c)| (id.as_str(), c)))
+            .import_credentials(
+                &batch
+                    .iter()
+                    .map(|(id, c)| (id.as_str(), c))
+                    .collect::<Vec<_>>(),
+            )
             .unwrap();
         stored = target;
         // Let sled's background flusher settle after the import, then warm up.
         std::thread::sleep(Duration::from_secs(2));
         for _ in 0..20 {
-            store.due_credentials(now + lead, 10_000).unwrap();
+            store.due(now + lead, 10_000).unwrap();
         }
         let mut samples = Vec::new();
         for _ in 0..200 {
             let started = Instant::now();
-            let due = store.due_credentials(now + lead, 10_000).unwrap();
+            let due = store.due(now + lead, 10_000).unwrap();
             samples.push(started.elapsed());
             assert_eq!(due.len(), 1000);
         }
@@ -641,9 +647,13 @@ async fn resolution() {
         .unwrap();
     let catalog = std::sync::Arc::new(conduit::runtime::catalog::Catalog::default());
     catalog.insert(plugin);
-    let store = conduit::store::Store::temporary().unwrap();
+    let stores = conduit::store::Stores::temporary().unwrap();
     let blueprint: Blueprint = serde_json::from_value(bench_blueprint(BINDINGS)).unwrap();
-    assert!(store.insert_blueprint(&blueprint).unwrap().is_none());
+    assert!(stores
+        .blueprints
+        .insert_blueprint(&blueprint)
+        .unwrap()
+        .is_none());
     for t in 0..TENANTS {
         let tenant = format!("tenant-{t}");
         let mut integrations = Vec::new();
@@ -655,7 +665,7 @@ async fn resolution() {
             connection
                 .config
                 .insert("baseUrl".into(), json!("https://api.stripe.com"));
-            store.put_connection(&connection).unwrap();
+            stores.connections.put_connection(&connection).unwrap();
             integrations.push(Binding {
                 slot_id: format!("slot-{b}"),
                 connection_id: connection.id.clone(),
@@ -681,13 +691,19 @@ async fn resolution() {
             created_at: 0,
             updated_at: 0,
         };
-        store.insert_config_version(&mut config).unwrap();
-        store
-            .publish_config(&tenant, "bench-app", Environment::Production, 1, 0)
+        stores.configs.insert_config_version(&mut config).unwrap();
+        stores
+            .configs
+            .publish(&tenant, "bench-app", Environment::Production, 1, 0)
             .unwrap()
             .unwrap();
     }
-    let resolver = conduit::binding::resolver::Resolver::new(store, catalog);
+    let connectors = std::sync::Arc::new(conduit::runtime::connectors::Loaded::new(
+        catalog,
+        std::sync::Arc::new(runtime),
+        conduit::runtime::ratelimit::RateLimits::new(),
+    ));
+    let resolver = conduit::binding::resolver::Resolver::new(&stores, connectors);
     let tenants: Vec<String> = (0..TENANTS).map(|t| format!("tenant-{t}")).collect();
     let mut uncached = Vec::with_capacity(TENANTS);
     for tenant in &tenants {

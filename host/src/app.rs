@@ -15,14 +15,16 @@ use crate::credentials::rotation::Rotation;
 use crate::credentials::scheduler::{Scheduler, SchedulerConfig};
 use crate::credentials::tokens::{BackoffPolicy, RefreshLeads, Tokens};
 use crate::credentials::vault::{self, Key, Vault};
+use crate::credentials::vending::Vending;
 use crate::exec::circuit::{CircuitPolicy, Circuits};
 use crate::exec::contracts::Contracts;
 use crate::exec::idempotency::Idempotency;
 use crate::exec::{self, Exec};
 use crate::runtime::catalog::{self, Catalog};
+use crate::runtime::connectors::{Connectors, Loaded};
 use crate::runtime::ratelimit::RateLimits;
 use crate::runtime::{self, Runtime, RuntimeConfig};
-use crate::store::{self, Store};
+use crate::store::{self, Stores};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,12 +117,14 @@ pub struct App {
     pub catalog: Arc<Catalog>,
     /// The plugin runtime.
     pub runtime: Arc<Runtime>,
+    /// Storing and vending credentials.
+    pub vending: Vending,
     /// The execute use case.
     pub exec: Exec,
     /// Audit records.
     pub audit: Audit,
     /// The store.
-    pub store: Store,
+    pub stores: Stores,
     /// The vault.
     pub vault: Arc<Vault>,
     /// The OAuth authorization-code flow.
@@ -177,8 +181,8 @@ impl App {
             }
         };
 
-        let store = Store::open(&config.data_dir)?;
-        let vault = Arc::new(Vault::load(store.vault_tree()?, root)?);
+        let stores = Stores::open(&config.data_dir)?;
+        let vault = Arc::new(Vault::load(stores.keyring.clone(), root)?);
         let cache_dir = config
             .cache_dir
             .clone()
@@ -201,45 +205,41 @@ impl App {
             Some(webhook) => Notifier::with_webhook(webhook.clone(), reqwest::Client::new()),
             None => Notifier::log_only(),
         };
-        let tenants = Tenants::new(store.clone(), admin_hash);
-        let connections = Connections::new(store.clone(), catalog.clone());
-        let audit = Audit::new(store.clone(), config.audit_retention);
-        let clients = Clients::new(store.clone(), vault.clone());
+        let tenants = Tenants::new(stores.tenants.clone(), admin_hash);
+        let connections = Connections::new(stores.connections.clone(), catalog.clone());
+        let audit = Audit::new(stores.audit.clone(), config.audit_retention);
+        let clients = Clients::new(stores.oauth.clone(), vault.clone());
         let limits = RateLimits::new();
-        let refresher = ConnectorRefresher::new(
+        let connectors: Arc<dyn Connectors> = Arc::new(Loaded::new(
             catalog.clone(),
             runtime.clone(),
-            clients.clone(),
-            audit.clone(),
             limits.clone(),
-        );
-        let tokens = Tokens::new(store.clone(), vault.clone(), notifier)
+        ));
+        let refresher = ConnectorRefresher::new(connectors.clone(), clients.clone(), audit.clone());
+        let tokens = Tokens::new(&stores, vault.clone(), notifier)
             .with_refresher(Arc::new(refresher), leads)
             .with_backoff(config.refresh_backoff);
         let oauth = Oauth::new(
-            store.clone(),
+            stores.oauth.clone(),
             vault.clone(),
-            catalog.clone(),
-            runtime.clone(),
+            connectors.clone(),
             connections.clone(),
             tokens.clone(),
             clients,
             audit.clone(),
-            limits.clone(),
         )
         .with_state_ttl(config.oauth_state_ttl);
         // Expired authorizations are dropped at startup; live ones survive a restart.
-        store.purge_oauth_states(crate::domain::now_ms())?;
-        let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
-        let scheduler = Scheduler::new(store.clone(), tokens.clone(), config.scheduler.clone());
-        let resolver = Resolver::new(store.clone(), catalog.clone());
-        let idempotency = Idempotency::new(store.clone());
+        stores.oauth.purge_oauth_states(crate::domain::now_ms())?;
+        let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
+        let scheduler = Scheduler::new(&stores, tokens.clone(), config.scheduler.clone());
+        let resolver = Resolver::new(&stores, connectors.clone());
+        let idempotency = Idempotency::new(stores.idempotency.clone());
         let exec = Exec::new(exec::Parts {
-            store: store.clone(),
+            quotas: stores.quotas.clone(),
             connections: connections.clone(),
             tokens: tokens.clone(),
-            catalog: catalog.clone(),
-            runtime: runtime.clone(),
+            connectors: connectors.clone(),
             contracts: Arc::new(Contracts::new()),
             audit: audit.clone(),
             resolver: resolver.clone(),
@@ -247,8 +247,9 @@ impl App {
             circuits: Circuits::new(config.circuit),
             idempotency: idempotency.clone(),
         });
-        let blueprints = Blueprints::new(store.clone());
-        let configs = Configs::new(store.clone(), catalog.clone(), Arc::new(exec.clone()));
+        let vending = Vending::new(connections.clone(), connectors.clone(), tokens.clone());
+        let blueprints = Blueprints::new(stores.blueprints.clone());
+        let configs = Configs::new(&stores, connectors.clone(), Arc::new(exec.clone()));
         let app = App {
             tenants,
             connections,
@@ -256,8 +257,9 @@ impl App {
             catalog,
             runtime,
             exec,
+            vending,
             audit,
-            store,
+            stores,
             vault,
             oauth,
             rotation,
@@ -335,7 +337,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (store, audit) = (app.store.clone(), app.audit.clone());
+    let (store, audit) = (app.stores.durable.clone(), app.audit.clone());
     let scheduler = app.scheduler.spawn();
     let housekeeping = spawn_idempotency_purge(app.idempotency.clone());
     let router = crate::api::router(app);

@@ -214,14 +214,14 @@ fn rotate_root(data_dir: &std::path::Path) -> anyhow::Result<()> {
         .context("CONDUIT_MASTER_KEY (the current root key) is required")?;
     let new = std::env::var("CONDUIT_NEW_MASTER_KEY")
         .context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
-    let store = conduit::store::Store::open(data_dir)
+    let store = conduit::store::SledStore::open(data_dir)
         .context("opening the data directory (is the server still running?)")?;
     conduit::credentials::vault::reseal_keyring(
-        &store.vault_tree()?,
+        store.keyring()?.as_ref(),
         &conduit::credentials::vault::Key::from_base64(&old)?,
         &conduit::credentials::vault::Key::from_base64(&new)?,
     )?;
-    store.flush()?;
+    conduit::store::Durable::flush(&store)?;
     println!("keyring re-sealed under the new root key; start the server with CONDUIT_MASTER_KEY set to it");
     Ok(())
 }

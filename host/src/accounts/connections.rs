@@ -6,7 +6,7 @@ use crate::domain::{
     now_ms, Class, Classify, Connection, ConnectionStatus, Environment, ErrorClass, OwnershipMode,
 };
 use crate::runtime::catalog::Catalog;
-use crate::store::{self, Store};
+use crate::store::{self, ConnectionStore};
 use std::sync::Arc;
 
 /// Connection failures.
@@ -70,13 +70,13 @@ pub struct NewConnection {
 /// Connection use cases.
 #[derive(Clone)]
 pub struct Connections {
-    store: Store,
+    store: Arc<dyn ConnectionStore>,
     catalog: Arc<Catalog>,
 }
 
 impl Connections {
     /// Connections over `store`, checked against `catalog`.
-    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+    pub fn new(store: Arc<dyn ConnectionStore>, catalog: Arc<Catalog>) -> Self {
         Connections { store, catalog }
     }
 

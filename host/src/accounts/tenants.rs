@@ -3,10 +3,11 @@
 //! shown once, when it is minted.
 
 use crate::domain::{now_ms, Class, Classify, ErrorClass, Tenant};
-use crate::store::{self, Store};
+use crate::store::{self, TenantStore};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Tenant failures.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +60,13 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 /// Tenant registry and authentication.
 #[derive(Clone)]
 pub struct Tenants {
-    store: Store,
+    store: Arc<dyn TenantStore>,
     admin_token_hash: [u8; 32],
 }
 
 impl Tenants {
     /// Tenants in `store`, with the admin token's hash.
-    pub fn new(store: Store, admin_token_hash: [u8; 32]) -> Self {
+    pub fn new(store: Arc<dyn TenantStore>, admin_token_hash: [u8; 32]) -> Self {
         Tenants {
             store,
             admin_token_hash,
@@ -118,7 +119,10 @@ mod tests {
 
     #[test]
     fn create_and_authenticate() {
-        let tenants = Tenants::new(Store::temporary().unwrap(), hash_token("admin-secret"));
+        let tenants = Tenants::new(
+            Arc::new(crate::store::SledStore::temporary().unwrap()),
+            hash_token("admin-secret"),
+        );
         let (tenant, token) = tenants.create("acme-corp").unwrap();
         assert_eq!(tenant.id, "acme-corp");
         assert_eq!(

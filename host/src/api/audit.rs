@@ -5,6 +5,7 @@
 use super::auth::TenantCaller;
 use super::document::QueryParams;
 use super::document::{resource, Document};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::{parse_rfc3339, rfc3339};
 use crate::store::AuditQuery;
@@ -12,7 +13,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+/// Which audit records to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
     connection_id: Option<String>,
@@ -23,6 +26,7 @@ pub struct Filter {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/audit", security(("bearer" = [])), tag = "tenant", summary = "The caller's audit records, newest first", params(Filter), responses((status = 200, description = "JSON:API document", body = schema::AuditList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn list(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,

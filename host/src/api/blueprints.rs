@@ -2,6 +2,7 @@
 
 use super::auth::{AdminCaller, TenantCaller};
 use super::document::{resource, Document, Spec, SpecDocument};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::Blueprint;
 use axum::extract::{Path, State};
@@ -21,6 +22,7 @@ fn render(blueprint: &Blueprint) -> Value {
     )
 }
 
+#[utoipa::path(put, path = "/admin/blueprints/{name}/versions/{version}", security(("bearer" = [])), tag = "admin", summary = "Publish an immutable AppBlueprintSpec version (200 when the same document exists)", params(("name" = String, Path), ("version" = String, Path)), request_body(content = crate::domain::Blueprint, content_type = "application/vnd.api+json"), responses((status = 201, description = "JSON:API document", body = schema::BlueprintDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn put(
     State(app): State<AppState>,
     _admin: AdminCaller,
@@ -36,6 +38,7 @@ pub async fn put(
     Ok(Document::data(render(&blueprint)).status(status))
 }
 
+#[utoipa::path(get, path = "/api/blueprints", security(("bearer" = [])), tag = "tenant", summary = "Every blueprint version", responses((status = 200, description = "JSON:API document", body = schema::BlueprintList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn list(
     State(app): State<AppState>,
     _caller: TenantCaller,
@@ -45,6 +48,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/api/blueprints/{name}/versions/{version}", security(("bearer" = [])), tag = "tenant", summary = "One blueprint version", params(("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "JSON:API document", body = schema::BlueprintDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn get(
     State(app): State<AppState>,
     _caller: TenantCaller,

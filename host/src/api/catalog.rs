@@ -2,6 +2,7 @@
 
 use super::auth::TenantCaller;
 use super::document::{resource, Document};
+use super::schema::{self, Refusals};
 use super::AppState;
 use crate::domain::IntegrationSpec;
 use axum::extract::State;
@@ -28,10 +29,12 @@ pub(super) fn render_spec(spec: &IntegrationSpec) -> Value {
     )
 }
 
+#[utoipa::path(get, path = "/api/connectors", security(("bearer" = [])), tag = "tenant", summary = "The connector catalog (IntegrationSpecs)", responses((status = 200, description = "JSON:API document", body = schema::ConnectorList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn connectors(State(app): State<AppState>, _caller: TenantCaller) -> Document {
     Document::list(app.catalog.specs().iter().map(render_spec).collect())
 }
 
+#[utoipa::path(get, path = "/api/plugins", security(("bearer" = [])), tag = "tenant", summary = "Loaded plugins with version and wasm hash", responses((status = 200, description = "JSON:API document", body = schema::PluginList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn plugins(State(app): State<AppState>, _caller: TenantCaller) -> Document {
     let items = app
         .catalog

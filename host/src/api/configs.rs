@@ -3,6 +3,7 @@
 
 use super::auth::TenantCaller;
 use super::document::{resource, Document, QueryParams, Spec, SpecDocument};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::binding::configs::NewConfig;
 use crate::binding::resolver::Candidate;
@@ -13,28 +14,34 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// A TenantAppConfig as posted (the seed's shape; `version` and `status` are assigned).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigDocument {
     meta: MetaDocument,
     #[serde(default)]
     integrations: Vec<Binding>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     branding: Value,
 }
 
-#[derive(Deserialize)]
+/// `meta` of a posted config.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MetaDocument {
     tenant_id: Option<String>,
     blueprint_name: String,
     #[serde(deserialize_with = "version_text")]
+    #[schema(value_type = String)]
     blueprint_version: String,
     environment: Environment,
     /// Assigned by Conduit; accepted and ignored so a fetched config can be re-posted.
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     version: Option<Value>,
+    /// Assigned by Conduit; accepted and ignored.
     #[allow(dead_code)]
+    #[schema(value_type = Option<String>)]
     status: Option<Value>,
 }
 
@@ -57,6 +64,7 @@ fn render(config: &TenantConfig) -> Value {
     )
 }
 
+#[utoipa::path(post, path = "/api/tenant-configs", security(("bearer" = [])), tag = "tenant", summary = "Post a TenantAppConfig: validated against its blueprint, stored as a new draft version", request_body(content = ConfigDocument, content_type = "application/vnd.api+json"), responses((status = 201, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn create(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -84,12 +92,15 @@ pub async fn create(
     Ok(Document::data(render(&config)).status(StatusCode::CREATED))
 }
 
-#[derive(Deserialize)]
+/// Which config versions to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListFilter {
     blueprint: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/tenant-configs", security(("bearer" = [])), tag = "tenant", summary = "The caller's config versions", params(ListFilter), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn list(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -121,6 +132,7 @@ fn parse_environment(text: &str) -> Result<Environment, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}", security(("bearer" = [])), tag = "tenant", summary = "One config version", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn get(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -131,6 +143,7 @@ pub async fn get(
     Ok(Document::data(render(&config)))
 }
 
+#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview", security(("bearer" = [])), tag = "tenant", summary = "Move a draft to preview", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn preview(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -143,6 +156,7 @@ pub async fn preview(
     Ok(Document::data(render(&config)))
 }
 
+#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/publish", security(("bearer" = [])), tag = "tenant", summary = "Publish a version (validated again); the previous one is archived", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn publish(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -156,12 +170,15 @@ pub async fn publish(
     Ok(Document::data(render(&config)))
 }
 
-#[derive(Deserialize)]
+/// Which environment to resolve.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedQuery {
     environment: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/apps/{blueprint}/resolved", security(("bearer" = [])), tag = "tenant", summary = "The ResolvedAppConfig of the published config", params(("blueprint" = String, Path), ResolvedQuery), responses((status = 200, description = "JSON:API document", body = schema::ResolvedDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn resolved(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -201,7 +218,7 @@ fn render_candidate(candidate: &Candidate) -> Value {
         "priority": candidate.bound.priority,
         "operation": candidate.operation,
         "scope": candidate.bound.scope,
-        "provider": super::catalog::render_spec(&candidate.bound.plugin.spec),
+        "provider": super::catalog::render_spec(&candidate.bound.spec),
         "connection": super::connections::render(&candidate.bound.connection),
         "config": candidate.bound.config,
     })

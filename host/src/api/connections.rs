@@ -2,11 +2,11 @@
 
 use super::auth::TenantCaller;
 use super::document::{resource, Attributes, Document, ResourceAttributes};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::accounts::connections::NewConnection;
 use crate::domain::{
-    parse_rfc3339, rfc3339, AuthType, Connection, ConnectionStatus, CredentialKind, Environment,
-    OwnershipMode, SecretFields,
+    parse_rfc3339, rfc3339, Connection, CredentialKind, Environment, OwnershipMode, SecretFields,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,7 +37,8 @@ pub(super) fn render(c: &Connection) -> Value {
     )
 }
 
-#[derive(Deserialize)]
+/// A connection to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAttributes {
     connector: String,
@@ -46,6 +47,7 @@ pub struct CreateAttributes {
     ownership_mode: Option<OwnershipMode>,
     external_account_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     config: Map<String, Value>,
     daily_quota: Option<u32>,
 }
@@ -54,6 +56,7 @@ impl ResourceAttributes for CreateAttributes {
     const TYPE: &'static str = "connections";
 }
 
+#[utoipa::path(post, path = "/api/connections", security(("bearer" = [])), tag = "tenant", summary = "Create a connection", request_body(content = schema::NewConnectionRequest, content_type = "application/vnd.api+json"), responses((status = 201, description = "JSON:API document", body = schema::ConnectionDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn create(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -74,6 +77,7 @@ pub async fn create(
     Ok(Document::data(render(&connection)).status(StatusCode::CREATED))
 }
 
+#[utoipa::path(get, path = "/api/connections", security(("bearer" = [])), tag = "tenant", summary = "List the caller's connections", responses((status = 200, description = "JSON:API document", body = schema::ConnectionList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn list(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -83,6 +87,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/api/connections/{id}", security(("bearer" = [])), tag = "tenant", summary = "Get a connection", params(("id" = String, Path, description = "Connection id")), responses((status = 200, description = "JSON:API document", body = schema::ConnectionDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn get(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -92,6 +97,7 @@ pub async fn get(
     Ok(Document::data(render(&connection)))
 }
 
+#[utoipa::path(delete, path = "/api/connections/{id}", security(("bearer" = [])), tag = "tenant", summary = "Delete a connection and its credential", params(("id" = String, Path, description = "Connection id")), responses((status = 204, description = "Deleted"), Refusals))]
 pub async fn delete(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -102,7 +108,7 @@ pub async fn delete(
 }
 
 /// The credential body. `Debug` is not derived: it holds secrets.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialAttributes {
     kind: CredentialKind,
@@ -118,43 +124,14 @@ impl ResourceAttributes for CredentialAttributes {
 }
 
 impl CredentialAttributes {
-    /// The secret fields, checked for the connector's auth type.
-    fn into_secret(self, auth_type: AuthType) -> Result<(CredentialKind, SecretFields), ApiError> {
-        let expected = match auth_type {
-            AuthType::Oauth2 => Some(CredentialKind::Oauth2),
-            AuthType::ApiKey | AuthType::ApiKeySecret => Some(CredentialKind::ApiKey),
-            AuthType::None => None,
-        };
-        if expected != Some(self.kind) {
-            return Err(ApiError::unprocessable(
-                "credential_kind_mismatch",
-                format!(
-                    "this connector's auth type is {auth_type:?}; a `{:?}` credential does not fit",
-                    self.kind
-                ),
-            ));
-        }
+    /// The secret fields; whether they fit the connector is the use case's to say.
+    fn into_secret(self) -> Result<(CredentialKind, SecretFields), ApiError> {
         let expires_at = match &self.expires_at {
             None => None,
             Some(text) => Some(parse_rfc3339(text).ok_or_else(|| {
                 ApiError::unprocessable("invalid_attributes", "expiresAt must be an RFC 3339 time")
             })?),
         };
-        let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        let missing = match self.kind {
-            CredentialKind::Oauth2 if !present(&self.access_token) => Some("accessToken"),
-            CredentialKind::ApiKey if !present(&self.api_key) => Some("apiKey"),
-            _ if auth_type == AuthType::ApiKeySecret && !present(&self.api_secret) => {
-                Some("apiSecret")
-            }
-            _ => None,
-        };
-        if let Some(field) = missing {
-            return Err(ApiError::unprocessable(
-                "invalid_attributes",
-                format!("`{field}` is required for this credential"),
-            ));
-        }
         let secret = SecretFields {
             access_token: self.access_token,
             refresh_token: self.refresh_token,
@@ -166,34 +143,15 @@ impl CredentialAttributes {
     }
 }
 
+#[utoipa::path(put, path = "/api/connections/{id}/credential", security(("bearer" = [])), tag = "tenant", summary = "Seal a credential into the vault", params(("id" = String, Path, description = "Connection id")), request_body(content = schema::CredentialRequest, content_type = "application/vnd.api+json"), responses((status = 200, description = "JSON:API document", body = schema::CredentialDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn put_credential(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     Path(id): Path<String>,
     Attributes(attrs): Attributes<CredentialAttributes>,
 ) -> Result<Document, ApiError> {
-    let connection = app.connections.get(&tenant, &id)?;
-    if connection.status == ConnectionStatus::Revoked {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "revoked",
-            "the connection is revoked",
-        ));
-    }
-    let auth_type = app
-        .catalog
-        .get(&connection.connector)
-        .map(|p| p.spec.auth_type)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "connector_unavailable",
-                "the connection's connector is not loaded",
-            )
-        })?;
-    let (kind, secret) = attrs.into_secret(auth_type)?;
-    // A fresh credential is the way back from NEEDS_REAUTH.
-    let (stored, connection) = app.tokens.put(&connection, kind, &secret)?;
+    let (kind, secret) = attrs.into_secret()?;
+    let (stored, connection) = app.vending.store(&tenant, &id, kind, &secret)?;
     Ok(Document::resource(
         "credentials",
         &connection.id,
@@ -209,16 +167,16 @@ pub async fn put_credential(
     ))
 }
 
+#[utoipa::path(post, path = "/api/connections/{id}/vend", security(("bearer" = [])), tag = "tenant", summary = "Vend the connection's credential (refreshed near expiry)", params(("id" = String, Path, description = "Connection id")), responses((status = 200, description = "JSON:API document", body = schema::SecretDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn vend(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
     Path(id): Path<String>,
 ) -> Result<Document, ApiError> {
-    let connection = app.connections.get(&tenant, &id)?;
-    let secret = app.tokens.vend(&connection).await?;
+    let secret = app.vending.vend(&tenant, &id).await?;
     Ok(Document::resource(
         "secrets",
-        &connection.id,
+        &id,
         json!({
             "accessToken": secret.access_token,
             "refreshToken": secret.refresh_token,
@@ -229,6 +187,7 @@ pub async fn vend(
     ))
 }
 
+#[utoipa::path(post, path = "/api/connections/{id}/health", security(("bearer" = [])), tag = "tenant", summary = "Run the connector's health check", params(("id" = String, Path, description = "Connection id")), responses((status = 200, description = "The check's answer", body = schema::HealthView), Refusals))]
 pub async fn health(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,

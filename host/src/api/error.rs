@@ -146,7 +146,7 @@ mod tests {
     use super::ApiError;
     use crate::accounts::{connections, tenants};
     use crate::binding::{blueprints, configs, resolver};
-    use crate::credentials::{oauth, rotation, tokens, vault};
+    use crate::credentials::{oauth, rotation, tokens, vault, vending};
     use crate::domain::Classify;
     use crate::runtime::CallError;
     use crate::{exec, store};
@@ -322,6 +322,45 @@ mod tests {
                 ("plugin_error", 502, false, false, None),
             ),
             (
+                row(CallError::ConnectorUnavailable("x".into())),
+                ("connector_unavailable", 503, true, false, None),
+            ),
+            (
+                row(CallError::RateLimited(wait)),
+                ("rate_limited", 429, true, false, Some(2)),
+            ),
+            (
+                row(exec::Error::Connector(CallError::ConnectorUnavailable(
+                    "x".into(),
+                ))),
+                ("connector_unavailable", 503, true, false, None),
+            ),
+            (
+                row(oauth::Error::Connector(CallError::RateLimited(wait))),
+                ("rate_limited", 429, true, false, Some(2)),
+            ),
+            (
+                row(vending::Error::Revoked),
+                ("revoked", 409, false, false, None),
+            ),
+            (
+                row(vending::Error::Missing("apiKey")),
+                ("invalid_attributes", 422, false, false, None),
+            ),
+            (
+                row(vending::Error::KindMismatch {
+                    auth_type: crate::domain::AuthType::Oauth2,
+                    kind: crate::domain::CredentialKind::ApiKey,
+                }),
+                ("credential_kind_mismatch", 422, false, false, None),
+            ),
+            (
+                row(vending::Error::Connector(CallError::ConnectorUnavailable(
+                    "x".into(),
+                ))),
+                ("connector_unavailable", 503, true, false, None),
+            ),
+            (
                 row(exec::Error::Connection(connections::Error::NotFound)),
                 ("not_found", 404, false, false, None),
             ),
@@ -352,10 +391,6 @@ mod tests {
             (
                 row(exec::Error::Connector(CallError::Timeout)),
                 ("plugin_timeout", 504, false, true, None),
-            ),
-            (
-                row(exec::Error::ConnectorUnavailable("x".into())),
-                ("connector_unavailable", 503, true, false, None),
             ),
             (
                 row(exec::Error::NoBinding("x".into())),
@@ -471,20 +506,12 @@ mod tests {
                 ("oauth_denied", 400, false, false, None),
             ),
             (
-                row(oauth::Error::RateLimited(wait)),
-                ("rate_limited", 429, false, false, Some(2)),
-            ),
-            (
                 row(oauth::Error::CodeRejected("x".into())),
                 ("invalid_grant", 400, false, false, None),
             ),
             (
                 row(oauth::Error::Connector(CallError::Plugin("x".into()))),
                 ("plugin_error", 502, false, false, None),
-            ),
-            (
-                row(oauth::Error::ConnectorUnavailable("x".into())),
-                ("connector_unavailable", 503, false, false, None),
             ),
             // A revoked connection met during OAuth is `revoked` for client and audit alike.
             (

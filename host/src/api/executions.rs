@@ -5,6 +5,7 @@
 
 use super::auth::TenantCaller;
 use super::document::{Attributes, Document, ResourceAttributes};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::Environment;
 use crate::exec::{self, Execution};
@@ -12,9 +13,12 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+/// A capability call on one connection.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnConnection {
+    /// The capability's input (its contract).
+    #[schema(value_type = Object)]
     input: Value,
     idempotency_key: Option<String>,
 }
@@ -23,13 +27,16 @@ impl ResourceAttributes for OnConnection {
     const TYPE: &'static str = "executions";
 }
 
-#[derive(Deserialize)]
+/// An `executeCapability` call.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bound {
     blueprint: String,
     environment: Environment,
     workflow: String,
     operation: Option<String>,
+    /// The capability's input (its contract).
+    #[schema(value_type = Object)]
     input: Value,
     idempotency_key: Option<String>,
 }
@@ -38,6 +45,7 @@ impl ResourceAttributes for Bound {
     const TYPE: &'static str = "executions";
 }
 
+#[utoipa::path(post, path = "/api/connections/{id}/capabilities/{capabilityKey}/execute", security(("bearer" = [])), tag = "tenant", summary = "Run a capability on this connection", params(("id" = String, Path, description = "Connection id"), ("capabilityKey" = String, Path, description = "`payments.createPaymentIntent`")), request_body(content = schema::OnConnectionRequest, content_type = "application/vnd.api+json"), responses((status = 200, description = "JSON:API document", body = schema::ExecutionDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn on_connection(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -58,6 +66,7 @@ pub async fn on_connection(
     Ok(render(execution))
 }
 
+#[utoipa::path(post, path = "/api/capabilities/{capabilityKey}/execute", security(("bearer" = [])), tag = "tenant", summary = "executeCapability: resolve the binding, apply policy, rate limits and failover, run the connector", params(("capabilityKey" = String, Path, description = "`payments.createPaymentIntent`")), request_body(content = schema::ExecuteRequest, content_type = "application/vnd.api+json"), responses((status = 200, description = "JSON:API document", body = schema::ExecutionDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn capability(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,

@@ -1,6 +1,11 @@
 //! The HTTP API (axum), as `shared/API.md` fixes it: JSON:API documents, bearer auth,
-//! typed errors. [`routes`] is the one table of routes; the router and the served
-//! OpenAPI document are both built from it, so every route is documented.
+//! typed errors. Every handler carries its `#[utoipa::path]` (method, path, who may
+//! call it, request and response schemas); [`api`] collects them with `utoipa-axum`,
+//! so the router and the served OpenAPI document come from the same handlers and no
+//! route can be served undocumented.
+//!
+//! May import every folder but `app`'s internals; only `error.rs` maps an error class
+//! to an HTTP status.
 
 mod audit;
 mod auth;
@@ -13,288 +18,81 @@ mod error;
 mod executions;
 mod layers;
 mod oauth;
+mod schema;
 mod tenants;
 mod vault;
 
 pub use error::ApiError;
 
 use crate::app::App;
-use axum::http::{Method, StatusCode};
-use axum::routing::{self, MethodRouter};
+use axum::http::StatusCode;
 use axum::Router;
 use serde_json::json;
-use std::sync::Arc;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, ResponseBuilder};
+use std::sync::{Arc, OnceLock};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler receives.
 pub type AppState = Arc<App>;
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No token.
-    Anyone,
-    /// A tenant token.
-    Tenant,
-    /// The admin token.
-    Admin,
+/// Every route, with its OpenAPI operation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(openapi_json))
+        .routes(routes!(tenants::create))
+        .routes(routes!(catalog::connectors))
+        .routes(routes!(catalog::plugins))
+        .routes(routes!(connections::create, connections::list))
+        .routes(routes!(connections::get, connections::delete))
+        .routes(routes!(connections::put_credential))
+        .routes(routes!(connections::vend))
+        .routes(routes!(connections::health))
+        .routes(routes!(executions::on_connection))
+        .routes(routes!(blueprints::put))
+        .routes(routes!(blueprints::list))
+        .routes(routes!(blueprints::get))
+        .routes(routes!(configs::create, configs::list))
+        .routes(routes!(configs::get))
+        .routes(routes!(configs::preview))
+        .routes(routes!(configs::publish))
+        .routes(routes!(configs::resolved))
+        .routes(routes!(executions::capability))
+        .routes(routes!(oauth::authorize))
+        .routes(routes!(oauth::put_client))
+        .routes(routes!(oauth::callback))
+        .routes(routes!(vault::keys))
+        .routes(routes!(vault::rotate))
+        .routes(routes!(vault::retire))
+        .routes(routes!(audit::list))
 }
 
-/// One route: method, path, documentation and handler.
-pub struct Route {
-    /// HTTP method.
-    pub method: Method,
-    /// axum / OpenAPI path template.
-    pub path: &'static str,
-    /// One line for the OpenAPI document.
-    pub summary: &'static str,
-    /// Who may call it.
-    pub access: Access,
-    handler: MethodRouter<AppState>,
-}
+/// The document's frame: title, version, the bearer scheme, the shared error schema.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Conduit", description = "The Conduit integration host's HTTP API (JSON:API documents)."),
+    components(schemas(schema::ErrorDocument, schema::ErrorObject)),
+    modifiers(&BearerAuth)
+)]
+struct Document;
 
-fn route(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    summary: &'static str,
-    handler: MethodRouter<AppState>,
-) -> Route {
-    Route {
-        method,
-        path,
-        summary,
-        access,
-        handler,
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
-}
-
-/// Every route of the API.
-pub fn routes() -> Vec<Route> {
-    use Access::*;
-    use Method as M;
-    vec![
-        route(
-            M::GET,
-            "/healthz",
-            Anyone,
-            "Liveness",
-            routing::get(healthz),
-        ),
-        route(
-            M::GET,
-            "/api/openapi.json",
-            Anyone,
-            "This OpenAPI document",
-            routing::get(openapi_json),
-        ),
-        route(
-            M::POST,
-            "/admin/tenants",
-            Admin,
-            "Create a tenant; returns its token once",
-            routing::post(tenants::create),
-        ),
-        route(
-            M::GET,
-            "/api/connectors",
-            Tenant,
-            "The connector catalog",
-            routing::get(catalog::connectors),
-        ),
-        route(
-            M::GET,
-            "/api/plugins",
-            Tenant,
-            "Loaded plugins with version and wasm hash",
-            routing::get(catalog::plugins),
-        ),
-        route(
-            M::POST,
-            "/api/connections",
-            Tenant,
-            "Create a connection",
-            routing::post(connections::create),
-        ),
-        route(
-            M::GET,
-            "/api/connections",
-            Tenant,
-            "List the caller's connections",
-            routing::get(connections::list),
-        ),
-        route(
-            M::GET,
-            "/api/connections/{id}",
-            Tenant,
-            "Get a connection",
-            routing::get(connections::get),
-        ),
-        route(
-            M::DELETE,
-            "/api/connections/{id}",
-            Tenant,
-            "Delete a connection and its credential",
-            routing::delete(connections::delete),
-        ),
-        route(
-            M::PUT,
-            "/api/connections/{id}/credential",
-            Tenant,
-            "Seal a credential into the vault",
-            routing::put(connections::put_credential),
-        ),
-        route(
-            M::POST,
-            "/api/connections/{id}/vend",
-            Tenant,
-            "Vend the connection's credential",
-            routing::post(connections::vend),
-        ),
-        route(
-            M::POST,
-            "/api/connections/{id}/health",
-            Tenant,
-            "Run the connector's health check",
-            routing::post(connections::health),
-        ),
-        route(
-            M::POST,
-            "/api/connections/{id}/capabilities/{capabilityKey}/execute",
-            Tenant,
-            "Run a capability on this connection",
-            routing::post(executions::on_connection),
-        ),
-        route(
-            M::PUT,
-            "/admin/blueprints/{name}/versions/{version}",
-            Admin,
-            "Publish an immutable AppBlueprintSpec version",
-            routing::put(blueprints::put),
-        ),
-        route(
-            M::GET,
-            "/api/blueprints",
-            Tenant,
-            "Every blueprint version",
-            routing::get(blueprints::list),
-        ),
-        route(
-            M::GET,
-            "/api/blueprints/{name}/versions/{version}",
-            Tenant,
-            "One blueprint version",
-            routing::get(blueprints::get),
-        ),
-        route(
-            M::POST,
-            "/api/tenant-configs",
-            Tenant,
-            "Post a TenantAppConfig: validated against its blueprint, stored as a new draft version",
-            routing::post(configs::create),
-        ),
-        route(
-            M::GET,
-            "/api/tenant-configs",
-            Tenant,
-            "The caller's config versions (`?blueprint=`)",
-            routing::get(configs::list),
-        ),
-        route(
-            M::GET,
-            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}",
-            Tenant,
-            "One config version",
-            routing::get(configs::get),
-        ),
-        route(
-            M::POST,
-            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview",
-            Tenant,
-            "Move a draft to preview",
-            routing::post(configs::preview),
-        ),
-        route(
-            M::POST,
-            "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/publish",
-            Tenant,
-            "Publish a version (validated again); the previous one is archived",
-            routing::post(configs::publish),
-        ),
-        route(
-            M::GET,
-            "/api/apps/{blueprint}/resolved",
-            Tenant,
-            "The ResolvedAppConfig of the published config (`?environment=`)",
-            routing::get(configs::resolved),
-        ),
-        route(
-            M::POST,
-            "/api/capabilities/{capabilityKey}/execute",
-            Tenant,
-            "executeCapability: resolve the binding, apply policy, rate limits and failover, run the connector",
-            routing::post(executions::capability),
-        ),
-        route(
-            M::GET,
-            "/api/connections/{id}/oauth/authorize",
-            Tenant,
-            "Start an OAuth authorization: 302 to the provider's consent page (state, PKCE)",
-            routing::get(oauth::authorize),
-        ),
-        route(
-            M::PUT,
-            "/api/connections/{id}/oauth/client",
-            Tenant,
-            "Seal a byok connection's own OAuth client id and secret",
-            routing::put(oauth::put_client),
-        ),
-        route(
-            M::GET,
-            "/oauth/callback",
-            Anyone,
-            "The provider's redirect: checks the state, exchanges the code, seals the tokens",
-            routing::get(oauth::callback),
-        ),
-        route(
-            M::GET,
-            "/admin/vault",
-            Admin,
-            "Key-encryption keys with how many credentials each wraps",
-            routing::get(vault::keys),
-        ),
-        route(
-            M::POST,
-            "/admin/vault/rotate",
-            Admin,
-            "Add a primary key-encryption key and re-wrap every data key, online",
-            routing::post(vault::rotate),
-        ),
-        route(
-            M::POST,
-            "/admin/vault/keys/{keyId}/retire",
-            Admin,
-            "Retire a key-encryption key nothing uses",
-            routing::post(vault::retire),
-        ),
-        route(
-            M::GET,
-            "/api/audit",
-            Tenant,
-            "The caller's audit records, newest first (`connectionId`, `capability`, `since`, `until`, `cursor`, `limit`)",
-            routing::get(audit::list),
-        ),
-    ]
 }
 
 /// The application router.
 pub fn router(app: AppState) -> Router {
-    let mut router = Router::new();
-    for route in routes() {
-        router = router.route(route.path, route.handler);
-    }
+    let (router, _) = api().split_for_parts();
     let router = router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -308,63 +106,87 @@ pub fn router(app: AppState) -> Router {
     layers::apply(router).with_state(app)
 }
 
+/// The OpenAPI document, built from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let (_, mut openapi) = api().split_for_parts();
+            openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+            openapi
+        })
+        .clone()
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "public", summary = "Liveness",
+    responses((status = 200, description = "Serving", body = schema::Liveness)))]
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({"status": "ok"}))
 }
 
-async fn openapi_json() -> axum::Json<OpenApi> {
+#[utoipa::path(get, path = "/api/openapi.json", tag = "public", summary = "This OpenAPI document",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(openapi())
 }
 
-/// The OpenAPI document, built from [`routes`].
-pub fn openapi() -> OpenApi {
-    let mut paths = Paths::new();
-    for route in routes() {
-        let mut operation = OperationBuilder::new()
-            .summary(Some(route.summary))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("JSON:API document")
-                    .build(),
-            )
-            .response(
-                "4XX",
-                ResponseBuilder::new()
-                    .description("JSON:API error document with a stable `code`")
-                    .build(),
-            );
-        if route.access != Access::Anyone {
-            operation =
-                operation.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
-            operation = operation.tag(match route.access {
-                Access::Admin => "admin",
-                _ => "tenant",
-            });
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation declares its responses, every body references a schema that the
+    /// document defines, and every authenticated route says how to authenticate.
+    #[test]
+    fn every_route_is_documented_with_schemas() {
+        let document = serde_json::to_value(super::openapi()).unwrap();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        assert!(paths.len() >= 27, "{} paths", paths.len());
+        let mut operations = 0;
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = operation["responses"].as_object().unwrap();
+                if ["/healthz", "/api/openapi.json"].contains(&path.as_str()) {
+                    continue;
+                }
+                let refused = responses.contains_key("4XX");
+                assert!(refused, "{method} {path} has no refusals");
+                if path != "/oauth/callback" {
+                    let secured = operation["security"].is_array();
+                    assert!(secured, "{method} {path} has no security");
+                }
+                for reference in references(operation) {
+                    let name = reference.trim_start_matches("#/components/schemas/");
+                    assert!(
+                        schemas.contains_key(name),
+                        "{method} {path}: {name} is undefined"
+                    );
+                }
+            }
         }
-        let method = match route.method {
-            Method::GET => HttpMethod::Get,
-            Method::POST => HttpMethod::Post,
-            Method::PUT => HttpMethod::Put,
-            Method::DELETE => HttpMethod::Delete,
-            Method::PATCH => HttpMethod::Patch,
-            _ => continue,
-        };
-        paths.add_path_operation(route.path, vec![method], operation.build());
+        assert!(operations >= 30, "{operations} operations");
+        let created = &paths["/api/connections"]["post"];
+        assert!(
+            created["requestBody"]["content"]["application/vnd.api+json"]["schema"].is_object()
+        );
+        assert!(
+            created["responses"]["201"]["content"]["application/vnd.api+json"]["schema"]
+                .is_object()
+        );
     }
-    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Conduit")
-                .version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        )
-        .paths(paths)
-        .components(Some(
-            ComponentsBuilder::new()
-                .security_scheme("bearer", bearer)
-                .build(),
-        ))
-        .build()
+
+    fn references(value: &Value) -> Vec<String> {
+        match value {
+            Value::Object(map) => map
+                .iter()
+                .flat_map(|(key, value)| match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => vec![reference.clone()],
+                    _ => references(value),
+                })
+                .collect(),
+            Value::Array(items) => items.iter().flat_map(references).collect(),
+            _ => Vec::new(),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use super::auth::{OptionalTenant, TenantCaller};
 use super::connections::render;
 use super::document::{Attributes, Document, QueryParams, ResourceAttributes};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::credentials::oauth;
 use crate::domain::OauthClient;
@@ -15,12 +16,15 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroize;
 
-#[derive(Deserialize)]
+/// Where the provider sends the user back.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizeQuery {
     redirect_uri: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/connections/{id}/oauth/authorize", security(("bearer" = [])), tag = "tenant", summary = "Start an OAuth authorization: 302 to the provider's consent page (state, PKCE)", params(("id" = String, Path, description = "Connection id"), AuthorizeQuery), responses((status = 302, description = "To the provider's consent page", headers(("location" = String, description = "The consent URL"))), Refusals))]
 pub async fn authorize(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -45,13 +49,15 @@ pub async fn authorize(
 }
 
 /// What a provider sends back: a code, or an error (`access_denied`…), with the state.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     state: Option<String>,
     code: Option<String>,
     error: Option<String>,
 }
 
+#[utoipa::path(get, path = "/oauth/callback", tag = "oauth", summary = "The provider's redirect: checks the state, exchanges the code, seals the tokens", params(CallbackQuery), responses((status = 200, description = "JSON:API document", body = schema::ConnectionDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn callback(
     State(app): State<AppState>,
     OptionalTenant(caller): OptionalTenant,
@@ -72,7 +78,8 @@ pub async fn callback(
     Ok(Document::data(render(&connection)))
 }
 
-#[derive(Deserialize)]
+/// A `byok` connection's own OAuth client.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAttributes {
     client_id: String,
@@ -83,6 +90,7 @@ impl ResourceAttributes for ClientAttributes {
     const TYPE: &'static str = "oauthClients";
 }
 
+#[utoipa::path(put, path = "/api/connections/{id}/oauth/client", security(("bearer" = [])), tag = "tenant", summary = "Seal a byok connection's own OAuth client id and secret", params(("id" = String, Path, description = "Connection id")), request_body(content = schema::OauthClientRequest, content_type = "application/vnd.api+json"), responses((status = 200, description = "JSON:API document", body = schema::OauthClientDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn put_client(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,

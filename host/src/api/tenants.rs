@@ -2,6 +2,7 @@
 
 use super::auth::AdminCaller;
 use super::document::{Attributes, Document, ResourceAttributes};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::rfc3339;
 use axum::extract::State;
@@ -9,7 +10,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+/// A tenant to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     id: String,
@@ -19,6 +21,7 @@ impl ResourceAttributes for NewTenant {
     const TYPE: &'static str = "tenants";
 }
 
+#[utoipa::path(post, path = "/admin/tenants", security(("bearer" = [])), tag = "admin", summary = "Create a tenant; returns its token once", request_body(content = schema::NewTenantRequest, content_type = "application/vnd.api+json"), responses((status = 201, description = "JSON:API document", body = schema::TenantDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn create(
     State(app): State<AppState>,
     _admin: AdminCaller,

@@ -3,6 +3,7 @@
 
 use super::auth::AdminCaller;
 use super::document::{resource, Document};
+use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::credentials::rotation::KeyUsage;
 use axum::extract::{Path, State};
@@ -16,11 +17,13 @@ fn render(key: &KeyUsage) -> Value {
     )
 }
 
+#[utoipa::path(get, path = "/admin/vault", security(("bearer" = [])), tag = "admin", summary = "Key-encryption keys with how many credentials each wraps", responses((status = 200, description = "JSON:API document", body = schema::VaultKeyList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn keys(State(app): State<AppState>, _admin: AdminCaller) -> Result<Document, ApiError> {
     let keys = app.rotation.keys()?;
     Ok(Document::list(keys.iter().map(render).collect()))
 }
 
+#[utoipa::path(post, path = "/admin/vault/rotate", security(("bearer" = [])), tag = "admin", summary = "Add a primary key-encryption key and re-wrap every data key, online", responses((status = 200, description = "JSON:API document", body = schema::RotationDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn rotate(
     State(app): State<AppState>,
     _admin: AdminCaller,
@@ -33,6 +36,7 @@ pub async fn rotate(
     ))
 }
 
+#[utoipa::path(post, path = "/admin/vault/keys/{keyId}/retire", security(("bearer" = [])), tag = "admin", summary = "Retire a key-encryption key nothing uses", params(("keyId" = String, Path)), responses((status = 200, description = "JSON:API document", body = schema::VaultKeyDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn retire(
     State(app): State<AppState>,
     _admin: AdminCaller,

@@ -9,9 +9,39 @@ mod redact;
 
 pub use redact::Redactor;
 
-use crate::domain::{now_ms, AuditRecord};
-use crate::store::{AuditQuery, Store};
+use crate::domain::{now_ms, AuditRecord, Connection, OutboundRecord, UnixMs};
+use crate::store::{AuditQuery, AuditStore};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The audit record of one connector call, or of a refusal before one: who, on which
+/// connection and connector version, what, how it ended (`ok` or the error's code, with
+/// its redacted detail), how long it took and the outbound exchanges. Every record of a
+/// call is built here; the execute path adds its binding context.
+pub fn connector_call(
+    tenant_id: &str,
+    connection: Option<&Connection>,
+    connector_version: Option<u32>,
+    operation: &str,
+    started: (UnixMs, Instant),
+    outbound: Vec<OutboundRecord>,
+    (outcome, detail): (&str, Option<String>),
+) -> AuditRecord {
+    AuditRecord {
+        id: new_id(),
+        time: started.0,
+        tenant_id: tenant_id.to_owned(),
+        connection_id: connection.map(|c| c.id.clone()),
+        connector: connection.map(|c| c.connector.clone()),
+        connector_version,
+        capability: operation.to_owned(),
+        outcome: outcome.to_owned(),
+        detail,
+        outbound,
+        duration_ms: started.1.elapsed().as_millis() as u64,
+        ..AuditRecord::default()
+    }
+}
 
 /// A fresh audit record id.
 pub fn new_id() -> String {
@@ -23,7 +53,7 @@ pub fn new_id() -> String {
 /// loudly and never fails the call it describes.
 #[derive(Clone)]
 pub struct Audit {
-    store: Store,
+    store: Arc<dyn AuditStore>,
     queue: std::sync::mpsc::SyncSender<Message>,
 }
 
@@ -50,12 +80,12 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Audit {
     /// Audit into `store`, keeping records for `retention`, starting the writer thread.
-    pub fn new(store: Store, retention: Duration) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>, retention: Duration) -> Self {
         let (queue, inbox) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = store.clone();
         std::thread::Builder::new()
             .name("conduit-audit".into())
-            .spawn(move || writer_loop(&writer, &inbox, retention))
+            .spawn(move || writer_loop(writer.as_ref(), &inbox, retention))
             .expect("the audit writer thread starts");
         Audit { store, queue }
     }
@@ -67,7 +97,7 @@ impl Audit {
             self.queue.try_send(Message::Record(Box::new(record)))
         {
             if let Message::Record(record) = message {
-                write(&self.store, &[*record]);
+                write(self.store.as_ref(), &[*record]);
             }
         }
     }
@@ -88,11 +118,15 @@ impl Audit {
         query: &AuditQuery,
     ) -> crate::store::Result<(Vec<AuditRecord>, Option<String>)> {
         self.flush().await;
-        self.store.audit_page(tenant_id, query)
+        self.store.page(tenant_id, query)
     }
 }
 
-fn writer_loop(store: &Store, inbox: &std::sync::mpsc::Receiver<Message>, retention: Duration) {
+fn writer_loop(
+    store: &dyn AuditStore,
+    inbox: &std::sync::mpsc::Receiver<Message>,
+    retention: Duration,
+) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut next_sweep = Instant::now();
     loop {
@@ -138,12 +172,12 @@ fn writer_loop(store: &Store, inbox: &std::sync::mpsc::Receiver<Message>, retent
 
 /// Deletes records older than the retention period, batch by batch until caught up or
 /// out of its time budget (writing must not stall behind a large backlog).
-fn sweep(store: &Store, retention: Duration) {
+fn sweep(store: &dyn AuditStore, retention: Duration) {
     let before = now_ms().saturating_sub(retention.as_millis() as u64);
     let started = Instant::now();
     let mut purged = 0;
     loop {
-        match store.purge_audit(before, SWEEP_BATCH) {
+        match store.purge(before, SWEEP_BATCH) {
             Ok(n) => purged += n,
             Err(e) => {
                 tracing::error!(error = %e, "audit retention sweep failed");
@@ -159,11 +193,11 @@ fn sweep(store: &Store, retention: Duration) {
     }
 }
 
-fn write(store: &Store, records: &[AuditRecord]) {
+fn write(store: &dyn AuditStore, records: &[AuditRecord]) {
     if records.is_empty() {
         return;
     }
-    if let Err(e) = store.append_audit(records) {
+    if let Err(e) = store.append(records) {
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         tracing::error!(audit_ids = ?ids, error = %e, "audit records could not be written");
     }

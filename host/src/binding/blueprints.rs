@@ -4,8 +4,9 @@
 //! config validated against it stays valid.
 
 use crate::domain::{Blueprint, Class, Classify, ErrorClass};
-use crate::store::{self, Store};
+use crate::store::{self, BlueprintStore};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Blueprint failures.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +50,12 @@ impl Classify for Error {
 /// Blueprint use cases.
 #[derive(Clone)]
 pub struct Blueprints {
-    store: Store,
+    store: Arc<dyn BlueprintStore>,
 }
 
 impl Blueprints {
     /// Blueprints in `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Arc<dyn BlueprintStore>) -> Self {
         Blueprints { store }
     }
 

@@ -10,9 +10,9 @@ use crate::domain::{
     looks_like_secret_name, now_ms, Binding, Blueprint, Class, Classify, ConfigMeta, ConfigStatus,
     Connection, ConnectionStatus, Environment, ErrorClass, Slot, TenantConfig,
 };
-use crate::runtime::catalog::Catalog;
+use crate::runtime::connectors::Connectors;
 use crate::runtime::Health;
-use crate::store::{self, PublishRefusal, Store};
+use crate::store::{self, BlueprintStore, ConfigStore, ConnectionStore, PublishRefusal, Stores};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::future::Future;
@@ -101,17 +101,26 @@ pub trait HealthProbe: Send + Sync {
 /// Tenant config use cases.
 #[derive(Clone)]
 pub struct Configs {
-    store: Store,
-    catalog: Arc<Catalog>,
+    configs: Arc<dyn ConfigStore>,
+    blueprints: Arc<dyn BlueprintStore>,
+    connections: Arc<dyn ConnectionStore>,
+    connectors: Arc<dyn Connectors>,
     health: Arc<dyn HealthProbe>,
 }
 
 impl Configs {
-    /// Configs over `store`, checked against the catalog, health-checked by `health`.
-    pub fn new(store: Store, catalog: Arc<Catalog>, health: Arc<dyn HealthProbe>) -> Self {
+    /// Configs in `stores`, checked against the loaded connectors, health-checked by
+    /// `health`.
+    pub fn new(
+        stores: &Stores,
+        connectors: Arc<dyn Connectors>,
+        health: Arc<dyn HealthProbe>,
+    ) -> Self {
         Configs {
-            store,
-            catalog,
+            configs: stores.configs.clone(),
+            blueprints: stores.blueprints.clone(),
+            connections: stores.connections.clone(),
+            connectors,
             health,
         }
     }
@@ -134,7 +143,7 @@ impl Configs {
             updated_at: now,
         };
         self.validate(&config).await?;
-        self.store.insert_config_version(&mut config)?;
+        self.configs.insert_config_version(&mut config)?;
         Ok(config)
     }
 
@@ -146,7 +155,7 @@ impl Configs {
         environment: Environment,
         version: u32,
     ) -> Result<TenantConfig, Error> {
-        self.store
+        self.configs
             .config(tenant_id, blueprint, environment, version)?
             .ok_or(Error::NotFound)
     }
@@ -157,7 +166,7 @@ impl Configs {
         tenant_id: &str,
         blueprint: Option<&str>,
     ) -> Result<Vec<TenantConfig>, Error> {
-        Ok(self.store.configs_of(tenant_id, blueprint)?)
+        Ok(self.configs.configs_of(tenant_id, blueprint)?)
     }
 
     /// `draft` → `preview`.
@@ -169,7 +178,7 @@ impl Configs {
         version: u32,
     ) -> Result<TenantConfig, Error> {
         match self
-            .store
+            .configs
             .preview_config(tenant_id, blueprint, environment, version, now_ms())
         {
             Ok(Some(config)) => Ok(config),
@@ -203,8 +212,8 @@ impl Configs {
         }
         self.validate(&config).await?;
         match self
-            .store
-            .publish_config(tenant_id, blueprint, environment, version, now_ms())?
+            .configs
+            .publish(tenant_id, blueprint, environment, version, now_ms())?
         {
             Ok(config) => Ok(config),
             Err(PublishRefusal::Missing) => Err(Error::NotFound),
@@ -219,7 +228,7 @@ impl Configs {
     async fn validate(&self, config: &TenantConfig) -> Result<(), Error> {
         let meta = &config.meta;
         let blueprint = self
-            .store
+            .blueprints
             .blueprint(&meta.blueprint_name, &meta.blueprint_version)?
             .ok_or_else(|| {
                 invalid(
@@ -313,7 +322,7 @@ impl Configs {
         }
         // Another tenant's connection is answered exactly as a missing one.
         let connection = self
-            .store
+            .connections
             .connection(&binding.connection_id)?
             .filter(|c| c.tenant_id == tenant_id)
             .ok_or_else(|| {
@@ -335,14 +344,10 @@ impl Configs {
                 ),
             ));
         }
-        let plugin = self.catalog.get(&connection.connector).ok_or_else(|| {
-            invalid(
-                "connector_unavailable",
-                at,
-                format!("connector `{}` is not loaded", connection.connector),
-            )
-        })?;
-        let spec = &plugin.spec;
+        let spec = self
+            .connectors
+            .require(&connection)
+            .map_err(|e| invalid("connector_unavailable", at, e.to_string()))?;
         if spec.category != slot.required_category {
             return Err(invalid(
                 "category_mismatch",

@@ -8,11 +8,11 @@
 
 use crate::binding::policy::{CompiledScope, PatternError};
 use crate::domain::{
-    operation_id, Class, Classify, Connection, Environment, ErrorClass, Scope, TenantConfig,
+    operation_id, Class, Classify, Connection, Environment, ErrorClass, IntegrationSpec, Scope,
+    TenantConfig,
 };
-use crate::runtime::catalog::Catalog;
-use crate::runtime::Plugin;
-use crate::store::{self, Store};
+use crate::runtime::connectors::Connectors;
+use crate::store::{self, ConfigStore, ConnectionStore, Revisions, Stores};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,8 +56,8 @@ pub struct Bound {
     pub priority: i32,
     /// The connection as of resolution.
     pub connection: Connection,
-    /// The connector (its spec is the IntegrationSpec).
-    pub plugin: Arc<Plugin>,
+    /// The connector's IntegrationSpec (no runtime handle: the call finds the plugin).
+    pub spec: Arc<IntegrationSpec>,
     /// spec defaults < connection config < binding overrides.
     pub config: Map<String, Value>,
     /// The binding's scope as written.
@@ -105,18 +105,22 @@ type Scopes = HashMap<Scope, Arc<CompiledScope>>;
 /// Resolves and caches.
 #[derive(Clone)]
 pub struct Resolver {
-    store: Store,
-    catalog: Arc<Catalog>,
+    configs: Arc<dyn ConfigStore>,
+    connections: Arc<dyn ConnectionStore>,
+    revisions: Arc<Revisions>,
+    connectors: Arc<dyn Connectors>,
     cache: Arc<RwLock<Cache>>,
     scopes: Arc<Mutex<Scopes>>,
 }
 
 impl Resolver {
-    /// A resolver over `store` and the loaded connectors.
-    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+    /// A resolver over the published configs in `stores` and the loaded connectors.
+    pub fn new(stores: &Stores, connectors: Arc<dyn Connectors>) -> Self {
         Resolver {
-            store,
-            catalog,
+            configs: stores.configs.clone(),
+            connections: stores.connections.clone(),
+            revisions: stores.revisions.clone(),
+            connectors,
             cache: Arc::default(),
             scopes: Arc::default(),
         }
@@ -131,7 +135,10 @@ impl Resolver {
     ) -> Result<Arc<Resolved>, Error> {
         let key = format!("{tenant_id}\0{blueprint}\0{}", environment.as_str());
         // Read these first: a change made while we resolve makes the entry stale.
-        let revision = (self.store.revision(tenant_id), self.catalog.generation());
+        let revision = (
+            self.revisions.current(tenant_id),
+            self.connectors.generation(),
+        );
         if let Some((built_from, resolved)) = self.cache.read().expect("cache lock").get(&key) {
             if *built_from == revision {
                 return Ok(resolved.clone());
@@ -154,7 +161,7 @@ impl Resolver {
         environment: Environment,
     ) -> Result<Resolved, Error> {
         let config = self
-            .store
+            .configs
             .published_config(tenant_id, blueprint, environment)?
             .ok_or_else(|| Error::NotPublished {
                 blueprint: blueprint.to_owned(),
@@ -163,14 +170,14 @@ impl Resolver {
         let mut capabilities: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
         for binding in &config.integrations {
             let Some(connection) = self
-                .store
+                .connections
                 .connection(&binding.connection_id)?
                 .filter(|c| c.tenant_id == tenant_id)
             else {
                 // Deleted since publication: it can no longer serve.
                 continue;
             };
-            let Some(plugin) = self.catalog.get(&connection.connector) else {
+            let Ok(spec) = self.connectors.require(&connection) else {
                 tracing::warn!(connection = %connection.id, connector = %connection.connector, "bound connector is not loaded");
                 continue;
             };
@@ -182,24 +189,24 @@ impl Resolver {
                     continue;
                 }
             };
-            let config = plugin.spec.connection_config(&connection, &binding.config);
+            let config = spec.connection_config(&connection, &binding.config);
             let bound = Arc::new(Bound {
                 slot_id: binding.slot_id.clone(),
                 priority: binding.priority,
                 connection,
-                plugin: plugin.clone(),
+                spec: spec.clone(),
                 config,
                 scope: binding.scope.clone(),
                 compiled_scope,
             });
-            for capability in &plugin.spec.capabilities {
+            for capability in &spec.capabilities {
                 capabilities
                     .entry(capability.key.clone())
                     .or_default()
                     .push(Candidate {
                         bound: bound.clone(),
                         capability_version: capability.version,
-                        operation: operation_id(&plugin.spec.integration_key, &capability.key),
+                        operation: operation_id(&spec.integration_key, &capability.key),
                     });
             }
         }

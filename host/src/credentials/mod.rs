@@ -11,3 +11,4 @@ pub mod rotation;
 pub mod scheduler;
 pub mod tokens;
 pub mod vault;
+pub mod vending;

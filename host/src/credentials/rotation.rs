@@ -8,7 +8,7 @@
 use crate::credentials::tokens::{self, Tokens};
 use crate::credentials::vault::{self, Vault};
 use crate::domain::Connection;
-use crate::store::{self, Store, StoredClient};
+use crate::store::{self, ConnectionStore, CredentialStore, OauthStore, StoredClient, Stores};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -59,16 +59,20 @@ pub struct RotationReport {
 /// The rotation use cases.
 #[derive(Clone)]
 pub struct Rotation {
-    store: Store,
+    credentials: Arc<dyn CredentialStore>,
+    connections: Arc<dyn ConnectionStore>,
+    oauth_store: Arc<dyn OauthStore>,
     vault: Arc<Vault>,
     tokens: Tokens,
 }
 
 impl Rotation {
     /// Wires the use cases.
-    pub fn new(store: Store, vault: Arc<Vault>, tokens: Tokens) -> Self {
+    pub fn new(stores: &Stores, vault: Arc<Vault>, tokens: Tokens) -> Self {
         Rotation {
-            store,
+            credentials: stores.credentials.clone(),
+            connections: stores.connections.clone(),
+            oauth_store: stores.oauth.clone(),
             vault,
             tokens,
         }
@@ -96,23 +100,24 @@ impl Rotation {
         tracing::info!(key = %key_id, "new primary key; re-wrapping data keys");
         let mut rewrapped = 0;
         let connection_ids: Vec<String> = self
-            .store
+            .credentials
             .all_credentials()
             .map(|entry| entry.map(|(id, _)| id))
             .collect::<Result<_, _>>()?;
         for id in connection_ids {
-            if let Some(connection) = self.store.connection(&id)? {
+            if let Some(connection) = self.connections.connection(&id)? {
                 rewrapped += usize::from(self.tokens.rewrap(&connection).await?);
             }
         }
-        let clients: Vec<(String, StoredClient)> =
-            self.store.all_oauth_clients().collect::<Result<_, _>>()?;
+        let clients: Vec<(String, StoredClient)> = self
+            .oauth_store
+            .all_oauth_clients()
+            .collect::<Result<_, _>>()?;
         for (id, client) in clients {
-            if let Some(connection) = self.store.connection(&id)? {
+            if let Some(connection) = self.connections.connection(&id)? {
                 rewrapped += usize::from(self.rewrap_client(&connection, client)?);
             }
         }
-        self.store.flush()?;
         tracing::info!(key = %key_id, rewrapped, "key rotation done");
         Ok(RotationReport { key_id, rewrapped })
     }
@@ -140,13 +145,13 @@ impl Rotation {
                 credential_id: client.credential_id.clone(),
             };
             if self
-                .store
+                .oauth_store
                 .replace_oauth_client(&connection.id, &client, &next)?
             {
                 return Ok(true);
             }
             // Replaced meanwhile by the tenant: look at the new one.
-            match self.store.oauth_client(&connection.id)? {
+            match self.oauth_store.oauth_client(&connection.id)? {
                 Some(current) => client = current,
                 None => return Ok(false),
             }
@@ -155,11 +160,11 @@ impl Rotation {
 
     fn usage(&self) -> Result<BTreeMap<String, usize>, Error> {
         let mut usage = BTreeMap::new();
-        for entry in self.store.all_credentials() {
+        for entry in self.credentials.all_credentials() {
             let (_, credential) = entry?;
             *usage.entry(credential.sealed.key_id).or_default() += 1;
         }
-        for entry in self.store.all_oauth_clients() {
+        for entry in self.oauth_store.all_oauth_clients() {
             let (_, client) = entry?;
             *usage.entry(client.sealed.key_id).or_default() += 1;
         }
@@ -175,17 +180,16 @@ mod tests {
 
     #[tokio::test]
     async fn retiring_a_key_in_use_is_refused_until_rotation_rewraps_it() {
-        let store = Store::temporary().unwrap();
-        let vault =
-            Arc::new(Vault::load(store.vault_tree().unwrap(), vault::Key::generate()).unwrap());
-        let tokens = Tokens::new(store.clone(), vault.clone(), Notifier::log_only());
-        let rotation = Rotation::new(store.clone(), vault.clone(), tokens.clone());
+        let stores = Stores::temporary().unwrap();
+        let vault = Arc::new(Vault::load(stores.keyring.clone(), vault::Key::generate()).unwrap());
+        let tokens = Tokens::new(&stores, vault.clone(), Notifier::log_only());
+        let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
         let conn = Connection::fixture("conn_1", OwnershipMode::Byok);
-        store.put_connection(&conn).unwrap();
+        stores.connections.put_connection(&conn).unwrap();
         let mut secret = SecretFields::default();
         secret.api_key = Some("sk_test_rotation".into());
         tokens.put(&conn, CredentialKind::ApiKey, &secret).unwrap();
-        let clients = crate::credentials::oauth::Clients::new(store.clone(), vault.clone());
+        let clients = crate::credentials::oauth::Clients::new(stores.oauth.clone(), vault.clone());
         let client = crate::domain::OauthClient {
             client_id: "id".into(),
             client_secret: "client-secret".into(),

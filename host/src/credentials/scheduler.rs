@@ -9,7 +9,7 @@
 
 use crate::credentials::tokens::{self, Refreshed, Tokens};
 use crate::domain::{now_ms, ConnectionStatus, UnixMs};
-use crate::store::{self, Store};
+use crate::store::{self, ConnectionStore, CredentialStore, OauthStore, Stores};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -63,7 +63,9 @@ pub struct DueReport {
 
 /// The refresh-ahead use case and its task.
 pub struct Scheduler {
-    store: Store,
+    credentials: Arc<dyn CredentialStore>,
+    connections: Arc<dyn ConnectionStore>,
+    oauth_states: Arc<dyn OauthStore>,
     tokens: Tokens,
     config: SchedulerConfig,
 }
@@ -78,10 +80,13 @@ enum Outcome {
 }
 
 impl Scheduler {
-    /// A scheduler over the store's expiry index, refreshing through `tokens`.
-    pub fn new(store: Store, tokens: Tokens, config: SchedulerConfig) -> Arc<Self> {
+    /// A scheduler over the credentials' expiry index, refreshing through `tokens`;
+    /// each pass also drops expired pending OAuth states.
+    pub fn new(stores: &Stores, tokens: Tokens, config: SchedulerConfig) -> Arc<Self> {
         Arc::new(Scheduler {
-            store,
+            credentials: stores.credentials.clone(),
+            connections: stores.connections.clone(),
+            oauth_states: stores.oauth.clone(),
             tokens,
             config,
         })
@@ -101,7 +106,7 @@ impl Scheduler {
                     Err(e) => tracing::error!(error = %e, "refresh pass failed"),
                 }
                 // Housekeeping rides along: abandoned OAuth authorizations expire here.
-                if let Err(e) = scheduler.store.purge_oauth_states(now_ms()) {
+                if let Err(e) = scheduler.oauth_states.purge_oauth_states(now_ms()) {
                     tracing::error!(error = %e, "purging expired OAuth states failed");
                 }
             }
@@ -112,7 +117,7 @@ impl Scheduler {
     pub async fn refresh_due(self: &Arc<Self>, limit: usize) -> Result<DueReport, store::Error> {
         let now = now_ms();
         let until = now + self.tokens.leads().longest().as_millis() as u64;
-        let due = self.store.due_credentials(until, limit)?;
+        let due = self.credentials.due(until, limit)?;
         let mut report = DueReport {
             due: due.len(),
             ..DueReport::default()
@@ -147,7 +152,7 @@ impl Scheduler {
     }
 
     async fn refresh_one(&self, expires_at: UnixMs, connection_id: &str) -> Outcome {
-        let connection = match self.store.connection(connection_id) {
+        let connection = match self.connections.connection(connection_id) {
             Ok(Some(c)) if c.status == ConnectionStatus::Active => c,
             Ok(_) => return self.drop_entry(expires_at, connection_id),
             Err(e) => {
@@ -178,7 +183,7 @@ impl Scheduler {
     }
 
     fn drop_entry(&self, expires_at: UnixMs, connection_id: &str) -> Outcome {
-        if let Err(e) = self.store.unindex_expiry(expires_at, connection_id) {
+        if let Err(e) = self.credentials.unindex_expiry(expires_at, connection_id) {
             tracing::error!(connection = %connection_id, error = %e, "dropping an expiry index entry failed");
         }
         Outcome::Dropped

@@ -4,10 +4,11 @@
 //! with associated data binding the ciphertext to its credential id and connection id
 //! (a ciphertext moved to another row fails to open). The data key is wrapped by a
 //! key-encryption key (KEK) from the keyring, named by its key id. The keyring itself is
-//! stored in sled sealed under the root key (`CONDUIT_MASTER_KEY`), as Vault keeps its
+//! kept through the store's `KeyringStore`, sealed under the root key (`CONDUIT_MASTER_KEY`), as Vault keeps its
 //! keyring under its root key, so several KEKs can coexist while data keys are re-wrapped.
 //! Plaintext keys and secrets live in zeroizing buffers.
 
+use crate::store::KeyringStore;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
@@ -15,7 +16,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
 /// Vault failures. None of them carries key or plaintext material.
@@ -41,7 +42,7 @@ pub enum Error {
     InvalidKey(String),
     /// Storage failed.
     #[error("vault storage: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] crate::store::Error),
 }
 
 impl crate::domain::Classify for Error {
@@ -157,7 +158,6 @@ impl SealContext<'_> {
 }
 
 const KEYRING_AAD: &[u8] = b"conduit/keyring/v1";
-const KEYRING_KEY: &[u8] = b"keyring";
 
 /// The KEKs, by id, and which one wraps new data keys.
 struct Keyring {
@@ -206,13 +206,13 @@ impl Keyring {
 pub struct Vault {
     root: Key,
     keyring: RwLock<Keyring>,
-    tree: sled::Tree,
+    stored: Arc<dyn KeyringStore>,
 }
 
 impl Vault {
-    /// Opens the keyring stored in `tree` with `root`, or creates one with a first KEK.
-    pub fn load(tree: sled::Tree, root: Key) -> Result<Self> {
-        let keyring = match tree.get(KEYRING_KEY)? {
+    /// Opens the keyring in `stored` with `root`, or creates one with a first KEK.
+    pub fn load(stored: Arc<dyn KeyringStore>, root: Key) -> Result<Self> {
+        let keyring = match stored.load()? {
             Some(stored) => {
                 let sealed: Sealed =
                     serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
@@ -230,14 +230,14 @@ impl Vault {
                 keyring
                     .keys
                     .insert(keyring.primary.clone(), Key::generate());
-                persist_keyring(&tree, &root, &keyring)?;
+                persist_keyring(stored.as_ref(), &root, &keyring)?;
                 keyring
             }
         };
         Ok(Vault {
             root,
             keyring: RwLock::new(keyring),
-            tree,
+            stored,
         })
     }
 
@@ -297,7 +297,7 @@ impl Vault {
         let id = new_key_id();
         keyring.keys.insert(id.clone(), Key::generate());
         let previous = std::mem::replace(&mut keyring.primary, id.clone());
-        if let Err(e) = persist_keyring(&self.tree, &self.root, &keyring) {
+        if let Err(e) = persist_keyring(self.stored.as_ref(), &self.root, &keyring) {
             keyring.primary = previous;
             keyring.keys.remove(&id);
             return Err(e);
@@ -332,7 +332,7 @@ impl Vault {
             .keys
             .remove(key_id)
             .ok_or_else(|| Error::UnknownKey(key_id.to_owned()))?;
-        if let Err(e) = persist_keyring(&self.tree, &self.root, &keyring) {
+        if let Err(e) = persist_keyring(self.stored.as_ref(), &self.root, &keyring) {
             keyring.keys.insert(key_id.to_owned(), removed);
             return Err(e);
         }
@@ -340,25 +340,21 @@ impl Vault {
     }
 }
 
-/// Re-seals the keyring stored in `tree` from root key `old` to `new`; the KEKs, and so
+/// Re-seals the keyring in `stored` from root key `old` to `new`; the KEKs, and so
 /// every credential, are unchanged. Fails (changing nothing) unless `old` opens it.
-pub fn reseal_keyring(tree: &sled::Tree, old: &Key, new: &Key) -> Result<()> {
-    let stored = tree.get(KEYRING_KEY)?.ok_or(Error::WrongRootKey)?;
-    let sealed: Sealed = serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
+pub fn reseal_keyring(stored: &dyn KeyringStore, old: &Key, new: &Key) -> Result<()> {
+    let doc = stored.load()?.ok_or(Error::WrongRootKey)?;
+    let sealed: Sealed = serde_json::from_slice(&doc).map_err(|_| Error::WrongRootKey)?;
     let doc = old
         .open(&sealed, KEYRING_AAD)
         .map_err(|_| Error::WrongRootKey)?;
     let keyring = Keyring::from_doc(&doc)?;
-    persist_keyring(tree, new, &keyring)
+    persist_keyring(stored, new, &keyring)
 }
 
-fn persist_keyring(tree: &sled::Tree, root: &Key, keyring: &Keyring) -> Result<()> {
+fn persist_keyring(stored: &dyn KeyringStore, root: &Key, keyring: &Keyring) -> Result<()> {
     let sealed = root.seal(&keyring.to_doc(), KEYRING_AAD);
-    tree.insert(
-        KEYRING_KEY,
-        serde_json::to_vec(&sealed).expect("sealed serializes"),
-    )?;
-    tree.flush()?;
+    stored.save(&serde_json::to_vec(&sealed).expect("sealed serializes"))?;
     Ok(())
 }
 
@@ -371,13 +367,11 @@ fn new_key_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SledStore;
 
-    fn vault_with(root: Key) -> (Vault, sled::Db) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        (
-            Vault::load(db.open_tree("vault").unwrap(), root).unwrap(),
-            db,
-        )
+    fn vault_with(root: Key) -> (Vault, SledStore) {
+        let store = SledStore::temporary().unwrap();
+        (Vault::load(store.keyring().unwrap(), root).unwrap(), store)
     }
 
     const CONTEXT: SealContext<'static> = SealContext {
@@ -449,8 +443,8 @@ mod tests {
 
     #[test]
     fn wrong_root_key_cannot_open_the_keyring() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("vault").unwrap();
+        let store = SledStore::temporary().unwrap();
+        let tree = store.keyring().unwrap();
         let root = Key::generate();
         let sealed = {
             let vault = Vault::load(tree.clone(), root.clone()).unwrap();
@@ -522,17 +516,17 @@ mod tests {
 
     #[test]
     fn resealing_the_root_keeps_every_credential() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("vault").unwrap();
+        let store = SledStore::temporary().unwrap();
+        let tree = store.keyring().unwrap();
         let (old_root, new_root) = (Key::generate(), Key::generate());
         let sealed = Vault::load(tree.clone(), Key::from_bytes(&old_root.0[..]).unwrap())
             .unwrap()
             .seal(CONTEXT, b"secret");
         assert!(matches!(
-            reseal_keyring(&tree, &new_root, &old_root),
+            reseal_keyring(tree.as_ref(), &new_root, &old_root),
             Err(Error::WrongRootKey)
         ));
-        reseal_keyring(&tree, &old_root, &new_root).unwrap();
+        reseal_keyring(tree.as_ref(), &old_root, &new_root).unwrap();
         assert!(matches!(
             Vault::load(tree.clone(), old_root),
             Err(Error::WrongRootKey)

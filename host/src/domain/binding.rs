@@ -8,29 +8,33 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// An AppBlueprintSpec: one published, immutable version of an app's integration needs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Blueprint {
     /// Name, version and owning app.
     pub meta: BlueprintMeta,
     /// The slots a tenant binds connections to.
     pub integration_slots: Vec<Slot>,
-    /// The app's workflows, as the app describes them (opaque to Conduit).
+    /// The app's workflows, as the app describes them (opaque to Conduit): an object
+    /// keyed by workflow id, or a list.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub workflows: Value,
     /// The app's branding (opaque to Conduit).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub branding: Value,
 }
 
 /// `meta` of a blueprint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlueprintMeta {
     /// `invoice-app`.
     pub name: String,
     /// `1`, `1.2.0`: written as a string or a number.
     #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = String)]
     pub version: String,
     /// The app that owns the blueprint.
     #[serde(default)]
@@ -38,7 +42,7 @@ pub struct BlueprintMeta {
 }
 
 /// One integration slot of a blueprint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Slot {
     /// `payments.primary`.
@@ -60,18 +64,19 @@ pub struct Slot {
 }
 
 /// A capability a slot needs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequiredCapability {
     /// `payments.createPaymentIntent`.
     pub key: String,
     /// The contract version the connector must provide (`1` or `"1"`).
     #[serde(deserialize_with = "number_or_text")]
+    #[schema(value_type = u32)]
     pub version: u32,
 }
 
 /// Where a tenant config version is in its lifecycle.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConfigStatus {
     /// Just posted; editable by posting again.
@@ -98,7 +103,7 @@ impl ConfigStatus {
 
 /// A TenantAppConfig version: how one tenant fills a blueprint's slots in one
 /// environment. Holds connection ids only, never a secret.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantConfig {
     /// Identity and lifecycle.
@@ -107,6 +112,7 @@ pub struct TenantConfig {
     pub integrations: Vec<Binding>,
     /// The tenant's branding for the app (opaque to Conduit).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub branding: Value,
     /// Posted.
     pub created_at: UnixMs,
@@ -127,7 +133,7 @@ impl TenantConfig {
 }
 
 /// `meta` of a tenant config.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMeta {
     /// The owning tenant.
@@ -145,7 +151,7 @@ pub struct ConfigMeta {
 }
 
 /// One slot filled by one connection.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Binding {
     /// The blueprint slot.
@@ -160,6 +166,7 @@ pub struct Binding {
     pub priority: i32,
     /// Non-secret config overriding the connection's for calls through this binding.
     #[serde(default, alias = "overrides")]
+    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
 }
 
@@ -168,7 +175,7 @@ fn default_priority() -> i32 {
 }
 
 /// Glob patterns a call must match to use a binding. An empty list admits everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scope {
     /// Workflow patterns (`checkout`, `subscription-*`).

@@ -86,7 +86,7 @@ pub struct Tenant {
 }
 
 /// Which provider environment a connection talks to.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Test mode / sandbox accounts.
@@ -106,7 +106,7 @@ impl Environment {
 }
 
 /// Whose provider app or key a connection uses.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnershipMode {
     /// The deployment's OAuth app or key.
@@ -126,7 +126,7 @@ impl OwnershipMode {
 }
 
 /// A connection's lifecycle state.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConnectionStatus {
     /// Usable.
@@ -205,7 +205,7 @@ impl Connection {
 }
 
 /// Which kind of secret a credential holds.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKind {
     /// OAuth 2.0 access and refresh tokens.
@@ -285,7 +285,7 @@ impl fmt::Debug for SecretFields {
 }
 
 /// How a connection authenticates (mirrors the WIT `auth-type`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     /// OAuth 2.0.
@@ -311,7 +311,7 @@ pub struct CapabilityRef {
 }
 
 /// A provider's per-account rate limit.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RateProfile {
     /// Requests allowed per window.
@@ -323,7 +323,7 @@ pub struct RateProfile {
 }
 
 /// OAuth endpoints of a connector.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OauthConfig {
     /// Consent page.
@@ -415,7 +415,7 @@ pub struct OutboundRecord {
 }
 
 /// The policy decision point's verdict on a call made through a binding.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Whether some binding admitted the call.
@@ -425,7 +425,7 @@ pub struct Decision {
 }
 
 /// A binding passed over during failover, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
     /// The connection not used.

@@ -37,9 +37,6 @@ pub enum Error {
     /// The connector call failed: the connector's own error or the sandbox's.
     #[error(transparent)]
     Connector(#[from] CallError),
-    /// The plugin of the connection is no longer loaded.
-    #[error("connector `{0}` is not loaded")]
-    ConnectorUnavailable(String),
     /// No published binding provides the capability.
     #[error("{0}")]
     NoBinding(String),
@@ -79,9 +76,6 @@ impl Classify for Error {
             }
             Error::InvalidInput { path, .. } => {
                 ErrorClass::new(Invalid, "invalid_input").meta(json!({"path": path}))
-            }
-            Error::ConnectorUnavailable(_) => {
-                ErrorClass::new(Unavailable, "connector_unavailable").failover()
             }
             Error::NoBinding(_) => ErrorClass::new(NotFound, "no_binding"),
             Error::ScopeDenied(_) => ErrorClass::new(Forbidden, "scope_denied"),
@@ -128,6 +122,14 @@ impl Classify for CallError {
             CallError::Timeout => ErrorClass::new(UpstreamTimeout, "plugin_timeout").circuit(true),
             CallError::Memory => ErrorClass::new(Upstream, "plugin_memory"),
             CallError::Plugin(_) => ErrorClass::new(Upstream, "plugin_error"),
+            // Nothing ran: another binding may serve.
+            CallError::ConnectorUnavailable(_) => {
+                ErrorClass::new(Unavailable, "connector_unavailable").failover()
+            }
+            CallError::RateLimited(wait) => ErrorClass::new(RateLimited, "rate_limited")
+                .failover()
+                .retry_after(*wait)
+                .meta(json!({"retryable": true, "retryAfterMs": wait.as_millis() as u64})),
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use super::{Error, Exec};
 use crate::credentials::tokens;
+use crate::domain::IntegrationSpec;
 use crate::domain::{now_ms, Connection, ConnectionStatus};
-use crate::runtime::Plugin;
 use std::time::Duration;
 
 impl Exec {
@@ -16,7 +16,7 @@ impl Exec {
     pub(super) async fn admit(
         &self,
         connection: &Connection,
-        plugin: &Plugin,
+        spec: &IntegrationSpec,
     ) -> Result<(), Error> {
         self.circuits
             .check(&connection.id)
@@ -32,26 +32,19 @@ impl Exec {
             None => format!("connection\0{}", connection.id),
         };
         self.limits
-            .acquire(
-                &plugin.spec.slug,
-                &plugin.spec.rate_profile,
-                &account,
-                Duration::ZERO,
-            )
+            .acquire(&spec.slug, &spec.rate_profile, &account, Duration::ZERO)
             .await
             .map_err(|retry_after| Error::RateLimited {
                 reason: format!(
                     "the {} account's rate budget ({} requests per {} s) is spent",
-                    plugin.spec.display_name,
-                    plugin.spec.rate_profile.requests,
-                    plugin.spec.rate_profile.per_seconds
+                    spec.display_name, spec.rate_profile.requests, spec.rate_profile.per_seconds
                 ),
                 retry_after,
             })?;
         if let Some(quota) = connection.daily_quota {
             let now = now_ms();
             let day = now / DAY_MS;
-            if !self.store.take_quota(&connection.id, day, quota)? {
+            if !self.quotas.take_quota(&connection.id, day, quota)? {
                 return Err(Error::RateLimited {
                     reason: format!("the connection's daily quota of {quota} executions is spent"),
                     retry_after: Duration::from_millis((day + 1) * DAY_MS - now),

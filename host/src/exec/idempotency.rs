@@ -4,7 +4,7 @@
 //! one at a time, so a retry racing the original waits for it and then replays it.
 
 use crate::domain::{now_ms, UnixMs};
-use crate::store::{self, IdempotentResult, Store};
+use crate::store::{self, IdempotencyStore, IdempotentResult};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,13 +52,13 @@ impl Drop for Flight {
 /// The idempotency store with per-key flights.
 #[derive(Clone)]
 pub struct Idempotency {
-    store: Store,
+    store: Arc<dyn IdempotencyStore>,
     flights: Flights,
 }
 
 impl Idempotency {
     /// Over `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Arc<dyn IdempotencyStore>) -> Self {
         Idempotency {
             store,
             flights: Arc::default(),

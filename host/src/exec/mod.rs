@@ -16,25 +16,26 @@ mod error;
 mod failover;
 mod gates;
 pub mod idempotency;
+#[cfg(test)]
+mod tests;
 
 pub use error::Error;
 pub use failover::BoundRequest;
 
-use crate::accounts::connections::Connections;
+use crate::accounts::connections::{self, Connections};
 use crate::audit::{self, Audit, Redactor};
 use crate::binding::resolver::Resolver;
 use crate::credentials::tokens::Tokens;
 use crate::domain::{
-    now_ms, AuditRecord, Classify, Connection, ConnectionStatus, Decision, Environment,
-    OutboundRecord, SecretFields, Skipped,
+    now_ms, Classify, Connection, ConnectionStatus, Decision, Environment, OutboundRecord, Skipped,
 };
 use crate::exec::circuit::Circuits;
 use crate::exec::contracts::Contracts;
 use crate::exec::idempotency::{Begin, Idempotency};
-use crate::runtime::catalog::Catalog;
+use crate::runtime::connectors::{Answer, ConnectorCall, Connectors, Export};
 use crate::runtime::ratelimit::RateLimits;
-use crate::runtime::{self, CallContext, CallError, ConnectorError, Health, Plugin, Runtime};
-use crate::store::Store;
+use crate::runtime::{CallContext, CallError, Health};
+use crate::store::QuotaStore;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,11 +77,10 @@ pub struct Request {
 /// The execute use case and its dependencies.
 #[derive(Clone)]
 pub struct Exec {
-    store: Store,
+    quotas: Arc<dyn QuotaStore>,
     connections: Connections,
     tokens: Tokens,
-    catalog: Arc<Catalog>,
-    runtime: Arc<Runtime>,
+    connectors: Arc<dyn Connectors>,
     contracts: Arc<Contracts>,
     audit: Audit,
     resolver: Resolver,
@@ -109,16 +109,14 @@ struct Trace {
 
 /// What [`Exec`] is built from.
 pub struct Parts {
-    /// The store (quotas).
-    pub store: Store,
+    /// Daily quota counters.
+    pub quotas: Arc<dyn QuotaStore>,
     /// Connection lookups.
     pub connections: Connections,
     /// Vending.
     pub tokens: Tokens,
-    /// Loaded connectors.
-    pub catalog: Arc<Catalog>,
-    /// The sandbox.
-    pub runtime: Arc<Runtime>,
+    /// The connectors (the catalog run by the runtime, or a test double).
+    pub connectors: Arc<dyn Connectors>,
     /// Input contracts.
     pub contracts: Arc<Contracts>,
     /// Audit records.
@@ -148,11 +146,10 @@ impl Exec {
     /// Wires the use case.
     pub fn new(parts: Parts) -> Self {
         Exec {
-            store: parts.store,
+            quotas: parts.quotas,
             connections: parts.connections,
             tokens: parts.tokens,
-            catalog: parts.catalog,
-            runtime: parts.runtime,
+            connectors: parts.connectors,
             contracts: parts.contracts,
             audit: parts.audit,
             resolver: parts.resolver,
@@ -241,7 +238,12 @@ impl Exec {
             Begin::Conflict => Err(Error::IdempotencyConflict),
             Begin::Replay(stored) => {
                 trace.replayed = true;
-                trace.connection = self.store.connection(&stored.connection_id)?;
+                trace.connection = match self.connections.get(tenant_id, &stored.connection_id) {
+                    Ok(connection) => Some(connection),
+                    // Deleted since: the replay is still the stored answer.
+                    Err(connections::Error::NotFound) => None,
+                    Err(e) => return Err(e.into()),
+                };
                 Ok((
                     stored.execution_id,
                     Served {
@@ -299,14 +301,14 @@ impl Exec {
     async fn attempt(&self, attempt: Attempt<'_>, trace: &mut Trace) -> Result<Value, Error> {
         let connection = attempt.connection;
         trace.connection = Some(connection.clone());
-        let plugin = self.plugin(connection)?;
-        trace.connector_version = Some(plugin.spec.version);
-        let capability = plugin.spec.capability(attempt.capability).ok_or_else(|| {
-            Error::UnsupportedCapability {
-                connector: plugin.spec.slug.clone(),
-                capability: attempt.capability.to_owned(),
-            }
-        })?;
+        let spec = self.connectors.require(connection)?;
+        trace.connector_version = Some(spec.version);
+        let capability =
+            spec.capability(attempt.capability)
+                .ok_or_else(|| Error::UnsupportedCapability {
+                    connector: spec.slug.clone(),
+                    capability: attempt.capability.to_owned(),
+                })?;
         self.contracts
             .validate(&capability.key, capability.version, attempt.input)
             .map_err(|e| Error::InvalidInput {
@@ -317,36 +319,38 @@ impl Exec {
         if let Some(refusal) = gates::unusable(connection.status) {
             return Err(Error::Vend(refusal));
         }
-        self.admit(connection, &plugin).await?;
+        self.admit(connection, &spec).await?;
         let secret = self.tokens.vend(connection).await?;
-        trace.redactor = trace.redactor.merged(&redactor_for(&secret));
-        let mut ctx = CallContext::for_connection(connection, attempt.idempotency_key);
-        ctx.config = attempt
+        let mut context = CallContext::for_connection(connection, attempt.idempotency_key);
+        context.config = attempt
             .config
-            .unwrap_or_else(|| plugin.spec.connection_config(connection, &Map::new()));
-        let report = self
-            .runtime
-            .execute(
-                &plugin,
-                &ctx,
-                &secret,
-                attempt.capability,
-                &attempt.input.to_string(),
-            )
+            .unwrap_or_else(|| spec.connection_config(connection, &Map::new()));
+        let input = attempt.input.to_string();
+        let called = self
+            .connectors
+            .call(ConnectorCall {
+                connection,
+                context,
+                export: Export::Execute {
+                    capability: attempt.capability,
+                    input: &input,
+                    secret: &secret,
+                },
+                budget: None,
+            })
             .await;
-        trace.outbound.extend(report.outbound);
-        let result = self.guest_result(
-            report.result,
-            attempt.capability,
-            &mut trace.connection,
-            &trace.redactor,
-        );
+        trace.redactor = trace.redactor.merged(&called.redactor);
+        trace.outbound.extend(called.outbound);
+        let result = self.answered(called.result, attempt.capability, &mut trace.connection);
         self.circuits.record(
             &connection.id,
             result.as_ref().is_err_and(|e| e.classify().circuit),
         );
+        let Answer::Output(raw) = result? else {
+            return Err(unexpected_answer());
+        };
         // A connector should never echo the credential; if one does, it goes no further.
-        let raw = trace.redactor.redact(&result?);
+        let raw = trace.redactor.redact(&raw);
         serde_json::from_str(&raw).map_err(|_| {
             Error::Connector(CallError::Plugin(
                 "the connector returned output that is not JSON".into(),
@@ -357,47 +361,9 @@ impl Exec {
     /// Runs the connector's health check with the connection's credential.
     pub async fn health(&self, tenant_id: &str, connection_id: &str) -> Result<Health, Error> {
         let mut trace = Trace::start();
-        let result = async {
-            let connection = self.connections.get(tenant_id, connection_id)?;
-            trace.connection = Some(connection.clone());
-            let plugin = self.plugin(&connection)?;
-            trace.connector_version = Some(plugin.spec.version);
-            let secret = self.tokens.vend(&connection).await?;
-            trace.redactor = redactor_for(&secret);
-            let report = self
-                .runtime
-                .health_check(
-                    &plugin,
-                    &CallContext::for_connection(&connection, None),
-                    &secret,
-                )
-                .await;
-            trace.outbound = report.outbound;
-            match self.guest_result(
-                report.result,
-                "health",
-                &mut trace.connection,
-                &trace.redactor,
-            ) {
-                Ok(health) => Ok(Health {
-                    healthy: health.healthy,
-                    detail: trace.redactor.redact(&health.detail),
-                }),
-                // A provider refusal is an unhealthy answer, not a failed check.
-                Err(Error::Connector(CallError::Provider {
-                    status, message, ..
-                })) => Ok(Health {
-                    healthy: false,
-                    detail: format!("provider answered {status}: {message}"),
-                }),
-                Err(Error::Connector(CallError::ProviderUnavailable(detail))) => Ok(Health {
-                    healthy: false,
-                    detail,
-                }),
-                Err(e) => Err(e),
-            }
-        }
-        .await;
+        let result = self
+            .check_health(tenant_id, connection_id, &mut trace)
+            .await;
         self.record(
             tenant_id,
             "health",
@@ -408,23 +374,58 @@ impl Exec {
         result
     }
 
-    fn plugin(&self, connection: &Connection) -> Result<Arc<Plugin>, Error> {
-        self.catalog
-            .get(&connection.connector)
-            .ok_or_else(|| Error::ConnectorUnavailable(connection.connector.clone()))
+    async fn check_health(
+        &self,
+        tenant_id: &str,
+        connection_id: &str,
+        trace: &mut Trace,
+    ) -> Result<Health, Error> {
+        let connection = self.connections.get(tenant_id, connection_id)?;
+        trace.connection = Some(connection.clone());
+        trace.connector_version = Some(self.connectors.require(&connection)?.version);
+        let secret = self.tokens.vend(&connection).await?;
+        let called = self
+            .connectors
+            .call(ConnectorCall {
+                connection: &connection,
+                context: CallContext::for_connection(&connection, None),
+                export: Export::Health { secret: &secret },
+                budget: None,
+            })
+            .await;
+        trace.redactor = called.redactor;
+        trace.outbound = called.outbound;
+        match self.answered(called.result, "health", &mut trace.connection) {
+            Ok(Answer::Health(health)) => Ok(Health {
+                healthy: health.healthy,
+                detail: trace.redactor.redact(&health.detail),
+            }),
+            Ok(_) => Err(unexpected_answer()),
+            // A provider refusal is an unhealthy answer, not a failed check.
+            Err(Error::Connector(CallError::Provider {
+                status, message, ..
+            })) => Ok(Health {
+                healthy: false,
+                detail: format!("provider answered {status}: {message}"),
+            }),
+            Err(Error::Connector(CallError::ProviderUnavailable(detail))) => Ok(Health {
+                healthy: false,
+                detail,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Maps a guest call's result; a rejected credential flips the connection to
-    /// `NEEDS_REAUTH`.
-    fn guest_result<T>(
+    /// What a settled call means for this use case: a rejected credential flips the
+    /// connection to `NEEDS_REAUTH`; an unsupported call names the capability.
+    fn answered(
         &self,
-        result: runtime::Result<Result<T, ConnectorError>>,
+        result: Result<Answer, CallError>,
         capability: &str,
         connection: &mut Option<Connection>,
-        redactor: &Redactor,
-    ) -> Result<T, Error> {
-        match runtime::settle(result, redactor) {
-            Ok(value) => Ok(value),
+    ) -> Result<Answer, Error> {
+        match result {
+            Ok(answer) => Ok(answer),
             Err(CallError::NeedsReauth(reason)) => {
                 if let Some(connection) = connection.as_mut() {
                     if let Err(e) = self.tokens.mark_needs_reauth(&connection.id, &reason) {
@@ -453,45 +454,37 @@ impl Exec {
         trace: &mut Trace,
         outcome: Result<Option<&str>, &Error>,
     ) {
-        let (id, outcome, detail) = match outcome {
+        let (id, outcome) = match outcome {
             // A replay is its own record, pointing at the execution it repeats.
             Ok(Some(original)) if trace.replayed => (
                 audit::new_id(),
-                "ok".to_owned(),
-                Some(format!("replay of {original}")),
+                ("ok", Some(format!("replay of {original}"))),
             ),
-            Ok(id) => (
-                id.map_or_else(audit::new_id, str::to_owned),
-                "ok".to_owned(),
-                None,
-            ),
+            Ok(id) => (id.map_or_else(audit::new_id, str::to_owned), ("ok", None)),
             Err(e) => (
                 audit::new_id(),
-                e.code().to_owned(),
-                Some(trace.redactor.redact(&e.to_string())),
+                (e.code(), Some(trace.redactor.redact(&e.to_string()))),
             ),
         };
-        self.audit.record(AuditRecord {
-            id,
-            time: trace.time,
-            tenant_id: tenant_id.to_owned(),
-            connection_id: trace.connection.as_ref().map(|c| c.id.clone()),
-            connector: trace.connection.as_ref().map(|c| c.connector.clone()),
-            connector_version: trace.connector_version,
-            capability: capability.to_owned(),
+        let mut record = audit::connector_call(
+            tenant_id,
+            trace.connection.as_ref(),
+            trace.connector_version,
+            capability,
+            (trace.time, trace.started.unwrap_or_else(Instant::now)),
+            std::mem::take(&mut trace.outbound),
             outcome,
-            detail,
-            idempotency_key,
-            outbound: std::mem::take(&mut trace.outbound),
-            duration_ms: trace.elapsed_ms(),
-            blueprint: trace.blueprint.clone(),
-            environment: trace.environment,
-            workflow: trace.workflow.clone(),
-            operation: trace.operation.clone(),
-            decision: trace.decision.clone(),
-            skipped: trace.skipped.clone(),
-            replayed: trace.replayed,
-        });
+        );
+        record.id = id;
+        record.idempotency_key = idempotency_key;
+        record.blueprint = trace.blueprint.clone();
+        record.environment = trace.environment;
+        record.workflow = trace.workflow.clone();
+        record.operation = trace.operation.clone();
+        record.decision = trace.decision.clone();
+        record.skipped = trace.skipped.clone();
+        record.replayed = trace.replayed;
+        self.audit.record(record);
     }
 }
 
@@ -517,8 +510,11 @@ impl Trace {
     }
 }
 
-fn redactor_for(secret: &SecretFields) -> Redactor {
-    Redactor::new(secret.values())
+/// An export answered with another export's kind of answer: a connector double bug.
+fn unexpected_answer() -> Error {
+    Error::Connector(CallError::Plugin(
+        "the connector answered with the wrong kind of result".into(),
+    ))
 }
 
 /// Config validation runs health checks through the execute use case (budgets, audit).

@@ -5,8 +5,8 @@
 //! and swaps plugins in atomically: a call holds an `Arc<Plugin>` and finishes on the
 //! version it started with.
 
-use crate::domain::{IntegrationSpec, RateProfile};
-use crate::runtime::{self, Plugin, PluginSettings, Runtime};
+use crate::domain::{Connection, IntegrationSpec, RateProfile};
+use crate::runtime::{self, CallError, Plugin, PluginSettings, Runtime};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,6 +191,13 @@ impl Catalog {
             .cloned()
     }
 
+    /// The plugin of `connection`'s connector; `connector_unavailable` when it is not
+    /// loaded, the same answer everywhere.
+    pub fn require(&self, connection: &Connection) -> Result<Arc<Plugin>, CallError> {
+        self.get(&connection.connector)
+            .ok_or_else(|| CallError::ConnectorUnavailable(connection.connector.clone()))
+    }
+
     /// Every loaded plugin, by slug.
     pub fn all(&self) -> Vec<Arc<Plugin>> {
         self.plugins
@@ -203,7 +210,7 @@ impl Catalog {
 
     /// Every IntegrationSpec, by slug.
     pub fn specs(&self) -> Vec<IntegrationSpec> {
-        self.all().iter().map(|p| p.spec.clone()).collect()
+        self.all().iter().map(|p| (*p.spec).clone()).collect()
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod connectors;
 mod convert;
 pub mod egress;
 mod host;
@@ -161,7 +162,7 @@ impl RuntimeConfig {
 /// A loaded connector: its spec and a pre-instantiated component.
 pub struct Plugin {
     /// The IntegrationSpec (info() with overrides).
-    pub spec: IntegrationSpec,
+    pub spec: Arc<IntegrationSpec>,
     /// SHA-256 of the wasm.
     pub wasm_sha256: String,
     /// Whether it was compiled or loaded from the cache.
@@ -283,7 +284,7 @@ impl Runtime {
             })?;
 
         let mut plugin = Plugin {
-            spec: placeholder_spec(),
+            spec: Arc::new(placeholder_spec()),
             wasm_sha256,
             origin,
             load_time: Duration::ZERO,
@@ -332,7 +333,7 @@ impl Runtime {
             self.client.clone(),
             self.config.max_response_bytes,
         ));
-        plugin.spec = spec;
+        plugin.spec = Arc::new(spec);
         plugin.load_time = started.elapsed();
         Ok(plugin)
     }

@@ -6,6 +6,7 @@
 use super::Error;
 use crate::audit::Redactor;
 use crate::domain::{Connection, OutboundRecord};
+use std::time::Duration;
 
 /// A connector's own error, as its WIT `error` variant says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +120,12 @@ pub enum CallError {
     /// The plugin failed (trap, bad output, internal error).
     #[error("the connector failed: {0}")]
     Plugin(String),
+    /// The connection's connector is not loaded.
+    #[error("connector `{0}` is not loaded")]
+    ConnectorUnavailable(String),
+    /// The connection's own rate budget is spent for longer than the call may wait.
+    #[error("the provider's rate limit for this connection is reached; retry in {0:?}")]
+    RateLimited(Duration),
 }
 
 /// Maps a guest call's result, with every message redacted. Pure: the caller decides

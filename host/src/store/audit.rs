@@ -1,6 +1,6 @@
 //! Audit records, keyed newest first per tenant, with a time index for retention.
 
-use super::{decode, encode, tenant_key, Result, Store};
+use super::{decode, encode, tenant_key, Result, SledStore};
 use crate::domain::{AuditRecord, UnixMs};
 
 /// Which audit records to list.
@@ -20,9 +20,25 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
-impl Store {
+/// Audit records: appended in batches, paged per tenant, purged by age.
+pub trait AuditStore: Send + Sync {
     /// Appends audit records, indexed by time for retention, as one batch per tree.
-    pub fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+    fn append(&self, records: &[AuditRecord]) -> Result<()>;
+
+    /// A page of a tenant's audit records, newest first, and the cursor of the next
+    /// page if there may be one.
+    fn page(
+        &self,
+        tenant_id: &str,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditRecord>, Option<String>)>;
+
+    /// Deletes audit records older than `before`, at most `max` of them; returns how many.
+    fn purge(&self, before: UnixMs, max: usize) -> Result<usize>;
+}
+
+impl AuditStore for SledStore {
+    fn append(&self, records: &[AuditRecord]) -> Result<()> {
         let mut by_tenant = sled::Batch::default();
         let mut by_time = sled::Batch::default();
         for record in records {
@@ -39,9 +55,7 @@ impl Store {
         Ok(())
     }
 
-    /// A page of a tenant's audit records, newest first, and the cursor of the next
-    /// page if there may be one.
-    pub fn audit_page(
+    fn page(
         &self,
         tenant_id: &str,
         query: &AuditQuery,
@@ -84,8 +98,7 @@ impl Store {
         Ok((out, None))
     }
 
-    /// Deletes audit records older than `before`, at most `max` of them; returns how many.
-    pub fn purge_audit(&self, before: UnixMs, max: usize) -> Result<usize> {
+    fn purge(&self, before: UnixMs, max: usize) -> Result<usize> {
         let mut purged = 0;
         for entry in self
             .audit_time

@@ -1,11 +1,22 @@
 //! Blueprint versions (immutable once written).
 
-use super::{decode, encode, Result, Store};
+use super::{decode, encode, Result, SledStore};
 use crate::domain::Blueprint;
 
-impl Store {
+/// Blueprint versions, immutable once written.
+pub trait BlueprintStore: Send + Sync {
     /// Writes a blueprint version unless it exists; returns the existing one if it does.
-    pub fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<Option<Blueprint>> {
+    fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<Option<Blueprint>>;
+
+    /// One blueprint version.
+    fn blueprint(&self, name: &str, version: &str) -> Result<Option<Blueprint>>;
+
+    /// Every blueprint version, by name then version.
+    fn blueprints(&self) -> Result<Vec<Blueprint>>;
+}
+
+impl BlueprintStore for SledStore {
+    fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<Option<Blueprint>> {
         let key = blueprint_key(&blueprint.meta.name, &blueprint.meta.version);
         match self.blueprints.compare_and_swap(
             &key,
@@ -23,16 +34,14 @@ impl Store {
         }
     }
 
-    /// One blueprint version.
-    pub fn blueprint(&self, name: &str, version: &str) -> Result<Option<Blueprint>> {
+    fn blueprint(&self, name: &str, version: &str) -> Result<Option<Blueprint>> {
         self.blueprints
             .get(blueprint_key(name, version))?
             .map(|v| decode("blueprints", &v))
             .transpose()
     }
 
-    /// Every blueprint version, by name then version.
-    pub fn blueprints(&self) -> Result<Vec<Blueprint>> {
+    fn blueprints(&self) -> Result<Vec<Blueprint>> {
         self.blueprints
             .iter()
             .values()

@@ -1,7 +1,7 @@
 //! Tenant config versions and the pointer to the published one per tenant, blueprint
 //! and environment; publishing archives the previous version in the same transaction.
 
-use super::{decode, encode, tenant_key, Error, Result, Store};
+use super::{decode, encode, tenant_key, Error, Result, SledStore};
 use crate::domain::{ConfigStatus, Environment, TenantConfig, UnixMs};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -15,10 +15,56 @@ pub enum PublishRefusal {
     Archived,
 }
 
-impl Store {
+/// Tenant config versions and the published pointer.
+pub trait ConfigStore: Send + Sync {
     /// Stores `config` as the next version for its tenant, blueprint and environment,
     /// setting `config.meta.version`.
-    pub fn insert_config_version(&self, config: &mut TenantConfig) -> Result<()> {
+    fn insert_config_version(&self, config: &mut TenantConfig) -> Result<()>;
+
+    /// One config version of the tenant.
+    fn config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<Option<TenantConfig>>;
+
+    /// The tenant's config versions, optionally of one blueprint, oldest first.
+    fn configs_of(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>>;
+
+    /// The published config of a tenant's blueprint in an environment.
+    fn published_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+    ) -> Result<Option<TenantConfig>>;
+
+    /// Moves a draft to `preview`; `Ok(None)` when no such version exists, `Err`
+    /// (conflict) when it is not a draft.
+    fn preview_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+        now: UnixMs,
+    ) -> Result<Option<TenantConfig>>;
+
+    /// Publishes a version and archives the one it replaces, in one transaction.
+    fn publish(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+        now: UnixMs,
+    ) -> Result<Result<TenantConfig, PublishRefusal>>;
+}
+
+impl ConfigStore for SledStore {
+    fn insert_config_version(&self, config: &mut TenantConfig) -> Result<()> {
         let meta = &config.meta;
         let prefix = config_prefix(&meta.tenant_id, &meta.blueprint_name, meta.environment);
         let mut next = match self.configs.scan_prefix(&prefix).keys().next_back() {
@@ -41,8 +87,7 @@ impl Store {
         }
     }
 
-    /// One config version of the tenant.
-    pub fn config(
+    fn config(
         &self,
         tenant_id: &str,
         blueprint: &str,
@@ -56,12 +101,7 @@ impl Store {
             .transpose()
     }
 
-    /// The tenant's config versions, optionally of one blueprint, oldest first.
-    pub fn configs_of(
-        &self,
-        tenant_id: &str,
-        blueprint: Option<&str>,
-    ) -> Result<Vec<TenantConfig>> {
+    fn configs_of(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>> {
         let prefix = match blueprint {
             Some(name) => tenant_key(tenant_id, &format!("{name}\0")),
             None => tenant_key(tenant_id, ""),
@@ -73,8 +113,7 @@ impl Store {
             .collect()
     }
 
-    /// The published config of a tenant's blueprint in an environment.
-    pub fn published_config(
+    fn published_config(
         &self,
         tenant_id: &str,
         blueprint: &str,
@@ -90,9 +129,7 @@ impl Store {
             .transpose()
     }
 
-    /// Moves a draft to `preview`; `Ok(None)` when no such version exists, `Err`
-    /// (conflict) when it is not a draft.
-    pub fn preview_config(
+    fn preview_config(
         &self,
         tenant_id: &str,
         blueprint: &str,
@@ -123,8 +160,7 @@ impl Store {
         Ok(Some(config))
     }
 
-    /// Publishes a version and archives the one it replaces, in one transaction.
-    pub fn publish_config(
+    fn publish(
         &self,
         tenant_id: &str,
         blueprint: &str,
@@ -165,10 +201,6 @@ impl Store {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => Error::Sled(e),
         })?;
-        // Caches must see the commit before anything else can fail.
-        if outcome.is_ok() {
-            self.bump_revision(tenant_id);
-        }
         self.db.flush()?;
         Ok(outcome)
     }

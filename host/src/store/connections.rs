@@ -1,30 +1,50 @@
 //! Connections, each also listed under its tenant; a status change is a compare-and-swap
 //! so each transition happens once.
 
-use super::{decode, encode, expiry_key, tenant_key, Result, Store, StoredCredential};
+use super::{decode, encode, expiry_key, tenant_key, Result, SledStore, StoredCredential};
 use crate::domain::{Connection, ConnectionStatus};
 
-impl Store {
+/// Connections, listed by owner; a status change happens once.
+pub trait ConnectionStore: Send + Sync {
     /// Writes a connection (create or update).
-    pub fn put_connection(&self, connection: &Connection) -> Result<()> {
+    fn put_connection(&self, connection: &Connection) -> Result<()>;
+
+    /// A connection by id, whoever owns it; callers check the owner.
+    fn connection(&self, id: &str) -> Result<Option<Connection>>;
+
+    /// A tenant's connections, oldest id first.
+    fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>>;
+
+    /// Deletes a connection and its credential.
+    fn delete_connection(&self, connection: &Connection) -> Result<()>;
+
+    /// Moves a connection from `from` to `to` atomically; `None` when it was not in
+    /// `from` (someone else moved it first), so each transition happens once.
+    fn transition_status(
+        &self,
+        id: &str,
+        from: ConnectionStatus,
+        to: ConnectionStatus,
+    ) -> Result<Option<Connection>>;
+}
+
+impl ConnectionStore for SledStore {
+    fn put_connection(&self, connection: &Connection) -> Result<()> {
         self.connections
             .insert(connection.id.as_bytes(), encode(connection))?;
         self.tenant_connections
             .insert(tenant_key(&connection.tenant_id, &connection.id), &[])?;
-        self.bump_revision(&connection.tenant_id);
         Ok(())
     }
 
-    /// A connection by id, whoever owns it; callers check the owner.
-    pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
+    fn connection(&self, id: &str) -> Result<Option<Connection>> {
         self.connections
             .get(id)?
             .map(|v| decode("connections", &v))
             .transpose()
     }
 
-    /// A tenant's connections, oldest id first.
-    pub fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>> {
+    fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>> {
         let prefix = tenant_key(tenant_id, "");
         let mut out = Vec::new();
         for entry in self.tenant_connections.scan_prefix(&prefix) {
@@ -37,8 +57,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a connection and its credential.
-    pub fn delete_connection(&self, connection: &Connection) -> Result<()> {
+    fn delete_connection(&self, connection: &Connection) -> Result<()> {
         if let Some(old) = self.credentials.remove(connection.id.as_bytes())? {
             let old: StoredCredential = decode("credentials", &old)?;
             if let Some(at) = old.due_at() {
@@ -49,13 +68,10 @@ impl Store {
         self.tenant_connections
             .remove(tenant_key(&connection.tenant_id, &connection.id))?;
         self.connections.remove(connection.id.as_bytes())?;
-        self.bump_revision(&connection.tenant_id);
         Ok(())
     }
 
-    /// Moves a connection from `from` to `to` atomically; `None` when it was not in
-    /// `from` (someone else moved it first), so each transition happens once.
-    pub fn transition_status(
+    fn transition_status(
         &self,
         id: &str,
         from: ConnectionStatus,
@@ -75,7 +91,6 @@ impl Store {
                 self.connections
                     .compare_and_swap(id, Some(current), Some(encode(&connection)))?;
             if swapped.is_ok() {
-                self.bump_revision(&connection.tenant_id);
                 self.connections.flush()?;
                 return Ok(Some(connection));
             }

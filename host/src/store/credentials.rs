@@ -1,7 +1,7 @@
 //! Sealed credentials and their expiry index (`expires_at ‖ connection id`), written
 //! together in one transaction and flushed before a new token is handed out.
 
-use super::{decode, encode, expiry_key, Error, Result, Store};
+use super::{decode, encode, expiry_key, Error, Result, SledStore};
 use crate::domain::{CredentialKind, SealedSecret, UnixMs};
 use serde::{Deserialize, Serialize};
 
@@ -33,28 +33,56 @@ impl StoredCredential {
     }
 }
 
-impl Store {
+/// Sealed credentials and the expiry index the scheduler reads.
+pub trait CredentialStore: Send + Sync {
     /// The sealed credential of a connection.
-    pub fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
+    fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>>;
+
+    /// Writes a credential (and its expiry index entry) and flushes it to disk before
+    /// returning.
+    fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()>;
+
+    /// Writes many credentials (an import) with one flush at the end.
+    fn import_credentials(&self, credentials: &[(&str, &StoredCredential)]) -> Result<()>;
+
+    /// Replaces the credential only if its stored version is still `expected_version`,
+    /// then flushes it to disk. `Ok(false)` means a newer write won: the caller's value
+    /// is stale and was not stored.
+    fn replace_credential(
+        &self,
+        connection_id: &str,
+        expected_version: u64,
+        credential: &StoredCredential,
+    ) -> Result<bool>;
+
+    /// Connections whose refreshable credential expires at or before `until`, soonest
+    /// first, at most `limit`. A range scan of the expiry index: the cost follows the
+    /// number due, not the number stored.
+    fn due(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>>;
+
+    /// Drops a connection's expiry index entry (it is not ACTIVE, so the scheduler
+    /// leaves it alone until a new credential indexes it again).
+    fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()>;
+
+    /// Every stored credential with its connection id (for key rotation and counts).
+    fn all_credentials(&self) -> Box<dyn Iterator<Item = Result<(String, StoredCredential)>> + '_>;
+}
+
+impl CredentialStore for SledStore {
+    fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
         self.credentials
             .get(connection_id)?
             .map(|v| decode("credentials", &v))
             .transpose()
     }
 
-    /// Writes a credential (and its expiry index entry) and flushes it to disk before
-    /// returning.
-    pub fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()> {
+    fn put_credential(&self, connection_id: &str, credential: &StoredCredential) -> Result<()> {
         self.write_credential(connection_id, None, credential)?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Writes many credentials (an import) with one flush at the end.
-    pub fn import_credentials<'a>(
-        &self,
-        credentials: impl IntoIterator<Item = (&'a str, &'a StoredCredential)>,
-    ) -> Result<()> {
+    fn import_credentials(&self, credentials: &[(&str, &StoredCredential)]) -> Result<()> {
         for (connection_id, credential) in credentials {
             self.write_credential(connection_id, None, credential)?;
         }
@@ -62,10 +90,7 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the credential only if its stored version is still `expected_version`,
-    /// then flushes it to disk. `Ok(false)` means a newer write won: the caller's value
-    /// is stale and was not stored.
-    pub fn replace_credential(
+    fn replace_credential(
         &self,
         connection_id: &str,
         expected_version: u64,
@@ -78,6 +103,36 @@ impl Store {
         Ok(replaced)
     }
 
+    fn due(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>> {
+        let end = (until.saturating_add(1)).to_be_bytes();
+        self.expiry
+            .range(..end.as_slice())
+            .take(limit)
+            .map(|entry| {
+                let (key, _) = entry?;
+                let at = UnixMs::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
+                Ok((at, String::from_utf8_lossy(&key[8..]).into_owned()))
+            })
+            .collect()
+    }
+
+    fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()> {
+        self.expiry.remove(expiry_key(expires_at, connection_id))?;
+        Ok(())
+    }
+
+    fn all_credentials(&self) -> Box<dyn Iterator<Item = Result<(String, StoredCredential)>> + '_> {
+        Box::new(self.credentials.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode("credentials", &value)?,
+            ))
+        }))
+    }
+}
+
+impl SledStore {
     /// One transaction over the credential and its index entry, so a crash never
     /// leaves a credential the scheduler cannot find. The caller flushes.
     fn write_credential(
@@ -115,39 +170,5 @@ impl Store {
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
-    }
-
-    /// Connections whose refreshable credential expires at or before `until`, soonest
-    /// first, at most `limit`. A range scan of the expiry index: the cost follows the
-    /// number due, not the number stored.
-    pub fn due_credentials(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>> {
-        let end = (until.saturating_add(1)).to_be_bytes();
-        self.expiry
-            .range(..end.as_slice())
-            .take(limit)
-            .map(|entry| {
-                let (key, _) = entry?;
-                let at = UnixMs::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
-                Ok((at, String::from_utf8_lossy(&key[8..]).into_owned()))
-            })
-            .collect()
-    }
-
-    /// Drops a connection's expiry index entry (it is not ACTIVE, so the scheduler
-    /// leaves it alone until a new credential indexes it again).
-    pub fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()> {
-        self.expiry.remove(expiry_key(expires_at, connection_id))?;
-        Ok(())
-    }
-
-    /// Every stored credential with its connection id (for key rotation and counts).
-    pub fn all_credentials(&self) -> impl Iterator<Item = Result<(String, StoredCredential)>> + '_ {
-        self.credentials.iter().map(|entry| {
-            let (key, value) = entry?;
-            Ok((
-                String::from_utf8_lossy(&key).into_owned(),
-                decode("credentials", &value)?,
-            ))
-        })
     }
 }

@@ -1,6 +1,6 @@
 //! Results of idempotent executions, by tenant and key, kept for replays.
 
-use super::{decode, encode, tenant_key, Result, Store};
+use super::{decode, encode, tenant_key, Result, SledStore};
 use crate::domain::UnixMs;
 use serde::{Deserialize, Serialize};
 
@@ -22,22 +22,33 @@ pub struct IdempotentResult {
     pub created_at: UnixMs,
 }
 
-impl Store {
+/// Results of idempotent executions, for replays.
+pub trait IdempotencyStore: Send + Sync {
     /// The result stored under a tenant's idempotency key.
-    pub fn idempotent_result(
+    fn idempotent_result(&self, tenant_id: &str, key: &str) -> Result<Option<IdempotentResult>>;
+
+    /// Stores a result under a tenant's idempotency key (flushed: a replay must find it
+    /// after a crash, or the provider would be called twice).
+    fn put_idempotent_result(
         &self,
         tenant_id: &str,
         key: &str,
-    ) -> Result<Option<IdempotentResult>> {
+        result: &IdempotentResult,
+    ) -> Result<()>;
+
+    /// Drops results stored before `before`; returns how many.
+    fn purge_idempotent_results(&self, before: UnixMs) -> Result<usize>;
+}
+
+impl IdempotencyStore for SledStore {
+    fn idempotent_result(&self, tenant_id: &str, key: &str) -> Result<Option<IdempotentResult>> {
         self.idempotency
             .get(tenant_key(tenant_id, key))?
             .map(|v| decode("idempotency", &v))
             .transpose()
     }
 
-    /// Stores a result under a tenant's idempotency key (flushed: a replay must find it
-    /// after a crash, or the provider would be called twice).
-    pub fn put_idempotent_result(
+    fn put_idempotent_result(
         &self,
         tenant_id: &str,
         key: &str,
@@ -49,8 +60,7 @@ impl Store {
         Ok(())
     }
 
-    /// Drops results stored before `before`; returns how many.
-    pub fn purge_idempotent_results(&self, before: UnixMs) -> Result<usize> {
+    fn purge_idempotent_results(&self, before: UnixMs) -> Result<usize> {
         let mut purged = 0;
         for entry in self.idempotency.iter() {
             let (key, value) = entry?;

@@ -3,15 +3,17 @@
 //! pending states, audit records with their time index, blueprints, tenant config
 //! versions, idempotent results and quota counters, each in its own tree. Methods are
 //! shaped by the use cases that call them (find a tenant by token hash, list the
-//! credentials due, publish a version); no caller sees sled keys.
+//! credentials due, publish a version) and declared as one trait per aggregate
+//! ([`CredentialStore`], [`ConfigStore`], [`AuditStore`] …): use cases hold the traits,
+//! [`SledStore`] implements them all, and a PostgreSQL backend implements the same set.
+//! No caller sees sled keys. [`Revisions`] (in memory) is kept apart from persistence.
 //!
 //! May import: `domain` only.
 
 use crate::domain::UnixMs;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 mod audit;
 mod blueprints;
@@ -19,6 +21,7 @@ mod configs;
 mod connections;
 mod credentials;
 mod idempotency;
+mod keyring;
 mod oauth;
 mod quotas;
 mod revisions;
@@ -26,11 +29,17 @@ mod tenants;
 #[cfg(test)]
 mod tests;
 
-pub use audit::AuditQuery;
-pub use configs::PublishRefusal;
-pub use credentials::StoredCredential;
-pub use idempotency::IdempotentResult;
-pub use oauth::{OauthState, StoredClient};
+pub use audit::{AuditQuery, AuditStore};
+pub use blueprints::BlueprintStore;
+pub use configs::{ConfigStore, PublishRefusal};
+pub use connections::ConnectionStore;
+pub use credentials::{CredentialStore, StoredCredential};
+pub use idempotency::{IdempotencyStore, IdempotentResult};
+pub use keyring::KeyringStore;
+pub use oauth::{OauthState, OauthStore, StoredClient};
+pub use quotas::QuotaStore;
+pub use revisions::{Revisioned, Revisions};
+pub use tenants::TenantStore;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +69,87 @@ impl crate::domain::Classify for Error {
 /// Result with the store's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The sled database and its trees.
+/// Every store a use case may take, as trait objects over one backend: built once by
+/// the composition root (or a test) and handed out piece by piece. Connection writes
+/// and publications go through [`Revisioned`], so the caches comparing [`Revisions`]
+/// see every change whatever the backend.
 #[derive(Clone)]
-pub struct Store {
+pub struct Stores {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantStore>,
+    /// Connections (revisioned).
+    pub connections: Arc<dyn ConnectionStore>,
+    /// Sealed credentials.
+    pub credentials: Arc<dyn CredentialStore>,
+    /// OAuth clients and pending states.
+    pub oauth: Arc<dyn OauthStore>,
+    /// Audit records.
+    pub audit: Arc<dyn AuditStore>,
+    /// Blueprints.
+    pub blueprints: Arc<dyn BlueprintStore>,
+    /// Tenant configs (revisioned).
+    pub configs: Arc<dyn ConfigStore>,
+    /// Idempotent results.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Quota counters.
+    pub quotas: Arc<dyn QuotaStore>,
+    /// The vault's keyring.
+    pub keyring: Arc<dyn KeyringStore>,
+    /// Flushing at shutdown.
+    pub durable: Arc<dyn Durable>,
+    /// The per-tenant change counters.
+    pub revisions: Arc<Revisions>,
+}
+
+impl Stores {
+    /// Every store over one sled database.
+    pub fn sled(store: SledStore) -> Result<Self> {
+        let revisions = Arc::new(Revisions::default());
+        let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
+        let store = Arc::new(store);
+        Ok(Stores {
+            tenants: store.clone(),
+            connections: revisioned.clone(),
+            credentials: store.clone(),
+            oauth: store.clone(),
+            audit: store.clone(),
+            blueprints: store.clone(),
+            configs: revisioned,
+            idempotency: store.clone(),
+            quotas: store.clone(),
+            keyring: store.keyring()?,
+            durable: store,
+            revisions,
+        })
+    }
+
+    /// Every store over the sled database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::sled(SledStore::open(dir)?)
+    }
+
+    /// Every store over a throwaway database, for tests and benchmarks.
+    pub fn temporary() -> Result<Self> {
+        Self::sled(SledStore::temporary()?)
+    }
+}
+
+/// A backend's durability: what `serve` calls at shutdown.
+pub trait Durable: Send + Sync {
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+impl Durable for SledStore {
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// The sled implementation of every store trait: one database, a tree per aggregate.
+#[derive(Clone)]
+pub struct SledStore {
     db: sled::Db,
     tenants: sled::Tree,
     tenant_tokens: sled::Tree,
@@ -83,11 +170,9 @@ pub struct Store {
     published: sled::Tree,
     idempotency: sled::Tree,
     quotas: sled::Tree,
-    /// Per-tenant change counters (in memory: the caches they guard are too).
-    revisions: Arc<Mutex<HashMap<String, u64>>>,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new().path(dir.join("db")).open()?;
@@ -100,7 +185,7 @@ impl Store {
     }
 
     fn from_db(db: sled::Db) -> Result<Self> {
-        Ok(Store {
+        Ok(SledStore {
             tenants: db.open_tree("tenants")?,
             tenant_tokens: db.open_tree("tenant_tokens")?,
             connections: db.open_tree("connections")?,
@@ -116,20 +201,8 @@ impl Store {
             published: db.open_tree("published_configs")?,
             idempotency: db.open_tree("idempotency")?,
             quotas: db.open_tree("quotas")?,
-            revisions: Arc::default(),
             db,
         })
-    }
-
-    /// The tree the vault keeps its keyring in.
-    pub fn vault_tree(&self) -> Result<sled::Tree> {
-        Ok(self.db.open_tree("vault")?)
-    }
-
-    /// Flushes everything to disk.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Sealed `byok` OAuth clients and pending authorizations (by the SHA-256 of their
 //! state, single use, purged at expiry).
 
-use super::{decode, encode, Result, Store};
+use super::{decode, encode, Result, SledStore};
 use crate::domain::{SealedSecret, UnixMs};
 use serde::{Deserialize, Serialize};
 
@@ -31,35 +31,60 @@ pub struct OauthState {
     pub expires_at: UnixMs,
 }
 
-impl Store {
+/// Sealed `byok` OAuth clients and pending authorizations.
+pub trait OauthStore: Send + Sync {
     /// A `byok` connection's sealed OAuth client.
-    pub fn oauth_client(&self, connection_id: &str) -> Result<Option<StoredClient>> {
+    fn oauth_client(&self, connection_id: &str) -> Result<Option<StoredClient>>;
+
+    /// Stores a connection's sealed OAuth client, durably.
+    fn put_oauth_client(&self, connection_id: &str, client: &StoredClient) -> Result<()>;
+
+    /// Every sealed OAuth client (for key rotation and counts).
+    fn all_oauth_clients(&self) -> Box<dyn Iterator<Item = Result<(String, StoredClient)>> + '_>;
+
+    /// Replaces a sealed OAuth client if it is still `previous`, durably.
+    fn replace_oauth_client(
+        &self,
+        connection_id: &str,
+        previous: &StoredClient,
+        next: &StoredClient,
+    ) -> Result<bool>;
+
+    /// Remembers a pending authorization under the hash of its state.
+    fn put_oauth_state(&self, state_hash: &[u8], state: &OauthState) -> Result<()>;
+
+    /// Removes and returns a pending authorization: a state is usable once.
+    fn take_oauth_state(&self, state_hash: &[u8]) -> Result<Option<OauthState>>;
+
+    /// Drops pending authorizations that expired before `now`.
+    fn purge_oauth_states(&self, now: UnixMs) -> Result<usize>;
+}
+
+impl OauthStore for SledStore {
+    fn oauth_client(&self, connection_id: &str) -> Result<Option<StoredClient>> {
         self.oauth_clients
             .get(connection_id)?
             .map(|v| decode("oauth_clients", &v))
             .transpose()
     }
 
-    /// Stores a connection's sealed OAuth client, durably.
-    pub fn put_oauth_client(&self, connection_id: &str, client: &StoredClient) -> Result<()> {
+    fn put_oauth_client(&self, connection_id: &str, client: &StoredClient) -> Result<()> {
         self.oauth_clients.insert(connection_id, encode(client))?;
         self.oauth_clients.flush()?;
         Ok(())
     }
 
-    /// Every sealed OAuth client (for key rotation and counts).
-    pub fn all_oauth_clients(&self) -> impl Iterator<Item = Result<(String, StoredClient)>> + '_ {
-        self.oauth_clients.iter().map(|entry| {
+    fn all_oauth_clients(&self) -> Box<dyn Iterator<Item = Result<(String, StoredClient)>> + '_> {
+        Box::new(self.oauth_clients.iter().map(|entry| {
             let (key, value) = entry?;
             Ok((
                 String::from_utf8_lossy(&key).into_owned(),
                 decode("oauth_clients", &value)?,
             ))
-        })
+        }))
     }
 
-    /// Replaces a sealed OAuth client if it is still `previous`.
-    pub fn replace_oauth_client(
+    fn replace_oauth_client(
         &self,
         connection_id: &str,
         previous: &StoredClient,
@@ -70,25 +95,25 @@ impl Store {
             Some(encode(previous)),
             Some(encode(next)),
         )?;
+        if swapped.is_ok() {
+            self.oauth_clients.flush()?;
+        }
         Ok(swapped.is_ok())
     }
 
-    /// Remembers a pending authorization under the hash of its state.
-    pub fn put_oauth_state(&self, state_hash: &[u8], state: &OauthState) -> Result<()> {
+    fn put_oauth_state(&self, state_hash: &[u8], state: &OauthState) -> Result<()> {
         self.oauth_states.insert(state_hash, encode(state))?;
         Ok(())
     }
 
-    /// Removes and returns a pending authorization: a state is usable once.
-    pub fn take_oauth_state(&self, state_hash: &[u8]) -> Result<Option<OauthState>> {
+    fn take_oauth_state(&self, state_hash: &[u8]) -> Result<Option<OauthState>> {
         self.oauth_states
             .remove(state_hash)?
             .map(|v| decode("oauth_states", &v))
             .transpose()
     }
 
-    /// Drops pending authorizations that expired before `now`.
-    pub fn purge_oauth_states(&self, now: UnixMs) -> Result<usize> {
+    fn purge_oauth_states(&self, now: UnixMs) -> Result<usize> {
         let mut purged = 0;
         for entry in self.oauth_states.iter() {
             let (key, value) = entry?;

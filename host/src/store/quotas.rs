@@ -1,11 +1,16 @@
 //! Daily execution counters per connection.
 
-use super::{Result, Store};
+use super::{Result, SledStore};
 
-impl Store {
+/// Daily execution counters.
+pub trait QuotaStore: Send + Sync {
     /// Counts one execution of `connection_id` on `day` if fewer than `limit` were
     /// counted; returns whether it was.
-    pub fn take_quota(&self, connection_id: &str, day: u64, limit: u32) -> Result<bool> {
+    fn take_quota(&self, connection_id: &str, day: u64, limit: u32) -> Result<bool>;
+}
+
+impl QuotaStore for SledStore {
+    fn take_quota(&self, connection_id: &str, day: u64, limit: u32) -> Result<bool> {
         let key = |day: u64| {
             let mut key = connection_id.as_bytes().to_vec();
             key.push(0);

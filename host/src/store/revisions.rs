@@ -1,22 +1,141 @@
-//! Per-tenant change counters that caches of derived views (the resolver's) compare.
-//! In memory, like the caches they guard.
+//! Per-tenant change counters that caches of derived views (the resolver's) compare to
+//! know they are current. They are in memory, like the caches they guard, and apart
+//! from persistence: [`Revisioned`] wraps any connection and config store and bumps
+//! the tenant's counter after each write that changes what resolution sees.
 
-use super::Store;
+use super::{ConfigStore, ConnectionStore, PublishRefusal, Result};
+use crate::domain::{Connection, ConnectionStatus, Environment, TenantConfig, UnixMs};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-impl Store {
-    /// A number that changes whenever the tenant's connections or published configs
-    /// change; caches of derived views compare it to know they are current.
-    pub fn revision(&self, tenant_id: &str) -> u64 {
+/// The counters.
+#[derive(Debug, Default)]
+pub struct Revisions(Mutex<HashMap<String, u64>>);
+
+impl Revisions {
+    /// A number that changes whenever the tenant's connections or published configs do.
+    pub fn current(&self, tenant_id: &str) -> u64 {
         *self
-            .revisions
+            .0
             .lock()
             .expect("revisions lock")
             .get(tenant_id)
             .unwrap_or(&0)
     }
 
-    pub(super) fn bump_revision(&self, tenant_id: &str) {
-        let mut revisions = self.revisions.lock().expect("revisions lock");
+    /// Records a change.
+    pub fn bump(&self, tenant_id: &str) {
+        let mut revisions = self.0.lock().expect("revisions lock");
         *revisions.entry(tenant_id.to_owned()).or_insert(0) += 1;
+    }
+}
+
+/// A store whose connection writes and publications bump [`Revisions`].
+pub struct Revisioned<S> {
+    inner: S,
+    revisions: Arc<Revisions>,
+}
+
+impl<S> Revisioned<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, revisions: Arc<Revisions>) -> Self {
+        Revisioned { inner, revisions }
+    }
+}
+
+impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
+    // A write that fails may still have been applied; a bump costs only a rebuild.
+    fn put_connection(&self, connection: &Connection) -> Result<()> {
+        let written = self.inner.put_connection(connection);
+        self.revisions.bump(&connection.tenant_id);
+        written
+    }
+
+    fn connection(&self, id: &str) -> Result<Option<Connection>> {
+        self.inner.connection(id)
+    }
+
+    fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>> {
+        self.inner.connections_of(tenant_id)
+    }
+
+    fn delete_connection(&self, connection: &Connection) -> Result<()> {
+        let deleted = self.inner.delete_connection(connection);
+        self.revisions.bump(&connection.tenant_id);
+        deleted
+    }
+
+    fn transition_status(
+        &self,
+        id: &str,
+        from: ConnectionStatus,
+        to: ConnectionStatus,
+    ) -> Result<Option<Connection>> {
+        let moved = self.inner.transition_status(id, from, to)?;
+        if let Some(connection) = &moved {
+            self.revisions.bump(&connection.tenant_id);
+        }
+        Ok(moved)
+    }
+}
+
+impl<S: ConfigStore> ConfigStore for Revisioned<S> {
+    fn insert_config_version(&self, config: &mut TenantConfig) -> Result<()> {
+        self.inner.insert_config_version(config)
+    }
+
+    fn config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<Option<TenantConfig>> {
+        self.inner
+            .config(tenant_id, blueprint, environment, version)
+    }
+
+    fn configs_of(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>> {
+        self.inner.configs_of(tenant_id, blueprint)
+    }
+
+    fn published_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+    ) -> Result<Option<TenantConfig>> {
+        self.inner
+            .published_config(tenant_id, blueprint, environment)
+    }
+
+    fn preview_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+        now: UnixMs,
+    ) -> Result<Option<TenantConfig>> {
+        self.inner
+            .preview_config(tenant_id, blueprint, environment, version, now)
+    }
+
+    fn publish(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+        now: UnixMs,
+    ) -> Result<std::result::Result<TenantConfig, PublishRefusal>> {
+        let published = self
+            .inner
+            .publish(tenant_id, blueprint, environment, version, now);
+        // A failed flush may follow a commit that reads already see.
+        if !matches!(published, Ok(Err(_))) {
+            self.revisions.bump(tenant_id);
+        }
+        published
     }
 }

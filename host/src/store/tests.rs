@@ -1,6 +1,10 @@
-//! The store's unit tests: the binding layers' aggregates.
+//! The store suite: every aggregate exercised through its trait, over the sled
+//! implementation. Another backend runs the same functions over its own [`Stores`].
 
 use super::*;
+use crate::domain::{
+    AuditRecord, Connection, ConnectionStatus, CredentialKind, OwnershipMode, SealedSecret, Tenant,
+};
 use crate::domain::{ConfigMeta, ConfigStatus, Environment, TenantConfig};
 
 fn draft(tenant: &str) -> TenantConfig {
@@ -22,7 +26,8 @@ fn draft(tenant: &str) -> TenantConfig {
 
 #[test]
 fn versions_count_up_and_publishing_archives_the_previous_one() {
-    let store = Store::temporary().unwrap();
+    let stores = sled();
+    let store = &stores.configs;
     let (mut one, mut two) = (draft("acme"), draft("acme"));
     store.insert_config_version(&mut one).unwrap();
     store.insert_config_version(&mut two).unwrap();
@@ -33,20 +38,14 @@ fn versions_count_up_and_publishing_archives_the_previous_one() {
         (1, 2, 1)
     );
 
-    let revision = store.revision("acme");
+    let revision = stores.revisions.current("acme");
     let env = Environment::Production;
-    store
-        .publish_config("acme", "app", env, 1, 5)
-        .unwrap()
-        .unwrap();
+    store.publish("acme", "app", env, 1, 5).unwrap().unwrap();
     assert!(
-        store.revision("acme") > revision,
+        stores.revisions.current("acme") > revision,
         "publication invalidates caches"
     );
-    store
-        .publish_config("acme", "app", env, 2, 6)
-        .unwrap()
-        .unwrap();
+    store.publish("acme", "app", env, 2, 6).unwrap().unwrap();
     let status = |v| {
         store
             .config("acme", "app", env, v)
@@ -69,11 +68,11 @@ fn versions_count_up_and_publishing_archives_the_previous_one() {
         2
     );
     assert!(matches!(
-        store.publish_config("acme", "app", env, 1, 7).unwrap(),
+        store.publish("acme", "app", env, 1, 7).unwrap(),
         Err(PublishRefusal::Archived)
     ));
     assert!(matches!(
-        store.publish_config("acme", "app", env, 9, 7).unwrap(),
+        store.publish("acme", "app", env, 9, 7).unwrap(),
         Err(PublishRefusal::Missing)
     ));
     assert!(store
@@ -84,10 +83,286 @@ fn versions_count_up_and_publishing_archives_the_previous_one() {
 
 #[test]
 fn quotas_count_to_their_limit_per_day() {
-    let store = Store::temporary().unwrap();
+    let stores = sled();
+    let store = &stores.quotas;
     assert!(store.take_quota("c", 1, 2).unwrap());
     assert!(store.take_quota("c", 1, 2).unwrap());
     assert!(!store.take_quota("c", 1, 2).unwrap());
     assert!(store.take_quota("c", 2, 2).unwrap(), "a new day");
     assert!(store.take_quota("d", 1, 2).unwrap(), "another connection");
+}
+
+/// The backend under test.
+fn sled() -> Stores {
+    Stores::temporary().unwrap()
+}
+
+fn sealed(vault_key: &str) -> SealedSecret {
+    // The store never opens a seal: any well-formed one will do.
+    serde_json::from_value(serde_json::json!({
+        "keyId": vault_key,
+        "wrappedKey": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "secret": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    }))
+    .unwrap()
+}
+
+fn credential(version: u64, expires_at: Option<UnixMs>) -> StoredCredential {
+    StoredCredential {
+        credential_id: "cred_1".into(),
+        version,
+        kind: CredentialKind::Oauth2,
+        expires_at,
+        refreshable: true,
+        sealed: sealed("kek_1"),
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn tenants_are_created_once_and_found_by_token_hash() {
+    let stores = sled();
+    let tenant = Tenant {
+        id: "acme".into(),
+        created_at: 1,
+    };
+    stores.tenants.create_tenant(&tenant, b"hash-1").unwrap();
+    assert!(matches!(
+        stores.tenants.create_tenant(&tenant, b"hash-2"),
+        Err(Error::Conflict)
+    ));
+    assert_eq!(
+        stores.tenants.tenant_by_token_hash(b"hash-1").unwrap(),
+        Some("acme".into())
+    );
+    assert_eq!(
+        stores.tenants.tenant_by_token_hash(b"hash-2").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn connections_are_listed_by_owner_and_change_status_once() {
+    let stores = sled();
+    let mut mine = Connection::fixture("conn_a", OwnershipMode::Byok);
+    mine.tenant_id = "acme".into();
+    let mut theirs = Connection::fixture("conn_b", OwnershipMode::Byok);
+    theirs.tenant_id = "globex".into();
+    let before = stores.revisions.current("acme");
+    stores.connections.put_connection(&mine).unwrap();
+    stores.connections.put_connection(&theirs).unwrap();
+    assert!(
+        stores.revisions.current("acme") > before,
+        "a write bumps the revision"
+    );
+    let listed = stores.connections.connections_of("acme").unwrap();
+    assert_eq!(
+        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["conn_a"]
+    );
+
+    let (active, reauth) = (ConnectionStatus::Active, ConnectionStatus::NeedsReauth);
+    let flipped = stores
+        .connections
+        .transition_status("conn_a", active, reauth)
+        .unwrap();
+    assert_eq!(flipped.map(|c| c.status), Some(reauth));
+    assert!(
+        stores
+            .connections
+            .transition_status("conn_a", active, reauth)
+            .unwrap()
+            .is_none(),
+        "the second flip finds it moved already"
+    );
+    stores.connections.delete_connection(&mine).unwrap();
+    assert!(stores.connections.connection("conn_a").unwrap().is_none());
+    assert!(stores.connections.connection("conn_b").unwrap().is_some());
+}
+
+#[test]
+fn credentials_swap_by_version_and_are_due_by_expiry() {
+    let stores = sled();
+    let store = &stores.credentials;
+    store
+        .put_credential("conn_late", &credential(1, Some(5_000)))
+        .unwrap();
+    store
+        .put_credential("conn_soon", &credential(1, Some(1_000)))
+        .unwrap();
+    let mut static_key = credential(1, None);
+    static_key.refreshable = false;
+    store.put_credential("conn_key", &static_key).unwrap();
+    assert_eq!(
+        store.due(10_000, 10).unwrap(),
+        vec![
+            (1_000, "conn_soon".to_owned()),
+            (5_000, "conn_late".to_owned())
+        ],
+        "soonest first, never a credential that cannot refresh"
+    );
+    assert_eq!(store.due(2_000, 10).unwrap().len(), 1);
+    assert_eq!(store.due(10_000, 1).unwrap().len(), 1, "at most `limit`");
+
+    // Compare-and-swap: the stale writer loses, and the index follows the winner.
+    assert!(store
+        .replace_credential("conn_soon", 1, &credential(2, Some(9_000)))
+        .unwrap());
+    assert!(!store
+        .replace_credential("conn_soon", 1, &credential(2, Some(1)))
+        .unwrap());
+    assert_eq!(store.credential("conn_soon").unwrap().unwrap().version, 2);
+    assert_eq!(
+        store.due(10_000, 10).unwrap(),
+        vec![
+            (5_000, "conn_late".to_owned()),
+            (9_000, "conn_soon".to_owned())
+        ]
+    );
+    store.unindex_expiry(5_000, "conn_late").unwrap();
+    assert_eq!(store.due(10_000, 10).unwrap().len(), 1);
+    assert_eq!(store.all_credentials().count(), 3);
+}
+
+#[test]
+fn deleting_a_connection_drops_its_credential_and_index_entry() {
+    let stores = sled();
+    let connection = Connection::fixture("conn_a", OwnershipMode::Byok);
+    stores.connections.put_connection(&connection).unwrap();
+    stores
+        .credentials
+        .put_credential("conn_a", &credential(1, Some(1_000)))
+        .unwrap();
+    stores.connections.delete_connection(&connection).unwrap();
+    assert!(stores.credentials.credential("conn_a").unwrap().is_none());
+    assert!(stores.credentials.due(u64::MAX - 1, 10).unwrap().is_empty());
+}
+
+#[test]
+fn oauth_states_are_single_use_and_purged_at_expiry() {
+    let stores = sled();
+    let state = |expires_at| OauthState {
+        tenant_id: "acme".into(),
+        connection_id: "conn_a".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_verifier: None,
+        expires_at,
+    };
+    stores.oauth.put_oauth_state(b"s1", &state(100)).unwrap();
+    stores.oauth.put_oauth_state(b"s2", &state(10)).unwrap();
+    assert_eq!(
+        stores.oauth.take_oauth_state(b"s1").unwrap(),
+        Some(state(100))
+    );
+    assert_eq!(
+        stores.oauth.take_oauth_state(b"s1").unwrap(),
+        None,
+        "single use"
+    );
+    assert_eq!(stores.oauth.purge_oauth_states(50).unwrap(), 1);
+    assert_eq!(stores.oauth.take_oauth_state(b"s2").unwrap(), None);
+
+    let client = StoredClient {
+        credential_id: "cli_1".into(),
+        sealed: sealed("kek_1"),
+    };
+    stores.oauth.put_oauth_client("conn_a", &client).unwrap();
+    let next = StoredClient {
+        credential_id: "cli_1".into(),
+        sealed: sealed("kek_2"),
+    };
+    assert!(stores
+        .oauth
+        .replace_oauth_client("conn_a", &client, &next)
+        .unwrap());
+    assert!(!stores
+        .oauth
+        .replace_oauth_client("conn_a", &client, &next)
+        .unwrap());
+    assert_eq!(stores.oauth.oauth_client("conn_a").unwrap(), Some(next));
+}
+
+#[test]
+fn audit_pages_are_per_tenant_newest_first_and_purged_by_age() {
+    let stores = sled();
+    let record = |id: &str, tenant: &str, time| AuditRecord {
+        id: id.into(),
+        time,
+        tenant_id: tenant.into(),
+        capability: "email.send".into(),
+        ..AuditRecord::default()
+    };
+    stores
+        .audit
+        .append(&[
+            record("a", "acme", 1),
+            record("b", "acme", 2),
+            record("c", "globex", 3),
+        ])
+        .unwrap();
+    let query = AuditQuery {
+        limit: 1,
+        ..AuditQuery::default()
+    };
+    let (first, cursor) = stores.audit.page("acme", &query).unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    let next = AuditQuery {
+        limit: 1,
+        cursor,
+        ..AuditQuery::default()
+    };
+    let (second, _) = stores.audit.page("acme", &next).unwrap();
+    assert_eq!(
+        second.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(stores.audit.purge(2, 100).unwrap(), 1);
+    let all = AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    assert_eq!(stores.audit.page("acme", &all).unwrap().0.len(), 1);
+    assert_eq!(stores.audit.page("globex", &all).unwrap().0.len(), 1);
+}
+
+#[test]
+fn idempotent_results_are_per_tenant_and_purged_by_age() {
+    let stores = sled();
+    let result = IdempotentResult {
+        fingerprint: "f".into(),
+        execution_id: "exe_1".into(),
+        output: serde_json::json!({"id": "pi_1"}),
+        connection_id: "conn_a".into(),
+        integration_key: "payments.stripe".into(),
+        created_at: 10,
+    };
+    stores
+        .idempotency
+        .put_idempotent_result("acme", "k", &result)
+        .unwrap();
+    assert_eq!(
+        stores.idempotency.idempotent_result("acme", "k").unwrap(),
+        Some(result)
+    );
+    assert_eq!(
+        stores.idempotency.idempotent_result("globex", "k").unwrap(),
+        None
+    );
+    assert_eq!(stores.idempotency.purge_idempotent_results(11).unwrap(), 1);
+    assert_eq!(
+        stores.idempotency.idempotent_result("acme", "k").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn the_keyring_is_saved_and_loaded_whole() {
+    let stores = sled();
+    assert_eq!(stores.keyring.load().unwrap(), None);
+    stores.keyring.save(b"sealed-1").unwrap();
+    stores.keyring.save(b"sealed-2").unwrap();
+    assert_eq!(stores.keyring.load().unwrap(), Some(b"sealed-2".to_vec()));
 }

@@ -5,20 +5,20 @@ use super::Error;
 use crate::credentials::tokens::seal_context;
 use crate::credentials::vault::{self, Vault};
 use crate::domain::{Connection, OauthClient, OwnershipMode};
-use crate::store::{Store, StoredClient};
+use crate::store::{OauthStore, StoredClient};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Finds the OAuth client of a connection.
 #[derive(Clone)]
 pub struct Clients {
-    store: Store,
+    store: Arc<dyn OauthStore>,
     vault: Arc<Vault>,
 }
 
 impl Clients {
     /// Clients over the store and vault (for `byok`) and the environment (`managed`).
-    pub fn new(store: Store, vault: Arc<Vault>) -> Self {
+    pub fn new(store: Arc<dyn OauthStore>, vault: Arc<Vault>) -> Self {
         Clients { store, vault }
     }
 

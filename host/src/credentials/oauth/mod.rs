@@ -10,19 +10,16 @@
 //! state, exchanges the code through the connector and seals the tokens.
 
 use crate::accounts::connections::{self, Connections};
-use crate::audit::{self, Audit, Redactor};
+use crate::audit::{self, Audit};
 use crate::credentials::tokens::{self, seal_context, Tokens};
 use crate::credentials::vault::{self, Vault};
 use crate::domain::{
-    now_ms, AuditRecord, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind,
-    ErrorClass, OauthClient, OutboundRecord, SecretFields,
+    now_ms, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
+    IntegrationSpec, OauthClient, SecretFields,
 };
-use crate::runtime::catalog::Catalog;
-use crate::runtime::ratelimit::RateLimits;
-use crate::runtime::{
-    egress::AllowedHosts, settle, CallContext, CallError, CallReport, CodeExchange, Plugin, Runtime,
-};
-use crate::store::{self, OauthState, Store};
+use crate::runtime::connectors::{Answer, ConnectorCall, Connectors, Export};
+use crate::runtime::{egress::AllowedHosts, CallContext, CallError, CodeExchange};
+use crate::store::{self, OauthState, OauthStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -69,18 +66,12 @@ pub enum Error {
     /// The provider reported an error instead of a code (the user declined…).
     #[error("the provider refused the authorization: {0}")]
     Denied(String),
-    /// The connection's request budget is spent for longer than an exchange waits.
-    #[error("the provider's rate limit for this connection is reached; retry in {0:?}")]
-    RateLimited(Duration),
     /// The provider rejected the code (expired, reused, wrong verifier).
     #[error("the provider rejected the authorization code: {0}")]
     CodeRejected(String),
-    /// The connector call failed.
+    /// The connector call failed, was refused its budget, or has no loaded connector.
     #[error(transparent)]
-    Connector(CallError),
-    /// The connector of the connection is not loaded.
-    #[error("connector `{0}` is not loaded")]
-    ConnectorUnavailable(String),
+    Connector(#[from] CallError),
     /// Sealing the tokens failed.
     #[error(transparent)]
     Tokens(#[from] tokens::Error),
@@ -95,15 +86,13 @@ pub enum Error {
 /// The authorization-code flow.
 #[derive(Clone)]
 pub struct Oauth {
-    store: Store,
+    store: Arc<dyn OauthStore>,
     vault: Arc<Vault>,
-    catalog: Arc<Catalog>,
-    runtime: Arc<Runtime>,
+    connectors: Arc<dyn Connectors>,
     connections: Connections,
     tokens: Tokens,
     clients: Clients,
     audit: Audit,
-    limits: RateLimits,
     state_ttl: Duration,
 }
 
@@ -118,28 +107,23 @@ pub struct Authorization {
 
 impl Oauth {
     /// Wires the flow.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
+        store: Arc<dyn OauthStore>,
         vault: Arc<Vault>,
-        catalog: Arc<Catalog>,
-        runtime: Arc<Runtime>,
+        connectors: Arc<dyn Connectors>,
         connections: Connections,
         tokens: Tokens,
         clients: Clients,
         audit: Audit,
-        limits: RateLimits,
     ) -> Self {
         Oauth {
             store,
             vault,
-            catalog,
-            runtime,
+            connectors,
             connections,
             tokens,
             clients,
             audit,
-            limits,
             state_ttl: DEFAULT_STATE_TTL,
         }
     }
@@ -158,7 +142,7 @@ impl Oauth {
         client: &OauthClient,
     ) -> Result<Connection, Error> {
         let connection = self.connections.get(tenant_id, connection_id)?;
-        self.oauth_plugin(&connection)?;
+        self.oauth_spec(&connection)?;
         self.clients.put(&connection, client)?;
         Ok(connection)
     }
@@ -174,14 +158,14 @@ impl Oauth {
         if connection.status == ConnectionStatus::Revoked {
             return Err(Error::Revoked);
         }
-        let plugin = self.oauth_plugin(&connection)?;
+        let spec = self.oauth_spec(&connection)?;
         let redirect = url::Url::parse(redirect_uri).map_err(|_| Error::InvalidRedirectUri)?;
         if !matches!(redirect.scheme(), "http" | "https") || redirect.host_str().is_none() {
             return Err(Error::InvalidRedirectUri);
         }
         let client = self.clients.for_connection(&connection)?;
-        let oauth = plugin.spec.oauth.as_ref().expect("checked by oauth_plugin");
-        let mut url = consent_endpoint(&plugin, &connection, &oauth.authorize_url)?;
+        let oauth = spec.oauth.as_ref().expect("checked by oauth_spec");
+        let mut url = consent_endpoint(&spec, &connection, &oauth.authorize_url)?;
 
         let state = random_token();
         let verifier = oauth.pkce.then(random_token);
@@ -240,11 +224,15 @@ impl Oauth {
         if caller.is_some_and(|tenant| tenant != pending.tenant_id) {
             return Err(Error::InvalidState("issued to another tenant"));
         }
-        let connection = self
-            .store
-            .connection(&pending.connection_id)?
-            .filter(|c| c.tenant_id == pending.tenant_id)
-            .ok_or(Error::InvalidState("its connection no longer exists"))?;
+        let connection = match self
+            .connections
+            .get(&pending.tenant_id, &pending.connection_id)
+        {
+            Err(connections::Error::NotFound) => {
+                return Err(Error::InvalidState("its connection no longer exists"))
+            }
+            found => found?,
+        };
         let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
@@ -270,66 +258,52 @@ impl Oauth {
         connection: &Connection,
         exchange: &CodeExchange,
     ) -> Result<SecretFields, Error> {
-        let started = Instant::now();
-        let plugin = self.oauth_plugin(connection)?;
+        let (started_at, started) = (now_ms(), Instant::now());
+        let spec = self.oauth_spec(connection)?;
         let client = self.clients.for_connection(connection)?;
-        self.limits
-            .acquire(
-                &plugin.spec.slug,
-                &plugin.spec.rate_profile,
-                &connection.id,
-                MAX_RATE_WAIT,
-            )
-            .await
-            .map_err(Error::RateLimited)?;
-        let report = self
-            .runtime
-            .exchange_code(
-                &plugin,
-                &CallContext::for_connection(connection, None),
-                &client,
-                exchange,
-            )
+        let called = self
+            .connectors
+            .call(ConnectorCall {
+                connection,
+                context: CallContext::for_connection(connection, None),
+                export: Export::ExchangeCode {
+                    client: &client,
+                    exchange,
+                },
+                budget: Some(MAX_RATE_WAIT),
+            })
             .await;
-        let redactor = Redactor::new(
-            [client.client_secret.as_str(), exchange.code.as_str()]
-                .into_iter()
-                .chain(exchange.code_verifier.as_deref()),
-        );
-        let CallReport { result, outbound } = report;
-        let result = match settle(result, &redactor) {
-            Ok(secret) if secret.access_token.is_some() => Ok(secret),
+        let result = match called.result {
+            Ok(Answer::Secret(secret)) if secret.access_token.is_some() => Ok(secret),
             Ok(_) => Err(Error::Connector(CallError::Plugin(
                 "the connector's exchange returned no access token".into(),
             ))),
             Err(CallError::NeedsReauth(reason)) => Err(Error::CodeRejected(reason)),
             Err(e) => Err(Error::Connector(e)),
         };
-        let outcome = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| (e.code(), e.to_string()));
-        record(
-            &self.audit,
-            connection,
-            &plugin,
+        let outcome = match &result {
+            Ok(_) => ("ok", None),
+            Err(e) => (e.code(), Some(e.to_string())),
+        };
+        self.audit.record(audit::connector_call(
+            &connection.tenant_id,
+            Some(connection),
+            Some(spec.version),
             "oauth.exchange",
-            outbound,
-            started,
+            (started_at, started),
+            called.outbound,
             outcome,
-        );
+        ));
         result
     }
 
-    fn oauth_plugin(&self, connection: &Connection) -> Result<Arc<Plugin>, Error> {
-        let plugin = self
-            .catalog
-            .get(&connection.connector)
-            .ok_or_else(|| Error::ConnectorUnavailable(connection.connector.clone()))?;
-        if plugin.spec.auth_type != AuthType::Oauth2 || plugin.spec.oauth.is_none() {
+    /// The connection's connector's spec, which must use OAuth.
+    fn oauth_spec(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, Error> {
+        let spec = self.connectors.require(connection)?;
+        if spec.auth_type != AuthType::Oauth2 || spec.oauth.is_none() {
             return Err(Error::NotOauth(connection.connector.clone()));
         }
-        Ok(plugin)
+        Ok(spec)
     }
 }
 
@@ -337,7 +311,7 @@ impl Oauth {
 /// the connector's allowed hosts), else the connector's. Query parameters of the
 /// connector's own URL (Google's `access_type=offline&prompt=consent`) are kept.
 fn consent_endpoint(
-    plugin: &Plugin,
+    spec: &IntegrationSpec,
     connection: &Connection,
     default: &str,
 ) -> Result<url::Url, Error> {
@@ -351,7 +325,7 @@ fn consent_endpoint(
         .as_str()
         .and_then(|s| url::Url::parse(s).ok())
         .ok_or_else(|| invalid("config.authorizeUrl must be an absolute URL"))?;
-    let allowed = AllowedHosts::parse(&plugin.spec.allowed_hosts)
+    let allowed = AllowedHosts::parse(&spec.allowed_hosts)
         .map_err(|_| invalid("the connector's allowed hosts are invalid"))?;
     allowed.check(&url).map_err(|reason| {
         Error::EndpointNotAllowed(format!("config.authorizeUrl is not allowed: {reason}"))
@@ -364,36 +338,6 @@ fn consent_endpoint(
         .collect();
     url.query_pairs_mut().extend_pairs(extra);
     Ok(url)
-}
-
-fn record(
-    audit: &Audit,
-    connection: &Connection,
-    plugin: &Plugin,
-    operation: &str,
-    outbound: Vec<OutboundRecord>,
-    started: Instant,
-    outcome: Result<(), (&'static str, String)>,
-) {
-    let (outcome, detail) = match outcome {
-        Ok(()) => ("ok".to_owned(), None),
-        Err((code, detail)) => (code.to_owned(), Some(detail)),
-    };
-    audit.record(AuditRecord {
-        id: audit::new_id(),
-        time: now_ms(),
-        tenant_id: connection.tenant_id.clone(),
-        connection_id: Some(connection.id.clone()),
-        connector: Some(connection.connector.clone()),
-        connector_version: Some(plugin.spec.version),
-        capability: operation.to_owned(),
-        outcome,
-        detail,
-        idempotency_key: None,
-        outbound,
-        duration_ms: started.elapsed().as_millis() as u64,
-        ..AuditRecord::default()
-    });
 }
 
 impl Classify for Error {
@@ -413,10 +357,6 @@ impl Classify for Error {
             Error::InvalidState(_) => ErrorClass::new(BadRequest, "invalid_state"),
             Error::Denied(_) => ErrorClass::new(BadRequest, "oauth_denied"),
             Error::CodeRejected(_) => ErrorClass::new(BadRequest, "invalid_grant"),
-            Error::RateLimited(wait) => ErrorClass::new(RateLimited, "rate_limited")
-                .retry_after(*wait)
-                .meta(serde_json::json!({"retryAfterMs": wait.as_millis() as u64})),
-            Error::ConnectorUnavailable(_) => ErrorClass::new(Unavailable, "connector_unavailable"),
         }
     }
 }

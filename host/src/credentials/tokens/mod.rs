@@ -15,7 +15,7 @@ use crate::domain::{
     now_ms, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
     SecretFields, UnixMs,
 };
-use crate::store::{self, Store, StoredCredential};
+use crate::store::{self, ConnectionStore, CredentialStore, StoredCredential, Stores};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -199,7 +199,8 @@ impl Refreshed {
 /// Seals, vends and refreshes credentials.
 #[derive(Clone)]
 pub struct Tokens {
-    store: Store,
+    credentials: Arc<dyn CredentialStore>,
+    connections: Arc<dyn ConnectionStore>,
     vault: Arc<Vault>,
     notifier: Notifier,
     refresher: Option<Arc<dyn Refresher>>,
@@ -210,10 +211,12 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Tokens over `store` and `vault`, without refresh (credentials vend as stored).
-    pub fn new(store: Store, vault: Arc<Vault>, notifier: Notifier) -> Self {
+    /// Tokens over the credential and connection stores and `vault`, without refresh
+    /// (credentials vend as stored).
+    pub fn new(stores: &Stores, vault: Arc<Vault>, notifier: Notifier) -> Self {
         Tokens {
-            store,
+            credentials: stores.credentials.clone(),
+            connections: stores.connections.clone(),
             vault,
             notifier,
             refresher: None,
@@ -283,14 +286,14 @@ impl Tokens {
         if connection.status == ConnectionStatus::Revoked {
             return Err(Error::Revoked);
         }
-        let previous = self.store.credential(&connection.id)?;
+        let previous = self.credentials.credential(&connection.id)?;
         let stored = self.seal(
             connection,
             kind,
             previous.map_or(1, |p| p.version + 1),
             secret,
         );
-        self.store.put_credential(&connection.id, &stored)?;
+        self.credentials.put_credential(&connection.id, &stored)?;
         let connection = self.reactivate(connection)?;
         Ok((stored, connection))
     }
@@ -304,12 +307,12 @@ impl Tokens {
             return Ok(connection.clone());
         }
         let Some(active) =
-            self.store
+            self.connections
                 .transition_status(&connection.id, from, ConnectionStatus::Active)?
         else {
             // Someone else moved it meanwhile; report what is stored.
             return Ok(self
-                .store
+                .connections
                 .connection(&connection.id)?
                 .unwrap_or_else(|| connection.clone()));
         };
@@ -326,7 +329,7 @@ impl Tokens {
     /// Flips an `ACTIVE` connection to `NEEDS_REAUTH` and notifies, once however many
     /// callers see the rejection. The scheduler stops looking at it.
     pub fn mark_needs_reauth(&self, connection_id: &str, reason: &str) -> Result<(), Error> {
-        let Some(flipped) = self.store.transition_status(
+        let Some(flipped) = self.connections.transition_status(
             connection_id,
             ConnectionStatus::Active,
             ConnectionStatus::NeedsReauth,
@@ -335,11 +338,11 @@ impl Tokens {
             return Ok(());
         };
         if let Some(at) = self
-            .store
+            .credentials
             .credential(connection_id)?
             .and_then(|c| c.expires_at)
         {
-            self.store.unindex_expiry(at, connection_id)?;
+            self.credentials.unindex_expiry(at, connection_id)?;
         }
         self.notifier
             .notify(Event::new(EventKind::NeedsReauth, &flipped, reason));
@@ -351,7 +354,7 @@ impl Tokens {
     pub async fn vend(&self, connection: &Connection) -> Result<SecretFields, Error> {
         check_status(connection.status)?;
         let stored = self
-            .store
+            .credentials
             .credential(&connection.id)?
             .ok_or(Error::NoCredential)?;
         let secret = self.open(connection, &stored)?;
@@ -368,12 +371,12 @@ impl Tokens {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
         let current = self
-            .store
+            .connections
             .connection(&connection.id)?
             .unwrap_or_else(|| connection.clone());
         check_status(current.status)?;
         let stored = self
-            .store
+            .credentials
             .credential(&connection.id)?
             .ok_or(Error::NoCredential)?;
         let secret = self.open(connection, &stored)?;
@@ -429,7 +432,7 @@ impl Tokens {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
         loop {
-            let Some(stored) = self.store.credential(&connection.id)? else {
+            let Some(stored) = self.credentials.credential(&connection.id)? else {
                 return Ok(false);
             };
             if stored.sealed.key_id == self.vault.primary_key_id() {
@@ -445,7 +448,7 @@ impl Tokens {
             };
             // A credential PUT may land meanwhile (it takes no flight lock): read again.
             if self
-                .store
+                .credentials
                 .replace_credential(&connection.id, stored.version, &next)?
             {
                 return Ok(true);
@@ -496,7 +499,7 @@ impl Tokens {
     ) -> Result<(), Error> {
         let next = self.seal(connection, previous.kind, previous.version + 1, fresh);
         if !self
-            .store
+            .credentials
             .replace_credential(&connection.id, previous.version, &next)?
         {
             // Refreshes hold the flight lock, so only a credential PUT can race one;

@@ -57,12 +57,12 @@ impl Refresher for RotatingProvider {
 }
 
 fn setup(provider: Arc<RotatingProvider>, expires_in_ms: i64) -> (Tokens, Connection) {
-    let store = Store::temporary().unwrap();
-    let vault = Arc::new(Vault::load(store.vault_tree().unwrap(), Key::generate()).unwrap());
-    let tokens = Tokens::new(store.clone(), vault, Notifier::log_only())
+    let stores = Stores::temporary().unwrap();
+    let vault = Arc::new(Vault::load(stores.keyring.clone(), Key::generate()).unwrap());
+    let tokens = Tokens::new(&stores, vault, Notifier::log_only())
         .with_refresher(provider, RefreshLeads::default());
     let connection = Connection::fixture("conn_1", OwnershipMode::Managed);
-    store.put_connection(&connection).unwrap();
+    stores.connections.put_connection(&connection).unwrap();
     let mut secret = SecretFields::default();
     secret.access_token = Some("access-0".into());
     secret.refresh_token = Some("refresh-0".into());
@@ -108,7 +108,11 @@ async fn a_vend_inside_the_lead_refreshes_once_and_persists_the_rotation() {
     let again = tokens.vend(&connection).await.unwrap();
     assert_eq!(again.access_token.as_deref(), Some("access-1"));
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
-    let stored = tokens.store.credential(&connection.id).unwrap().unwrap();
+    let stored = tokens
+        .credentials
+        .credential(&connection.id)
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.version, 2);
 }
 
@@ -138,7 +142,7 @@ async fn a_rotating_refresh_token_is_never_used_twice() {
         }
     }
     let status = tokens
-        .store
+        .connections
         .connection(&connection.id)
         .unwrap()
         .unwrap()
@@ -165,7 +169,11 @@ async fn a_rejected_refresh_token_flips_the_connection() {
         tokens.vend(&connection).await,
         Err(Error::NeedsReauth)
     ));
-    let stored = tokens.store.connection(&connection.id).unwrap().unwrap();
+    let stored = tokens
+        .connections
+        .connection(&connection.id)
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.status, ConnectionStatus::NeedsReauth);
     assert!(matches!(
         tokens.vend(&stored).await,
@@ -189,7 +197,7 @@ async fn a_transient_failure_never_flips_the_connection() {
     ));
     for (tokens, connection) in [(&tokens, &connection), (&expired, &expired_connection)] {
         let status = tokens
-            .store
+            .connections
             .connection(&connection.id)
             .unwrap()
             .unwrap()
@@ -231,7 +239,11 @@ async fn vends_during_a_backoff_serve_the_valid_token_without_calling_the_provid
 async fn a_stale_write_never_overwrites_a_newer_credential() {
     let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
     let (tokens, connection) = setup(provider, HOUR);
-    let v1 = tokens.store.credential(&connection.id).unwrap().unwrap();
+    let v1 = tokens
+        .credentials
+        .credential(&connection.id)
+        .unwrap()
+        .unwrap();
     let mut newer = SecretFields::default();
     newer.api_key = Some("tenant-put-this".into());
     tokens
@@ -244,7 +256,7 @@ async fn a_stale_write_never_overwrites_a_newer_credential() {
         &SecretFields::default(),
     );
     assert!(!tokens
-        .store
+        .credentials
         .replace_credential(&connection.id, v1.version, &stale)
         .unwrap());
     let kept = tokens.vend(&connection).await.unwrap();
