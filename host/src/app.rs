@@ -108,39 +108,33 @@ impl Config {
 /// Everything the API serves.
 pub struct App {
     /// Tenants and authentication.
-    pub tenants: Tenants,
+    pub(crate) tenants: Tenants,
     /// Connection use cases.
-    pub connections: Connections,
-    /// Credential sealing and vending.
-    pub tokens: Tokens,
+    pub(crate) connections: Connections,
     /// Loaded connectors.
     pub catalog: Arc<Catalog>,
-    /// The plugin runtime.
-    pub runtime: Arc<Runtime>,
     /// Storing and vending credentials.
-    pub vending: Vending,
+    pub(crate) vending: Vending,
     /// The execute use case.
-    pub exec: Exec,
+    pub(crate) exec: Exec,
     /// Audit records.
-    pub audit: Audit,
+    pub(crate) audit: Audit,
     /// The store.
-    pub stores: Stores,
-    /// The vault.
-    pub vault: Arc<Vault>,
+    pub(crate) stores: Stores,
     /// The OAuth authorization-code flow.
-    pub oauth: Oauth,
+    pub(crate) oauth: Oauth,
     /// Key rotation.
-    pub rotation: Rotation,
+    pub(crate) rotation: Rotation,
     /// Refresh ahead of expiry (started by [`serve`]).
-    pub scheduler: Arc<Scheduler>,
+    pub(crate) scheduler: Arc<Scheduler>,
     /// App blueprints.
-    pub blueprints: Blueprints,
+    pub(crate) blueprints: Blueprints,
     /// Tenant app configs.
-    pub configs: Configs,
+    pub(crate) configs: Configs,
     /// Binding resolution.
-    pub resolver: Resolver,
+    pub(crate) resolver: Resolver,
     /// Idempotency keys (purged by the scheduler).
-    pub idempotency: Idempotency,
+    pub(crate) idempotency: Idempotency,
 }
 
 /// What startup generated and must tell the operator once.
@@ -253,14 +247,11 @@ impl App {
         let app = App {
             tenants,
             connections,
-            tokens,
             catalog,
-            runtime,
             exec,
             vending,
             audit,
             stores,
-            vault,
             oauth,
             rotation,
             scheduler,

@@ -8,12 +8,14 @@
 //! api ─▶ exec ─▶ binding, credentials, accounts ─▶ runtime ─▶ audit ─▶ store ─▶ domain
 //! ```
 //!
-//! `app` wires them together; `main` is the CLI.
+//! `app` wires them together; `main` is the CLI. Public are what `main`, the benches
+//! and the end-to-end tests use: `app`, `domain`, `store`, `runtime`, and the parts of
+//! `credentials`, `binding` and `exec` they configure or measure.
 
-pub mod accounts;
-pub mod api;
+pub(crate) mod accounts;
+pub(crate) mod api;
 pub mod app;
-pub mod audit;
+pub(crate) mod audit;
 pub mod binding;
 pub mod credentials;
 pub mod domain;

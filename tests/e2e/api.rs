@@ -379,3 +379,41 @@ async fn a_wrong_master_key_refuses_to_start_and_the_right_one_reopens_everythin
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["attributes"]["apiKey"], GOOD_KEY);
 }
+
+#[tokio::test]
+async fn requests_carry_an_id_and_any_case_of_the_bearer_scheme_authenticates() {
+    let conduit = conduit().await;
+    let token = conduit.tenant("acme-corp").await;
+    let http = reqwest::Client::new();
+    let minted = http
+        .get(format!("{}/api/connectors", conduit.base))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        minted.status(),
+        200,
+        "RFC 7235: the scheme is case-insensitive"
+    );
+    let id = minted.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let kept = http
+        .get(format!("{}/api/nowhere", conduit.base))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 404);
+    assert_eq!(kept.headers()["x-request-id"], "client-chosen-42");
+    let refused = http
+        .get(format!("{}/api/connectors", conduit.base))
+        .header("authorization", format!("Basic {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}

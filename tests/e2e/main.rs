@@ -12,4 +12,5 @@ mod execute;
 mod gmail;
 mod lifecycle;
 mod sandbox;
+mod seed;
 mod stripe;

@@ -48,11 +48,20 @@ impl Classify for Error {
     }
 }
 
+/// How a new connection names its connector.
+#[derive(Debug, Clone)]
+pub enum ConnectorName {
+    /// By slug (`stripe`).
+    Slug(String),
+    /// By integration key (`payments.stripe`), optionally at a version.
+    IntegrationKey(String, Option<u32>),
+}
+
 /// What a tenant asks for when connecting an account.
 #[derive(Debug, Clone)]
 pub struct NewConnection {
-    /// Connector slug.
-    pub connector: String,
+    /// The connector.
+    pub connector: ConnectorName,
     /// Label; defaults to the connector's display name.
     pub label: Option<String>,
     /// Sandbox or production.
@@ -82,10 +91,21 @@ impl Connections {
 
     /// Creates an `ACTIVE` connection without a credential.
     pub fn create(&self, tenant_id: &str, new: NewConnection) -> Result<Connection, Error> {
-        let plugin = self
-            .catalog
-            .get(&new.connector)
-            .ok_or_else(|| Error::UnknownConnector(new.connector.clone()))?;
+        let plugin = match &new.connector {
+            ConnectorName::Slug(slug) => self.catalog.get(slug),
+            ConnectorName::IntegrationKey(key, version) => {
+                self.catalog.all().into_iter().find(|p| {
+                    p.spec.integration_key == *key && version.is_none_or(|v| v == p.spec.version)
+                })
+            }
+        };
+        let plugin = plugin.ok_or_else(|| {
+            Error::UnknownConnector(match &new.connector {
+                ConnectorName::Slug(slug) => slug.clone(),
+                ConnectorName::IntegrationKey(key, None) => key.clone(),
+                ConnectorName::IntegrationKey(key, Some(v)) => format!("{key}@{v}"),
+            })
+        })?;
         let spec = &plugin.spec;
         let ownership_mode = match new.ownership_mode {
             Some(mode) if spec.ownership_modes.contains(&mode) => mode,

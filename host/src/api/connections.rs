@@ -4,12 +4,13 @@ use super::auth::TenantCaller;
 use super::document::{resource, Attributes, Document, ResourceAttributes};
 use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
-use crate::accounts::connections::NewConnection;
+use crate::accounts::connections::{ConnectorName, NewConnection};
 use crate::domain::{
     parse_rfc3339, rfc3339, Connection, CredentialKind, Environment, OwnershipMode, SecretFields,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -37,11 +38,28 @@ pub(super) fn render(c: &Connection) -> Value {
     )
 }
 
-/// A connection to create.
+/// A connection to create: the connector named by slug (`connector`) or, as in the
+/// seed's IntegrationConnection documents, by `integrationKey`. The fields Conduit
+/// assigns (`id`, `status`, `secretRef`, times) are accepted and ignored, so a fetched
+/// connection can be posted again; a `tenantId` must be the caller's.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAttributes {
-    connector: String,
+    connector: Option<String>,
+    integration_key: Option<String>,
+    integration_version: Option<u32>,
+    tenant_id: Option<String>,
+    #[allow(dead_code)]
+    id: Option<String>,
+    #[allow(dead_code)]
+    #[schema(value_type = Option<String>)]
+    status: Option<Value>,
+    #[allow(dead_code)]
+    secret_ref: Option<String>,
+    #[allow(dead_code)]
+    created_at: Option<String>,
+    #[allow(dead_code)]
+    updated_at: Option<String>,
     label: Option<String>,
     environment: Environment,
     ownership_mode: Option<OwnershipMode>,
@@ -62,10 +80,26 @@ pub async fn create(
     TenantCaller(tenant): TenantCaller,
     Attributes(attrs): Attributes<CreateAttributes>,
 ) -> Result<Document, ApiError> {
+    if attrs.tenant_id.as_ref().is_some_and(|t| *t != tenant) {
+        return Err(ApiError::unprocessable(
+            "tenant_mismatch",
+            "tenantId names another tenant than the caller",
+        ));
+    }
+    let connector = match (attrs.connector, attrs.integration_key) {
+        (Some(slug), _) => ConnectorName::Slug(slug),
+        (None, Some(key)) => ConnectorName::IntegrationKey(key, attrs.integration_version),
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                "invalid_attributes",
+                "`connector` (a slug) or `integrationKey` is required",
+            ))
+        }
+    };
     let connection = app.connections.create(
         &tenant,
         NewConnection {
-            connector: attrs.connector,
+            connector,
             label: attrs.label,
             environment: attrs.environment,
             ownership_mode: attrs.ownership_mode,
@@ -107,15 +141,20 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The credential body. `Debug` is not derived: it holds secrets.
+/// The credential body: the secret fields are `secrecy` strings, wiped when the body
+/// is dropped and never printed.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialAttributes {
     kind: CredentialKind,
-    access_token: Option<String>,
-    refresh_token: Option<String>,
-    api_key: Option<String>,
-    api_secret: Option<String>,
+    #[schema(value_type = Option<String>)]
+    access_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    refresh_token: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    api_key: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    api_secret: Option<SecretString>,
     expires_at: Option<String>,
 }
 
@@ -132,11 +171,12 @@ impl CredentialAttributes {
                 ApiError::unprocessable("invalid_attributes", "expiresAt must be an RFC 3339 time")
             })?),
         };
+        let expose = |v: &Option<SecretString>| v.as_ref().map(|s| s.expose_secret().to_owned());
         let secret = SecretFields {
-            access_token: self.access_token,
-            refresh_token: self.refresh_token,
-            api_key: self.api_key,
-            api_secret: self.api_secret,
+            access_token: expose(&self.access_token),
+            refresh_token: expose(&self.refresh_token),
+            api_key: expose(&self.api_key),
+            api_secret: expose(&self.api_secret),
             expires_at,
         };
         Ok((self.kind, secret))

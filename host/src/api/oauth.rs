@@ -12,9 +12,9 @@ use crate::domain::OauthClient;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
-use zeroize::Zeroize;
 
 /// Where the provider sends the user back.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -53,7 +53,9 @@ pub async fn authorize(
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     state: Option<String>,
-    code: Option<String>,
+    /// The authorization code: wiped when the request is done.
+    #[param(value_type = Option<String>)]
+    code: Option<SecretString>,
     error: Option<String>,
 }
 
@@ -61,20 +63,21 @@ pub struct CallbackQuery {
 pub async fn callback(
     State(app): State<AppState>,
     OptionalTenant(caller): OptionalTenant,
-    QueryParams(mut query): QueryParams<CallbackQuery>,
+    QueryParams(query): QueryParams<CallbackQuery>,
 ) -> Result<Document, ApiError> {
     let state = query
         .state
-        .take()
+        .as_deref()
         .ok_or_else(|| ApiError::from(oauth::Error::InvalidState("missing")))?;
     let outcome = match (&query.code, &query.error) {
-        (Some(code), _) => Ok(code.as_str()),
+        (Some(code), _) => Ok(code.expose_secret()),
         (None, Some(error)) => Err(error.as_str()),
         (None, None) => Err("the callback carries neither a code nor an error"),
     };
-    let result = app.oauth.callback(&state, outcome, caller.as_deref()).await;
-    query.code.zeroize();
-    let connection = result?;
+    let connection = app
+        .oauth
+        .callback(state, outcome, caller.as_deref())
+        .await?;
     Ok(Document::data(render(&connection)))
 }
 
@@ -83,7 +86,9 @@ pub async fn callback(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAttributes {
     client_id: String,
-    client_secret: String,
+    /// Wiped when the body is dropped.
+    #[schema(value_type = String)]
+    client_secret: SecretString,
 }
 
 impl ResourceAttributes for ClientAttributes {
@@ -97,7 +102,7 @@ pub async fn put_client(
     Path(id): Path<String>,
     Attributes(attrs): Attributes<ClientAttributes>,
 ) -> Result<Document, ApiError> {
-    if attrs.client_id.trim().is_empty() || attrs.client_secret.is_empty() {
+    if attrs.client_id.trim().is_empty() || attrs.client_secret.expose_secret().is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_attributes",
             "clientId and clientSecret must not be empty",
@@ -105,7 +110,7 @@ pub async fn put_client(
     }
     let client = OauthClient {
         client_id: attrs.client_id.clone(),
-        client_secret: attrs.client_secret.clone(),
+        client_secret: attrs.client_secret.expose_secret().to_owned(),
     };
     let connection = app.oauth.put_client(&tenant, &id, &client)?;
     Ok(Document::resource(
@@ -113,10 +118,4 @@ pub async fn put_client(
         &connection.id,
         json!({"clientId": client.client_id, "sealed": true}),
     ))
-}
-
-impl Drop for ClientAttributes {
-    fn drop(&mut self) {
-        self.client_secret.zeroize();
-    }
 }

@@ -6,7 +6,7 @@
 //! of bound connections go through [`configs::HealthProbe`], handed in by the
 //! composition root, so this layer never depends on `exec`.
 
-pub mod blueprints;
-pub mod configs;
+pub(crate) mod blueprints;
+pub(crate) mod configs;
 pub mod policy;
 pub mod resolver;

@@ -6,9 +6,9 @@
 //! exports), `accounts`. Never `exec`, `binding` or `api`.
 
 pub mod notify;
-pub mod oauth;
-pub mod rotation;
+pub(crate) mod oauth;
+pub(crate) mod rotation;
 pub mod scheduler;
 pub mod tokens;
 pub mod vault;
-pub mod vending;
+pub(crate) mod vending;

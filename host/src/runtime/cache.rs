@@ -57,11 +57,11 @@ impl ComponentCache {
         Ok((component, Origin::Compiled))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let bytes = component
             .serialize()
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         let tmp = self.dir.join(format!(
             ".{}.{}.tmp",
             std::process::id(),

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::audit::Redactor;
 use crate::domain::{Connection, IntegrationSpec, OauthClient, OutboundRecord, SecretFields};
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,9 +66,9 @@ impl Export<'_> {
                 refresh_token,
             } => Redactor::new([client.client_secret.as_str(), refresh_token]),
             Export::ExchangeCode { client, exchange } => Redactor::new(
-                [client.client_secret.as_str(), exchange.code.as_str()]
+                [client.client_secret.as_str(), exchange.code.expose_secret()]
                     .into_iter()
-                    .chain(exchange.code_verifier.as_deref()),
+                    .chain(exchange.code_verifier.as_ref().map(|v| v.expose_secret())),
             ),
         }
     }

@@ -8,24 +8,17 @@ use crate::domain::{
     AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OwnershipMode, RateProfile,
     SecretFields,
 };
+use secrecy::SecretString;
 
 /// An authorization code to exchange, with what the token endpoint checks it against.
-#[derive(Clone)]
+/// The code and the verifier are secrets: wiped on drop, never printed.
 pub struct CodeExchange {
     /// The code the provider sent to the callback.
-    pub code: String,
+    pub code: SecretString,
     /// The redirect URI the consent was started with.
     pub redirect_uri: String,
     /// The PKCE verifier, when the flow used PKCE.
-    pub code_verifier: Option<String>,
-}
-
-impl Drop for CodeExchange {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.code.zeroize();
-        self.code_verifier.zeroize();
-    }
+    pub code_verifier: Option<SecretString>,
 }
 
 pub(super) fn map_guest_secret(

@@ -1,6 +1,7 @@
-//! The host side of one guest call: the store's state, the `http` and `log` imports,
-//! and guest stdout/stderr turned into tracing lines. Only WIT glue and the state it
-//! needs live here; the egress policy is in [`super::egress`].
+//! The host side of one guest call: the store's state and memory limiter, the `http`
+//! and `log` imports with the redaction of what they record (headers, bodies, query
+//! strings), and guest stdout/stderr turned into tracing lines. The egress policy
+//! (which hosts, which addresses) is in [`super::egress`].
 
 use super::bindings::conduit::connector::{http, log, types};
 use super::egress::{self, AllowedHosts};

@@ -33,6 +33,7 @@ use crate::domain::{IntegrationSpec, OauthClient, SecretFields};
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
 use host::{CallState, Egress};
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -397,11 +398,18 @@ impl Runtime {
         client: &OauthClient,
         exchange: &CodeExchange,
     ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
-        let (ctx, wit_client, exchange) = (ctx.to_wit(), wit_client(client), exchange.clone());
+        let (ctx, wit_client) = (ctx.to_wit(), wit_client(client));
+        // Owned copies for the guest call, wiped when it is over.
+        let code = Zeroizing::new(exchange.code.expose_secret().to_owned());
+        let verifier = exchange
+            .code_verifier
+            .as_ref()
+            .map(|v| Zeroizing::new(v.expose_secret().to_owned()));
+        let redirect_uri = exchange.redirect_uri.clone();
         let redactor = Redactor::new(
-            [client.client_secret.as_str(), exchange.code.as_str()]
+            [client.client_secret.as_str(), code.as_str()]
                 .into_iter()
-                .chain(exchange.code_verifier.as_deref()),
+                .chain(verifier.as_ref().map(|v| v.as_str())),
         );
         let report = self
             .call(plugin, &redactor, move |guest, store| {
@@ -411,9 +419,9 @@ impl Runtime {
                             store,
                             &ctx,
                             &wit_client.0,
-                            &exchange.code,
-                            &exchange.redirect_uri,
-                            exchange.code_verifier.as_deref(),
+                            &code,
+                            &redirect_uri,
+                            verifier.as_ref().map(|v| v.as_str()),
                         )
                         .await
                 })

@@ -1,9 +1,11 @@
 //! Provider request budgets: each connector declares its provider's per-account rate
-//! profile (`requests` per `per-seconds`, bursts up to `burst`), and calls Conduit
-//! makes on a connection's behalf — token exchanges and refreshes today — spend from
-//! that connection's bucket (GCRA, from the `governor` crate). A call that would exceed
-//! it waits for its turn, up to a bound; past the bound it is refused with the wait, so
-//! the caller can retry later instead of earning a 429 from the provider.
+//! profile (`requests` per `per-seconds`, bursts up to `burst`), and every call Conduit
+//! makes spends from a bucket of it (GCRA, from the `governor` crate), keyed by the
+//! caller: token exchanges and refreshes by connection, executions by provider account
+//! (tenant, environment and `externalAccountId`, so connections to one account share
+//! it). A call that would exceed it waits for its turn, up to a bound; past the bound
+//! it is refused with the wait, so the caller can retry later instead of earning a 429
+//! from the provider.
 
 use crate::domain::RateProfile;
 use governor::clock::{Clock, DefaultClock};

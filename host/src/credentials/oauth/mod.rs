@@ -23,6 +23,7 @@ use crate::store::{self, OauthState, OauthStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,8 +102,6 @@ pub struct Oauth {
 pub struct Authorization {
     /// The provider's consent URL, with client id, redirect URI, scopes, state and PKCE.
     pub url: String,
-    /// When the state stops being accepted.
-    pub expires_at: u64,
 }
 
 impl Oauth {
@@ -200,10 +199,7 @@ impl Oauth {
                     .append_pair("code_challenge_method", "S256");
             }
         }
-        Ok(Authorization {
-            url: url.into(),
-            expires_at,
-        })
+        Ok(Authorization { url: url.into() })
     }
 
     /// Completes an authorization: `state` must be one this deployment issued, unused,
@@ -237,12 +233,14 @@ impl Oauth {
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
                 let plain = self.vault.open(seal_context(state, &connection), sealed)?;
-                Some(String::from_utf8_lossy(&plain).into_owned())
+                Some(SecretString::from(
+                    String::from_utf8_lossy(&plain).into_owned(),
+                ))
             }
             None => None,
         };
         let exchange = CodeExchange {
-            code: code.to_owned(),
+            code: SecretString::from(code.to_owned()),
             redirect_uri: pending.redirect_uri.clone(),
             code_verifier,
         };
