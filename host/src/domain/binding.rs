@@ -132,6 +132,27 @@ impl TenantConfig {
     }
 }
 
+#[cfg(test)]
+impl TenantConfig {
+    /// A production draft of `app` version 1 for `tenant`, binding nothing, for tests.
+    pub(crate) fn draft_fixture(tenant: &str) -> Self {
+        TenantConfig {
+            meta: ConfigMeta {
+                tenant_id: tenant.into(),
+                blueprint_name: "app".into(),
+                blueprint_version: "1".into(),
+                environment: Environment::Production,
+                version: 0,
+                status: ConfigStatus::Draft,
+            },
+            integrations: Vec::new(),
+            branding: Value::Null,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 /// `meta` of a tenant config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

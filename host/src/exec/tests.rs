@@ -5,8 +5,8 @@ use super::*;
 use crate::credentials::notify::Notifier;
 use crate::credentials::vault::{Key, Vault};
 use crate::domain::{
-    AuthType, Binding, CapabilityRef, ConfigMeta, ConfigStatus, CredentialKind, IntegrationSpec,
-    OwnershipMode, RateProfile, SecretFields, TenantConfig,
+    AuthType, Binding, CapabilityRef, CredentialKind, IntegrationSpec, OwnershipMode, RateProfile,
+    SecretFields, TenantConfig,
 };
 use crate::exec::circuit::CircuitPolicy;
 use crate::runtime::catalog::Catalog;
@@ -209,20 +209,8 @@ impl World {
                 config: Default::default(),
             })
             .collect();
-        let mut config = TenantConfig {
-            meta: ConfigMeta {
-                tenant_id: tenant.into(),
-                blueprint_name: "app".into(),
-                blueprint_version: "1".into(),
-                environment: Environment::Production,
-                version: 0,
-                status: ConfigStatus::Draft,
-            },
-            integrations,
-            branding: Value::Null,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let mut config = TenantConfig::draft_fixture(tenant);
+        config.integrations = integrations;
         let configs = &self.stores.configs;
         configs.insert_config_version(&mut config).unwrap();
         configs

@@ -5,23 +5,10 @@ use super::*;
 use crate::domain::{
     AuditRecord, Connection, ConnectionStatus, CredentialKind, OwnershipMode, SealedSecret, Tenant,
 };
-use crate::domain::{ConfigMeta, ConfigStatus, Environment, TenantConfig};
+use crate::domain::{ConfigStatus, Environment, TenantConfig};
 
 fn draft(tenant: &str) -> TenantConfig {
-    TenantConfig {
-        meta: ConfigMeta {
-            tenant_id: tenant.into(),
-            blueprint_name: "app".into(),
-            blueprint_version: "1".into(),
-            environment: Environment::Production,
-            version: 0,
-            status: ConfigStatus::Draft,
-        },
-        integrations: Vec::new(),
-        branding: serde_json::Value::Null,
-        created_at: 0,
-        updated_at: 0,
-    }
+    TenantConfig::draft_fixture(tenant)
 }
 
 #[test]
