@@ -149,11 +149,12 @@ fn bench_connection(id: &str) -> conduit::domain::Connection {
 }
 
 fn oauth_secret(expires_in_ms: u64) -> SecretFields {
-    let mut secret = SecretFields::default();
-    secret.access_token = Some("ya29.a0AfH6SMBx-bench-access-token-0123456789".into());
-    secret.refresh_token = Some("1//0bench-refresh-token-0123456789".into());
-    secret.expires_at = Some(conduit::domain::now_ms() + expires_in_ms);
-    secret
+    SecretFields {
+        access_token: Some("ya29.a0AfH6SMBx-bench-access-token-0123456789".into()),
+        refresh_token: Some("1//0bench-refresh-token-0123456789".into()),
+        expires_at: Some(conduit::domain::now_ms() + expires_in_ms),
+        ..SecretFields::default()
+    }
 }
 
 async fn warm_vend() {
@@ -366,8 +367,10 @@ async fn dispatch() {
         config: Default::default(),
         idempotency_key: None,
     };
-    let mut secret = SecretFields::default();
-    secret.api_key = Some("probe-key-0123456789".into());
+    let secret = SecretFields {
+        api_key: Some("probe-key-0123456789".into()),
+        ..SecretFields::default()
+    };
     let input = json!({"ping": 1}).to_string();
     for _ in 0..500 {
         runtime

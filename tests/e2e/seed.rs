@@ -160,6 +160,16 @@ async fn a_seed_connection_for_another_tenant_or_an_unknown_integration_is_refus
         .post("/api/connections", &w.token, doc("connections", unknown))
         .await
         .assert_error(422, "unknown_connector");
+    let mut disagreeing = fixture("connection.json");
+    disagreeing["connector"] = json!("postmark");
+    w.conduit
+        .post(
+            "/api/connections",
+            &w.token,
+            doc("connections", disagreeing),
+        )
+        .await
+        .assert_error(422, "invalid_attributes");
     let mut other_version = fixture("connection.json");
     other_version["integrationVersion"] = json!(9);
     w.conduit

@@ -48,13 +48,27 @@ impl Classify for Error {
     }
 }
 
-/// How a new connection names its connector.
-#[derive(Debug, Clone)]
-pub enum ConnectorName {
-    /// By slug (`stripe`).
-    Slug(String),
-    /// By integration key (`payments.stripe`), optionally at a version.
-    IntegrationKey(String, Option<u32>),
+/// How a new connection names its connector: by slug (`stripe`), by integration key
+/// (`payments.stripe`, optionally at a version), or both, which must then agree.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorName {
+    /// The slug.
+    pub slug: Option<String>,
+    /// The integration key.
+    pub integration_key: Option<String>,
+    /// The integration version.
+    pub integration_version: Option<u32>,
+}
+
+impl ConnectorName {
+    fn describe(&self) -> String {
+        match (&self.slug, &self.integration_key, self.integration_version) {
+            (Some(slug), _, _) => slug.clone(),
+            (None, Some(key), Some(version)) => format!("{key}@{version}"),
+            (None, Some(key), None) => key.clone(),
+            (None, None, _) => String::new(),
+        }
+    }
 }
 
 /// What a tenant asks for when connecting an account.
@@ -91,22 +105,33 @@ impl Connections {
 
     /// Creates an `ACTIVE` connection without a credential.
     pub fn create(&self, tenant_id: &str, new: NewConnection) -> Result<Connection, Error> {
-        let plugin = match &new.connector {
-            ConnectorName::Slug(slug) => self.catalog.get(slug),
-            ConnectorName::IntegrationKey(key, version) => {
-                self.catalog.all().into_iter().find(|p| {
-                    p.spec.integration_key == *key && version.is_none_or(|v| v == p.spec.version)
-                })
+        let name = &new.connector;
+        let version_fits = |v: u32| name.integration_version.is_none_or(|wanted| wanted == v);
+        let plugin = match (&name.slug, &name.integration_key) {
+            (Some(slug), _) => self.catalog.get(slug),
+            (None, Some(key)) => self
+                .catalog
+                .all()
+                .into_iter()
+                .find(|p| p.spec.integration_key == *key && version_fits(p.spec.version)),
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "`connector` (a slug) or `integrationKey` is required".into(),
+                ))
             }
         };
-        let plugin = plugin.ok_or_else(|| {
-            Error::UnknownConnector(match &new.connector {
-                ConnectorName::Slug(slug) => slug.clone(),
-                ConnectorName::IntegrationKey(key, None) => key.clone(),
-                ConnectorName::IntegrationKey(key, Some(v)) => format!("{key}@{v}"),
-            })
-        })?;
+        let plugin = plugin.ok_or_else(|| Error::UnknownConnector(name.describe()))?;
         let spec = &plugin.spec;
+        let key_fits = name
+            .integration_key
+            .as_ref()
+            .is_none_or(|key| *key == spec.integration_key);
+        if !key_fits || !version_fits(spec.version) {
+            return Err(Error::Invalid(format!(
+                "connector `{}` is `{}` version {}, not what integrationKey and integrationVersion name",
+                spec.slug, spec.integration_key, spec.version
+            )));
+        }
         let ownership_mode = match new.ownership_mode {
             Some(mode) if spec.ownership_modes.contains(&mode) => mode,
             Some(mode) => {

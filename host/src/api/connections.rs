@@ -5,12 +5,13 @@ use super::document::{resource, Attributes, Document, ResourceAttributes};
 use super::schema::{self, Refusals};
 use super::{ApiError, AppState};
 use crate::accounts::connections::{ConnectorName, NewConnection};
+use crate::credentials::vending::NewCredential;
 use crate::domain::{
-    parse_rfc3339, rfc3339, Connection, CredentialKind, Environment, OwnershipMode, SecretFields,
+    rfc3339, Connection, CredentialKind, Environment, OwnershipMode, SecretFields,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -86,15 +87,10 @@ pub async fn create(
             "tenantId names another tenant than the caller",
         ));
     }
-    let connector = match (attrs.connector, attrs.integration_key) {
-        (Some(slug), _) => ConnectorName::Slug(slug),
-        (None, Some(key)) => ConnectorName::IntegrationKey(key, attrs.integration_version),
-        (None, None) => {
-            return Err(ApiError::unprocessable(
-                "invalid_attributes",
-                "`connector` (a slug) or `integrationKey` is required",
-            ))
-        }
+    let connector = ConnectorName {
+        slug: attrs.connector,
+        integration_key: attrs.integration_key,
+        integration_version: attrs.integration_version,
     };
     let connection = app.connections.create(
         &tenant,
@@ -163,23 +159,20 @@ impl ResourceAttributes for CredentialAttributes {
 }
 
 impl CredentialAttributes {
-    /// The secret fields; whether they fit the connector is the use case's to say.
-    fn into_secret(self) -> Result<(CredentialKind, SecretFields), ApiError> {
-        let expires_at = match &self.expires_at {
-            None => None,
-            Some(text) => Some(parse_rfc3339(text).ok_or_else(|| {
-                ApiError::unprocessable("invalid_attributes", "expiresAt must be an RFC 3339 time")
-            })?),
-        };
-        let expose = |v: &Option<SecretString>| v.as_ref().map(|s| s.expose_secret().to_owned());
-        let secret = SecretFields {
-            access_token: expose(&self.access_token),
-            refresh_token: expose(&self.refresh_token),
-            api_key: expose(&self.api_key),
-            api_secret: expose(&self.api_secret),
-            expires_at,
-        };
-        Ok((self.kind, secret))
+    /// The credential as the use case takes it; whether it fits the connector (and
+    /// whether `expiresAt` is a time) is the use case's to say.
+    fn into_credential(self) -> NewCredential {
+        NewCredential {
+            kind: self.kind,
+            secret: SecretFields {
+                access_token: self.access_token,
+                refresh_token: self.refresh_token,
+                api_key: self.api_key,
+                api_secret: self.api_secret,
+                expires_at: None,
+            },
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -190,8 +183,7 @@ pub async fn put_credential(
     Path(id): Path<String>,
     Attributes(attrs): Attributes<CredentialAttributes>,
 ) -> Result<Document, ApiError> {
-    let (kind, secret) = attrs.into_secret()?;
-    let (stored, connection) = app.vending.store(&tenant, &id, kind, &secret)?;
+    let (stored, connection) = app.vending.store(&tenant, &id, attrs.into_credential())?;
     Ok(Document::resource(
         "credentials",
         &connection.id,
@@ -218,10 +210,10 @@ pub async fn vend(
         "secrets",
         &id,
         json!({
-            "accessToken": secret.access_token,
-            "refreshToken": secret.refresh_token,
-            "apiKey": secret.api_key,
-            "apiSecret": secret.api_secret,
+            "accessToken": secret.access_token(),
+            "refreshToken": secret.refresh_token(),
+            "apiKey": secret.api_key(),
+            "apiSecret": secret.api_secret(),
             "expiresAt": secret.expires_at.map(rfc3339),
         }),
     ))

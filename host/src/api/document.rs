@@ -161,7 +161,13 @@ fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 /// offending value (a secret sent in the wrong field, a token pasted into a number).
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let category = category(e.inner());
-    let path = e.path().iter().map(segment).collect::<Vec<_>>().join(".");
+    let mut segments: Vec<String> = e.path().iter().map(segment).collect();
+    // An unknown field's own name is the client's text, not the type's: it may be a
+    // secret pasted as a key. Name where it stood, not what it was.
+    if category.starts_with("unknown field") {
+        segments.pop();
+    }
+    let path = segments.join(".");
     if path.is_empty() {
         category
     } else {
@@ -347,6 +353,7 @@ mod tests {
             json!({"kind": "oauth2", "scopes": SECRET}),
             json!({"kind": {"nested": SECRET}}),
             json!({"kind": "oauth2", SECRET: 1}),
+            json!({"kind": "oauth2", "sk_live_4eC39HqLyjWDarjtT1zdp7dc": 1}),
         ];
         for case in cases {
             let why = refusal(case.clone());

@@ -255,7 +255,15 @@ mod tests {
             ),
             (
                 row(vault::Error::UnknownKey("k".into())),
+                ("internal", 500, false, false, None),
+            ),
+            (
+                row(rotation::Error::Vault(vault::Error::UnknownKey("k".into()))),
                 ("not_found", 404, false, false, None),
+            ),
+            (
+                row(tokens::Error::Vault(vault::Error::UnknownKey("k".into()))),
+                ("internal", 500, false, false, None),
             ),
             (
                 row(vault::Error::OpenFailed),

@@ -79,8 +79,8 @@ fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &
 }
 
 /// Marks the response `CatchPanicLayer` makes of a panic, so [`answer_panics`] (which
-/// knows the request id) can answer it. The payload is not logged: a panic message may
-/// quote a value.
+/// knows the request id) can answer it. The payload is dropped here, and the binary's
+/// panic hook logs only where a panic happened: a panic message may quote a value.
 #[derive(Clone, Copy)]
 struct Panicked;
 

@@ -110,7 +110,7 @@ pub async fn put_client(
     }
     let client = OauthClient {
         client_id: attrs.client_id.clone(),
-        client_secret: attrs.client_secret.expose_secret().to_owned(),
+        client_secret: attrs.client_secret.clone(),
     };
     let connection = app.oauth.put_client(&tenant, &id, &client)?;
     Ok(Document::resource(

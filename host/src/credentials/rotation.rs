@@ -28,7 +28,13 @@ pub enum Error {
 
 impl crate::domain::Classify for Error {
     fn classify(&self) -> crate::domain::ErrorClass {
+        use crate::domain::{Class, ErrorClass};
         match self {
+            // Only here is an unknown key the caller's mistake: retiring a key id that is
+            // not in the keyring.
+            Error::Vault(vault::Error::UnknownKey(_)) => {
+                ErrorClass::new(Class::NotFound, "not_found")
+            }
             Error::Vault(e) => e.classify(),
             Error::Tokens(e) => e.classify(),
             Error::Store(e) => e.classify(),
@@ -177,6 +183,7 @@ mod tests {
     use super::*;
     use crate::credentials::notify::Notifier;
     use crate::domain::{Connection, CredentialKind, OwnershipMode, SecretFields};
+    use secrecy::ExposeSecret;
 
     #[tokio::test]
     async fn retiring_a_key_in_use_is_refused_until_rotation_rewraps_it() {
@@ -186,8 +193,10 @@ mod tests {
         let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
         let conn = Connection::fixture("conn_1", OwnershipMode::Byok);
         stores.connections.put_connection(&conn).unwrap();
-        let mut secret = SecretFields::default();
-        secret.api_key = Some("sk_test_rotation".into());
+        let secret = SecretFields {
+            api_key: Some("sk_test_rotation".into()),
+            ..SecretFields::default()
+        };
         tokens.put(&conn, CredentialKind::ApiKey, &secret).unwrap();
         let clients = crate::credentials::oauth::Clients::new(stores.oauth.clone(), vault.clone());
         let client = crate::domain::OauthClient {
@@ -214,9 +223,16 @@ mod tests {
             rotation.retire(&key.key_id).unwrap();
         }
         assert_eq!(
-            tokens.vend(&conn).await.unwrap().api_key.as_deref(),
+            tokens.vend(&conn).await.unwrap().api_key(),
             Some("sk_test_rotation")
         );
-        assert_eq!(clients.for_connection(&conn).unwrap(), client);
+        let opened = clients.for_connection(&conn).unwrap();
+        assert_eq!(
+            (opened.client_id, opened.client_secret.expose_secret()),
+            (
+                client.client_id.clone(),
+                client.client_secret.expose_secret()
+            )
+        );
     }
 }

@@ -49,12 +49,14 @@ impl crate::domain::Classify for Error {
     fn classify(&self) -> crate::domain::ErrorClass {
         use crate::domain::{Class, ErrorClass};
         match self {
-            Error::UnknownKey(_) => ErrorClass::new(Class::NotFound, "not_found"),
             Error::KeyInUse(..) => ErrorClass::new(Class::Conflict, "key_in_use"),
             Error::RetirePrimary => ErrorClass::new(Class::Conflict, "key_is_primary"),
-            Error::WrongRootKey | Error::OpenFailed | Error::InvalidKey(_) | Error::Storage(_) => {
-                ErrorClass::internal()
-            }
+            // A sealed record naming a key the keyring lacks is an integrity fault.
+            Error::UnknownKey(_)
+            | Error::WrongRootKey
+            | Error::OpenFailed
+            | Error::InvalidKey(_)
+            | Error::Storage(_) => ErrorClass::internal(),
         }
     }
 }

@@ -5,8 +5,8 @@
 use crate::accounts::connections::{self, Connections};
 use crate::credentials::tokens::{self, Tokens};
 use crate::domain::{
-    AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
-    SecretFields,
+    parse_rfc3339, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind,
+    ErrorClass, SecretFields,
 };
 use crate::runtime::connectors::Connectors;
 use crate::runtime::CallError;
@@ -33,6 +33,9 @@ pub enum Error {
         /// The credential's.
         kind: CredentialKind,
     },
+    /// `expiresAt` is not an RFC 3339 time.
+    #[error("expiresAt must be an RFC 3339 time")]
+    Expiry,
     /// A field the credential needs is missing.
     #[error("`{0}` is required for this credential")]
     Missing(&'static str),
@@ -51,9 +54,21 @@ impl Classify for Error {
             Error::KindMismatch { .. } => {
                 ErrorClass::new(Class::Invalid, "credential_kind_mismatch")
             }
-            Error::Missing(_) => ErrorClass::new(Class::Invalid, "invalid_attributes"),
+            Error::Missing(_) | Error::Expiry => {
+                ErrorClass::new(Class::Invalid, "invalid_attributes")
+            }
         }
     }
+}
+
+/// A credential as a tenant hands it over.
+pub struct NewCredential {
+    /// OAuth tokens or an API key.
+    pub kind: CredentialKind,
+    /// The secret fields (`expires_at` is taken from the text below).
+    pub secret: SecretFields,
+    /// The access token's expiry, RFC 3339.
+    pub expires_at: Option<String>,
 }
 
 /// The credential use cases.
@@ -80,16 +95,21 @@ impl Vending {
         &self,
         tenant_id: &str,
         connection_id: &str,
-        kind: CredentialKind,
-        secret: &SecretFields,
+        new: NewCredential,
     ) -> Result<(StoredCredential, Connection), Error> {
         let connection = self.connections.get(tenant_id, connection_id)?;
         if connection.status == ConnectionStatus::Revoked {
             return Err(Error::Revoked);
         }
         let spec = self.connectors.require(&connection)?;
-        check_shape(spec.auth_type, kind, secret)?;
-        Ok(self.tokens.put(&connection, kind, secret)?)
+        check_kind(spec.auth_type, new.kind)?;
+        let mut secret = new.secret;
+        secret.expires_at = match &new.expires_at {
+            None => None,
+            Some(text) => Some(parse_rfc3339(text).ok_or(Error::Expiry)?),
+        };
+        check_fields(spec.auth_type, new.kind, &secret)?;
+        Ok(self.tokens.put(&connection, new.kind, &secret)?)
     }
 
     /// The tenant's connection's credential, refreshed first when it is near expiry.
@@ -100,11 +120,18 @@ impl Vending {
 }
 
 /// Whether `secret` is a credential of `kind` that a connector of `auth_type` can use.
+#[cfg(test)]
 fn check_shape(
     auth_type: AuthType,
     kind: CredentialKind,
     secret: &SecretFields,
 ) -> Result<(), Error> {
+    check_kind(auth_type, kind)?;
+    check_fields(auth_type, kind, secret)
+}
+
+/// Whether a connector of `auth_type` takes credentials of `kind`.
+fn check_kind(auth_type: AuthType, kind: CredentialKind) -> Result<(), Error> {
     let expected = match auth_type {
         AuthType::Oauth2 => Some(CredentialKind::Oauth2),
         AuthType::ApiKey | AuthType::ApiKeySecret => Some(CredentialKind::ApiKey),
@@ -113,11 +140,20 @@ fn check_shape(
     if expected != Some(kind) {
         return Err(Error::KindMismatch { auth_type, kind });
     }
-    let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    Ok(())
+}
+
+/// Whether `secret` has the fields a `kind` credential for `auth_type` needs.
+fn check_fields(
+    auth_type: AuthType,
+    kind: CredentialKind,
+    secret: &SecretFields,
+) -> Result<(), Error> {
+    let present = |v: Option<&str>| v.is_some_and(|s| !s.is_empty());
     let missing = match kind {
-        CredentialKind::Oauth2 if !present(&secret.access_token) => Some("accessToken"),
-        CredentialKind::ApiKey if !present(&secret.api_key) => Some("apiKey"),
-        _ if auth_type == AuthType::ApiKeySecret && !present(&secret.api_secret) => {
+        CredentialKind::Oauth2 if !present(secret.access_token()) => Some("accessToken"),
+        CredentialKind::ApiKey if !present(secret.api_key()) => Some("apiKey"),
+        _ if auth_type == AuthType::ApiKeySecret && !present(secret.api_secret()) => {
             Some("apiSecret")
         }
         _ => None,
@@ -133,9 +169,10 @@ mod tests {
     use super::*;
 
     fn api_key(key: &str) -> SecretFields {
-        let mut secret = SecretFields::default();
-        secret.api_key = Some(key.into());
-        secret
+        SecretFields {
+            api_key: Some(key.into()),
+            ..SecretFields::default()
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ pub use binding::{
 pub use error::{Class, Classify, ErrorClass};
 pub use sealed::{Sealed, SealedSecret};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Milliseconds since the unix epoch, the one time representation stored.
 pub type UnixMs = u64;
@@ -214,71 +214,126 @@ pub enum CredentialKind {
     ApiKey,
 }
 
-/// The secret fields of a credential, in plaintext. Zeroized on drop, and its `Debug`
-/// prints no value, so it can be neither left in memory nor logged by accident.
-#[derive(Clone, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// The secret fields of a credential, in plaintext, each held in a `secrecy` string:
+/// wiped on drop, never printed (`Debug` says only which are present), and exposed
+/// only through the accessors, where a value must leave (sealing, a guest call, a vend).
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretFields {
     /// OAuth access token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub access_token: Option<SecretString>,
     /// OAuth refresh token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub refresh_token: Option<SecretString>,
     /// API key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub api_key: Option<SecretString>,
     /// API secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_secret: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose"
+    )]
+    pub api_secret: Option<SecretString>,
     /// Access token expiry, unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<UnixMs>,
 }
 
+/// Serializes a secret's value: only the vault's sealing and a vend's answer do.
+fn expose<S: serde::Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+fn exposed(value: &Option<SecretString>) -> Option<&str> {
+    value.as_ref().map(|secret| secret.expose_secret())
+}
+
 impl SecretFields {
+    /// The access token's value.
+    pub fn access_token(&self) -> Option<&str> {
+        exposed(&self.access_token)
+    }
+
+    /// The refresh token's value.
+    pub fn refresh_token(&self) -> Option<&str> {
+        exposed(&self.refresh_token)
+    }
+
+    /// The API key's value.
+    pub fn api_key(&self) -> Option<&str> {
+        exposed(&self.api_key)
+    }
+
+    /// The API secret's value.
+    pub fn api_secret(&self) -> Option<&str> {
+        exposed(&self.api_secret)
+    }
+
     /// Every secret value present, for redaction.
     pub fn values(&self) -> impl Iterator<Item = &str> {
         [
-            &self.access_token,
-            &self.refresh_token,
-            &self.api_key,
-            &self.api_secret,
+            self.access_token(),
+            self.refresh_token(),
+            self.api_key(),
+            self.api_secret(),
         ]
         .into_iter()
-        .filter_map(|v| v.as_deref())
+        .flatten()
         .filter(|v| !v.is_empty())
     }
 }
 
 /// An OAuth client (application) used for code exchanges and refreshes: the
-/// deployment's for `managed` connections, the tenant's own (sealed) for `byok`.
-#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// deployment's for `managed` connections, the tenant's own (sealed) for `byok`. The
+/// secret is a `secrecy` string.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OauthClient {
     /// The public client id.
     pub client_id: String,
     /// The client secret.
-    pub client_secret: String,
+    #[serde(serialize_with = "expose_one")]
+    pub client_secret: SecretString,
+}
+
+fn expose_one<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose_secret())
 }
 
 impl fmt::Debug for OauthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OauthClient")
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("client_secret", &self.client_secret)
             .finish()
     }
 }
 
 impl fmt::Debug for SecretFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
+        // `SecretString`'s own Debug prints no value.
         f.debug_struct("SecretFields")
-            .field("access_token", &shown(&self.access_token))
-            .field("refresh_token", &shown(&self.refresh_token))
-            .field("api_key", &shown(&self.api_key))
-            .field("api_secret", &shown(&self.api_secret))
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("api_key", &self.api_key)
+            .field("api_secret", &self.api_secret)
             .field("expires_at", &self.expires_at)
             .finish()
     }

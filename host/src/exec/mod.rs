@@ -517,7 +517,7 @@ fn unexpected_answer() -> Error {
     ))
 }
 
-/// Config validation runs health checks through the execute use case (budgets, audit).
+/// Config validation runs health checks through the execute use case (audited; health checks spend no budget).
 impl crate::binding::configs::HealthProbe for Exec {
     fn probe<'a>(
         &'a self,

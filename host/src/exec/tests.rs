@@ -160,8 +160,10 @@ impl World {
         connection.tenant_id = tenant.into();
         connection.connector = SLUG.into();
         self.stores.connections.put_connection(&connection).unwrap();
-        let mut secret = SecretFields::default();
-        secret.api_key = Some(format!("sk_test_{id}"));
+        let secret = SecretFields {
+            api_key: Some(format!("sk_test_{id}").into()),
+            ..SecretFields::default()
+        };
         // Storing a credential makes a connection ACTIVE: shape it afterwards.
         self.tokens
             .put(&connection, CredentialKind::ApiKey, &secret)

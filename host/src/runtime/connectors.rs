@@ -64,11 +64,14 @@ impl Export<'_> {
             Export::Refresh {
                 client,
                 refresh_token,
-            } => Redactor::new([client.client_secret.as_str(), refresh_token]),
+            } => Redactor::new([client.client_secret.expose_secret(), refresh_token]),
             Export::ExchangeCode { client, exchange } => Redactor::new(
-                [client.client_secret.as_str(), exchange.code.expose_secret()]
-                    .into_iter()
-                    .chain(exchange.code_verifier.as_ref().map(|v| v.expose_secret())),
+                [
+                    client.client_secret.expose_secret(),
+                    exchange.code.expose_secret(),
+                ]
+                .into_iter()
+                .chain(exchange.code_verifier.as_ref().map(|v| v.expose_secret())),
             ),
         }
     }

@@ -8,7 +8,7 @@ use crate::domain::{
     AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OwnershipMode, RateProfile,
     SecretFields,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// An authorization code to exchange, with what the token endpoint checks it against.
 /// The code and the verifier are secrets: wiped on drop, never printed.
@@ -31,10 +31,10 @@ pub(super) fn map_guest_secret(
 
 pub(super) fn secret_fields(mut wit: WitSecret) -> SecretFields {
     SecretFields {
-        access_token: wit.0.access_token.take(),
-        refresh_token: wit.0.refresh_token.take(),
-        api_key: wit.0.api_key.take(),
-        api_secret: wit.0.api_secret.take(),
+        access_token: wit.0.access_token.take().map(SecretString::from),
+        refresh_token: wit.0.refresh_token.take().map(SecretString::from),
+        api_key: wit.0.api_key.take().map(SecretString::from),
+        api_secret: wit.0.api_secret.take().map(SecretString::from),
         expires_at: wit.0.expires_at,
     }
 }
@@ -45,7 +45,7 @@ pub(super) struct WitClient(pub(super) wit::Client);
 pub(super) fn wit_client(client: &OauthClient) -> WitClient {
     WitClient(wit::Client {
         client_id: client.client_id.clone(),
-        client_secret: client.client_secret.clone(),
+        client_secret: client.client_secret.expose_secret().to_owned(),
     })
 }
 
@@ -62,10 +62,10 @@ pub(super) struct WitSecret(pub(super) wit::Secret);
 impl From<&SecretFields> for WitSecret {
     fn from(s: &SecretFields) -> Self {
         WitSecret(wit::Secret {
-            access_token: s.access_token.clone(),
-            refresh_token: s.refresh_token.clone(),
-            api_key: s.api_key.clone(),
-            api_secret: s.api_secret.clone(),
+            access_token: s.access_token().map(str::to_owned),
+            refresh_token: s.refresh_token().map(str::to_owned),
+            api_key: s.api_key().map(str::to_owned),
+            api_secret: s.api_secret().map(str::to_owned),
             expires_at: s.expires_at,
         })
     }

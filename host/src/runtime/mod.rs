@@ -377,7 +377,8 @@ impl Runtime {
     ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
         let (ctx, wit_client) = (ctx.to_wit(), wit_client(client));
         let refresh_token = Zeroizing::new(refresh_token.to_owned());
-        let redactor = Redactor::new([client.client_secret.as_str(), refresh_token.as_str()]);
+        let redactor =
+            Redactor::new([client.client_secret.expose_secret(), refresh_token.as_str()]);
         let report = self
             .call(plugin, &redactor, move |guest, store| {
                 Box::pin(async move {
@@ -407,7 +408,7 @@ impl Runtime {
             .map(|v| Zeroizing::new(v.expose_secret().to_owned()));
         let redirect_uri = exchange.redirect_uri.clone();
         let redactor = Redactor::new(
-            [client.client_secret.as_str(), code.as_str()]
+            [client.client_secret.expose_secret(), code.as_str()]
                 .into_iter()
                 .chain(verifier.as_ref().map(|v| v.as_str())),
         );

@@ -82,6 +82,6 @@ fn managed_client(slug: &str) -> Result<OauthClient, Error> {
     };
     Ok(OauthClient {
         client_id: read("CLIENT_ID")?,
-        client_secret: read("CLIENT_SECRET")?,
+        client_secret: read("CLIENT_SECRET")?.into(),
     })
 }

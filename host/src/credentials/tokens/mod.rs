@@ -380,8 +380,7 @@ impl Tokens {
             .credential(&connection.id)?
             .ok_or(Error::NoCredential)?;
         let secret = self.open(connection, &stored)?;
-        let (Some(refresher), Some(refresh_token)) =
-            (&self.refresher, secret.refresh_token.as_deref())
+        let (Some(refresher), Some(refresh_token)) = (&self.refresher, secret.refresh_token())
         else {
             return Ok(Refreshed::NotDue(secret));
         };

@@ -44,12 +44,14 @@ impl Refresher for RotatingProvider {
             if *current != refresh_token {
                 return Err(RefreshError::Rejected("invalid_grant: token reused".into()));
             }
-            let mut fresh = SecretFields::default();
-            fresh.access_token = Some(format!("access-{n}"));
-            fresh.expires_at = Some(now_ms() + self.lifetime_ms);
+            let mut fresh = SecretFields {
+                access_token: Some(format!("access-{n}").into()),
+                expires_at: Some(now_ms() + self.lifetime_ms),
+                ..SecretFields::default()
+            };
             if self.rotate {
                 *current = format!("refresh-{n}");
-                fresh.refresh_token = Some(current.clone());
+                fresh.refresh_token = Some(current.clone().into());
             }
             Ok(fresh)
         })
@@ -63,10 +65,12 @@ fn setup(provider: Arc<RotatingProvider>, expires_in_ms: i64) -> (Tokens, Connec
         .with_refresher(provider, RefreshLeads::default());
     let connection = Connection::fixture("conn_1", OwnershipMode::Managed);
     stores.connections.put_connection(&connection).unwrap();
-    let mut secret = SecretFields::default();
-    secret.access_token = Some("access-0".into());
-    secret.refresh_token = Some("refresh-0".into());
-    secret.expires_at = Some((now_ms() as i64 + expires_in_ms) as u64);
+    let secret = SecretFields {
+        access_token: Some("access-0".into()),
+        refresh_token: Some("refresh-0".into()),
+        expires_at: Some((now_ms() as i64 + expires_in_ms) as u64),
+        ..SecretFields::default()
+    };
     tokens
         .put(&connection, CredentialKind::Oauth2, &secret)
         .unwrap();
@@ -94,7 +98,7 @@ async fn a_warm_vend_makes_no_provider_call() {
     let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
     let (tokens, connection) = setup(provider.clone(), HOUR);
     let secret = tokens.vend(&connection).await.unwrap();
-    assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+    assert_eq!(secret.access_token(), Some("access-0"));
     assert_eq!(provider.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -103,10 +107,10 @@ async fn a_vend_inside_the_lead_refreshes_once_and_persists_the_rotation() {
     let provider = RotatingProvider::new("refresh-0", HOUR as u64, true);
     let (tokens, connection) = setup(provider.clone(), 60_000);
     let secret = tokens.vend(&connection).await.unwrap();
-    assert_eq!(secret.access_token.as_deref(), Some("access-1"));
-    assert_eq!(secret.refresh_token.as_deref(), Some("refresh-1"));
+    assert_eq!(secret.access_token(), Some("access-1"));
+    assert_eq!(secret.refresh_token(), Some("refresh-1"));
     let again = tokens.vend(&connection).await.unwrap();
-    assert_eq!(again.access_token.as_deref(), Some("access-1"));
+    assert_eq!(again.access_token(), Some("access-1"));
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
     let stored = tokens
         .credentials
@@ -123,7 +127,7 @@ async fn concurrent_vends_share_one_refresh() {
     let vends = spawn_vends(&tokens, &connection, 200);
     for vend in vends {
         let secret = vend.await.unwrap().unwrap();
-        assert_eq!(secret.access_token.as_deref(), Some("access-1"));
+        assert_eq!(secret.access_token(), Some("access-1"));
     }
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
 }
@@ -156,8 +160,8 @@ async fn a_response_without_a_refresh_token_keeps_the_old_one() {
     let provider = RotatingProvider::new("refresh-0", HOUR as u64, false);
     let (tokens, connection) = setup(provider, 1_000);
     let secret = tokens.vend(&connection).await.unwrap();
-    assert_eq!(secret.access_token.as_deref(), Some("access-1"));
-    assert_eq!(secret.refresh_token.as_deref(), Some("refresh-0"));
+    assert_eq!(secret.access_token(), Some("access-1"));
+    assert_eq!(secret.refresh_token(), Some("refresh-0"));
 }
 
 #[tokio::test]
@@ -189,7 +193,7 @@ async fn a_transient_failure_never_flips_the_connection() {
     let (tokens, connection) = setup(provider.clone(), 60_000);
     // Still valid for a minute: the old token is handed out.
     let secret = tokens.vend(&connection).await.unwrap();
-    assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+    assert_eq!(secret.access_token(), Some("access-0"));
     let (expired, expired_connection) = setup(provider, -1_000);
     assert!(matches!(
         expired.vend(&expired_connection).await,
@@ -229,7 +233,7 @@ async fn vends_during_a_backoff_serve_the_valid_token_without_calling_the_provid
     let (tokens, connection) = setup(provider.clone(), 60_000);
     for _ in 0..20 {
         let secret = tokens.vend(&connection).await.unwrap();
-        assert_eq!(secret.access_token.as_deref(), Some("access-0"));
+        assert_eq!(secret.access_token(), Some("access-0"));
     }
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
     assert!(tokens.backing_off(&connection.id, now_ms()));
@@ -244,8 +248,10 @@ async fn a_stale_write_never_overwrites_a_newer_credential() {
         .credential(&connection.id)
         .unwrap()
         .unwrap();
-    let mut newer = SecretFields::default();
-    newer.api_key = Some("tenant-put-this".into());
+    let newer = SecretFields {
+        api_key: Some("tenant-put-this".into()),
+        ..SecretFields::default()
+    };
     tokens
         .put(&connection, CredentialKind::Oauth2, &newer)
         .unwrap();
@@ -260,5 +266,5 @@ async fn a_stale_write_never_overwrites_a_newer_credential() {
         .replace_credential(&connection.id, v1.version, &stale)
         .unwrap());
     let kept = tokens.vend(&connection).await.unwrap();
-    assert_eq!(kept.api_key.as_deref(), Some("tenant-put-this"));
+    assert_eq!(kept.api_key(), Some("tenant-put-this"));
 }
