@@ -20,9 +20,16 @@ use serde_json::json;
 pub struct Filter {
     connection_id: Option<String>,
     capability: Option<String>,
+    /// Not before (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Not after (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// `meta.nextCursor` of the previous page.
+    #[param(pattern = "^[0-9a-f]{0,1024}$")]
     cursor: Option<String>,
+    /// Page size: 100 by default, clamped to 1..=1000.
     limit: Option<usize>,
 }
 

@@ -132,7 +132,7 @@ fn parse_environment(text: &str) -> Result<Environment, ApiError> {
     })
 }
 
-#[utoipa::path(get, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}", security(("bearer" = [])), tag = "tenant", summary = "One config version", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
+#[utoipa::path(get, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}", security(("bearer" = [])), tag = "tenant", summary = "One config version", params(("blueprint" = String, Path), ("environment" = Environment, Path), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn get(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -143,7 +143,7 @@ pub async fn get(
     Ok(Document::data(render(&config)))
 }
 
-#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview", security(("bearer" = [])), tag = "tenant", summary = "Move a draft to preview", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
+#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview", security(("bearer" = [])), tag = "tenant", summary = "Move a draft to preview", params(("blueprint" = String, Path), ("environment" = Environment, Path), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn preview(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -156,7 +156,7 @@ pub async fn preview(
     Ok(Document::data(render(&config)))
 }
 
-#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/publish", security(("bearer" = [])), tag = "tenant", summary = "Publish a version (validated again); the previous one is archived", params(("blueprint" = String, Path), ("environment" = String, Path, description = "`sandbox` or `production`"), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
+#[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/publish", security(("bearer" = [])), tag = "tenant", summary = "Publish a version (validated again); the previous one is archived", params(("blueprint" = String, Path), ("environment" = Environment, Path), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn publish(
     State(app): State<AppState>,
     TenantCaller(tenant): TenantCaller,
@@ -175,6 +175,8 @@ pub async fn publish(
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedQuery {
+    /// Required: `sandbox` or `production`.
+    #[param(required = true, value_type = Environment)]
     environment: Option<String>,
 }
 

@@ -21,6 +21,8 @@ use serde_json::json;
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizeQuery {
+    /// Required: where the provider sends the user back (absolute http or https).
+    #[param(required = true)]
     redirect_uri: Option<String>,
 }
 
@@ -52,6 +54,8 @@ pub async fn authorize(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
+    /// Required: the state `authorize` issued.
+    #[param(required = true)]
     state: Option<String>,
     /// The authorization code: wiped when the request is done.
     #[param(value_type = Option<String>)]
