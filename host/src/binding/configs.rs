@@ -347,6 +347,7 @@ impl Configs {
         let spec = self
             .connectors
             .require(&connection)
+            .map(|connector| connector.spec)
             .map_err(|e| invalid("connector_unavailable", at, e.to_string()))?;
         if spec.category != slot.required_category {
             return Err(invalid(

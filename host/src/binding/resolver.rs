@@ -177,7 +177,7 @@ impl Resolver {
                 // Deleted since publication: it can no longer serve.
                 continue;
             };
-            let Ok(spec) = self.connectors.require(&connection) else {
+            let Ok(connector) = self.connectors.require(&connection) else {
                 tracing::warn!(connection = %connection.id, connector = %connection.connector, "bound connector is not loaded");
                 continue;
             };
@@ -189,6 +189,7 @@ impl Resolver {
                     continue;
                 }
             };
+            let spec = connector.spec;
             let config = spec.connection_config(&connection, &binding.config);
             let bound = Arc::new(Bound {
                 slot_id: binding.slot_id.clone(),

@@ -101,7 +101,7 @@ impl Vending {
         if connection.status == ConnectionStatus::Revoked {
             return Err(Error::Revoked);
         }
-        let spec = self.connectors.require(&connection)?;
+        let spec = self.connectors.require(&connection)?.spec;
         check_kind(spec.auth_type, new.kind)?;
         let mut secret = new.secret;
         secret.expires_at = match &new.expires_at {

@@ -301,7 +301,8 @@ impl Exec {
     async fn attempt(&self, attempt: Attempt<'_>, trace: &mut Trace) -> Result<Value, Error> {
         let connection = attempt.connection;
         trace.connection = Some(connection.clone());
-        let spec = self.connectors.require(connection)?;
+        let connector = self.connectors.require(connection)?;
+        let spec = &connector.spec;
         trace.connector_version = Some(spec.version);
         let capability =
             spec.capability(attempt.capability)
@@ -319,7 +320,7 @@ impl Exec {
         if let Some(refusal) = gates::unusable(connection.status) {
             return Err(Error::Vend(refusal));
         }
-        self.admit(connection, &spec).await?;
+        self.admit(connection, spec).await?;
         let secret = self.tokens.vend(connection).await?;
         let mut context = CallContext::for_connection(connection, attempt.idempotency_key);
         context.config = attempt
@@ -330,6 +331,7 @@ impl Exec {
             .connectors
             .call(ConnectorCall {
                 connection,
+                connector: &connector,
                 context,
                 export: Export::Execute {
                     capability: attempt.capability,
@@ -382,12 +384,14 @@ impl Exec {
     ) -> Result<Health, Error> {
         let connection = self.connections.get(tenant_id, connection_id)?;
         trace.connection = Some(connection.clone());
-        trace.connector_version = Some(self.connectors.require(&connection)?.version);
+        let connector = self.connectors.require(&connection)?;
+        trace.connector_version = Some(connector.spec.version);
         let secret = self.tokens.vend(&connection).await?;
         let called = self
             .connectors
             .call(ConnectorCall {
                 connection: &connection,
+                connector: &connector,
                 context: CallContext::for_connection(&connection, None),
                 export: Export::Health { secret: &secret },
                 budget: None,

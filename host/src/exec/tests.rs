@@ -10,7 +10,7 @@ use crate::domain::{
 };
 use crate::exec::circuit::CircuitPolicy;
 use crate::runtime::catalog::Catalog;
-use crate::runtime::connectors::{BoxFuture, Called};
+use crate::runtime::connectors::{BoxFuture, Called, Connector};
 use crate::runtime::ratelimit::RateLimits;
 use crate::store::Stores;
 use serde_json::json;
@@ -45,9 +45,9 @@ impl Scripted {
 }
 
 impl Connectors for Scripted {
-    fn require(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, CallError> {
+    fn require(&self, connection: &Connection) -> Result<Connector, CallError> {
         if connection.connector == SLUG {
-            Ok(self.spec.clone())
+            Ok(Connector::described(self.spec.clone()))
         } else {
             Err(CallError::ConnectorUnavailable(
                 connection.connector.clone(),

@@ -3,13 +3,15 @@
 //! fresh sandbox, and settles the answer with every message redacted by the call's
 //! secrets; the [`Called`] result carries that redactor, so the caller's audit record
 //! and error are redacted by the same one. Execute, health check, token refresh and
-//! code exchange all come through here. [`Loaded`] is the implementation over the
+//! code exchange all come through here; [`Connectors::require`] finds the [`Connector`]
+//! a call then runs, so checks and call see one version. [`Loaded`] is the implementation over the
 //! catalog and the runtime; the execute use case's unit tests use a double.
 
 use super::catalog::Catalog;
 use super::ratelimit::RateLimits;
 use super::{
-    settle, CallContext, CallError, CallReport, CodeExchange, ConnectorError, Health, Runtime,
+    settle, CallContext, CallError, CallReport, CodeExchange, ConnectorError, Health, Plugin,
+    Runtime,
 };
 use crate::audit::Redactor;
 use crate::domain::{Connection, IntegrationSpec, OauthClient, OutboundRecord, SecretFields};
@@ -18,6 +20,23 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A connector as found for a call: its spec, and the plugin that will run it, so the
+/// call runs the very version its checks were made against (and the catalog is read
+/// once per call).
+#[derive(Clone)]
+pub struct Connector {
+    /// The IntegrationSpec.
+    pub spec: Arc<IntegrationSpec>,
+    plugin: Option<Arc<Plugin>>,
+}
+
+impl Connector {
+    /// A connector that is no wasm plugin, only a spec: what a test double answers.
+    pub fn described(spec: Arc<IntegrationSpec>) -> Self {
+        Connector { spec, plugin: None }
+    }
+}
 
 /// A boxed future, as the trait's methods return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -92,6 +111,8 @@ pub enum Answer {
 pub struct ConnectorCall<'a> {
     /// The connection.
     pub connection: &'a Connection,
+    /// Its connector, as [`Connectors::require`] found it.
+    pub connector: &'a Connector,
     /// What the connector is told (config, idempotency key).
     pub context: CallContext,
     /// The export.
@@ -116,9 +137,8 @@ pub struct Called {
 
 /// The connectors, as use cases see them.
 pub trait Connectors: Send + Sync {
-    /// The spec of the connection's connector; `connector_unavailable` when it is not
-    /// loaded.
-    fn require(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, CallError>;
+    /// The connection's connector; `connector_unavailable` when it is not loaded.
+    fn require(&self, connection: &Connection) -> Result<Connector, CallError>;
 
     /// Calls one export of the connection's connector.
     fn call<'a>(&'a self, call: ConnectorCall<'a>) -> BoxFuture<'a, Called>;
@@ -147,9 +167,9 @@ impl Loaded {
 
     async fn run(&self, call: ConnectorCall<'_>) -> Called {
         let redactor = call.export.redactor();
-        let plugin = match self.catalog.require(call.connection) {
-            Ok(plugin) => plugin,
-            Err(e) => return Called::refused(e, redactor),
+        let Some(plugin) = &call.connector.plugin else {
+            let slug = call.connector.spec.slug.clone();
+            return Called::refused(CallError::ConnectorUnavailable(slug), redactor);
         };
         let spec = &plugin.spec;
         if let Some(max_wait) = call.budget {
@@ -178,23 +198,23 @@ impl Loaded {
                 secret,
             } => answer(
                 runtime
-                    .execute(&plugin, ctx, secret, capability, input)
+                    .execute(plugin, ctx, secret, capability, input)
                     .await,
                 Answer::Output,
             ),
             Export::Health { secret } => answer(
-                runtime.health_check(&plugin, ctx, secret).await,
+                runtime.health_check(plugin, ctx, secret).await,
                 Answer::Health,
             ),
             Export::Refresh {
                 client,
                 refresh_token,
             } => answer(
-                runtime.refresh(&plugin, ctx, client, refresh_token).await,
+                runtime.refresh(plugin, ctx, client, refresh_token).await,
                 Answer::Secret,
             ),
             Export::ExchangeCode { client, exchange } => answer(
-                runtime.exchange_code(&plugin, ctx, client, exchange).await,
+                runtime.exchange_code(plugin, ctx, client, exchange).await,
                 Answer::Secret,
             ),
         };
@@ -229,10 +249,12 @@ fn answer<T>(
 }
 
 impl Connectors for Loaded {
-    fn require(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, CallError> {
-        self.catalog
-            .require(connection)
-            .map(|plugin| plugin.spec.clone())
+    fn require(&self, connection: &Connection) -> Result<Connector, CallError> {
+        let plugin = self.catalog.require(connection)?;
+        Ok(Connector {
+            spec: plugin.spec.clone(),
+            plugin: Some(plugin),
+        })
     }
 
     fn call<'a>(&'a self, call: ConnectorCall<'a>) -> BoxFuture<'a, Called> {

@@ -17,7 +17,7 @@ use crate::domain::{
     now_ms, AuthType, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
     IntegrationSpec, OauthClient, SecretFields,
 };
-use crate::runtime::connectors::{Answer, ConnectorCall, Connectors, Export};
+use crate::runtime::connectors::{Answer, Connector, ConnectorCall, Connectors, Export};
 use crate::runtime::{egress::AllowedHosts, CallContext, CallError, CodeExchange};
 use crate::store::{self, OauthState, OauthStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -257,12 +257,13 @@ impl Oauth {
         exchange: &CodeExchange,
     ) -> Result<SecretFields, Error> {
         let (started_at, started) = (now_ms(), Instant::now());
-        let spec = self.oauth_spec(connection)?;
+        let connector = self.oauth_connector(connection)?;
         let client = self.clients.for_connection(connection)?;
         let called = self
             .connectors
             .call(ConnectorCall {
                 connection,
+                connector: &connector,
                 context: CallContext::for_connection(connection, None),
                 export: Export::ExchangeCode {
                     client: &client,
@@ -286,7 +287,7 @@ impl Oauth {
         self.audit.record(audit::connector_call(
             &connection.tenant_id,
             Some(connection),
-            Some(spec.version),
+            Some(connector.spec.version),
             "oauth.exchange",
             (started_at, started),
             called.outbound,
@@ -295,13 +296,19 @@ impl Oauth {
         result
     }
 
-    /// The connection's connector's spec, which must use OAuth.
-    fn oauth_spec(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, Error> {
-        let spec = self.connectors.require(connection)?;
+    /// The connection's connector, which must use OAuth.
+    fn oauth_connector(&self, connection: &Connection) -> Result<Connector, Error> {
+        let connector = self.connectors.require(connection)?;
+        let spec = &connector.spec;
         if spec.auth_type != AuthType::Oauth2 || spec.oauth.is_none() {
             return Err(Error::NotOauth(connection.connector.clone()));
         }
-        Ok(spec)
+        Ok(connector)
+    }
+
+    /// The connection's connector's spec, which must use OAuth.
+    fn oauth_spec(&self, connection: &Connection) -> Result<Arc<IntegrationSpec>, Error> {
+        Ok(self.oauth_connector(connection)?.spec)
     }
 }
 

@@ -33,7 +33,7 @@ impl ConnectorRefresher {
         refresh_token: &str,
     ) -> Result<SecretFields, RefreshError> {
         let (started_at, started) = (now_ms(), Instant::now());
-        let spec = self
+        let connector = self
             .connectors
             .require(connection)
             .map_err(|e| RefreshError::Transient(e.to_string()))?;
@@ -45,6 +45,7 @@ impl ConnectorRefresher {
             .connectors
             .call(ConnectorCall {
                 connection,
+                connector: &connector,
                 context: CallContext::for_connection(connection, None),
                 export: Export::Refresh {
                     client: &client,
@@ -62,7 +63,7 @@ impl ConnectorRefresher {
         self.audit.record(audit::connector_call(
             &connection.tenant_id,
             Some(connection),
-            Some(spec.version),
+            Some(connector.spec.version),
             "oauth.refresh",
             (started_at, started),
             called.outbound,
