@@ -22,3 +22,4 @@ pub mod domain;
 pub mod exec;
 pub mod runtime;
 pub mod store;
+pub mod toolkit;

@@ -26,6 +26,40 @@ enum Command {
     /// Manage the vault's keys.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Write connectors: scaffold, build and check them.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a working connector (code, WIT, SDK, a test against a fake provider).
+    New {
+        /// The connector's name (its slug): lowercase letters, digits and dashes.
+        name: String,
+        /// rust, python or js.
+        #[arg(long)]
+        lang: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the connector in DIR (default: .) for its language.
+    Build {
+        /// The connector's directory.
+        dir: Option<PathBuf>,
+        /// Where to write the component (default: DIR/build/NAME.wasm).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the pinned toolchains are installed (default: ~/.cache/conduit/toolchains).
+        #[arg(long, env = "CONDUIT_TOOLCHAINS")]
+        toolchains: Option<PathBuf>,
+    },
+    /// Load a component and report what it is and everything wrong with it.
+    Check {
+        /// The component.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -136,6 +170,47 @@ async fn main() -> anyhow::Result<()> {
             admin_call(&admin, reqwest::Method::POST, &path).await
         }
         Command::Vault(VaultCommand::RotateRoot { data_dir }) => rotate_root(&data_dir),
+        // For a person at a terminal: the error alone, not a backtrace.
+        Command::Plugin(command) => {
+            if let Err(e) = plugin(command).await {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    use conduit::toolkit::{build, check, scaffold};
+    match command {
+        PluginCommand::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold::scaffold(&name, lang.parse()?, &dir)?;
+            println!("created {} ({lang}); next:", dir.display());
+            println!("  conduit plugin build {}", dir.display());
+            println!("  conduit plugin check {}/build/{}.wasm", dir.display(), name.replace('-', "_"));
+            Ok(())
+        }
+        PluginCommand::Build { dir, out, toolchains } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let options = build::BuildOptions {
+                out,
+                toolchains: toolchains.unwrap_or_else(build::BuildOptions::default_toolchains),
+            };
+            let built = build::build(&dir, &options)?;
+            let state = if built.rebuilt { "built" } else { "up to date" };
+            println!("{state}: {} ({:?})", built.wasm.display(), built.language);
+            Ok(())
+        }
+        PluginCommand::Check { file } => {
+            let report = check::check(&file).await?;
+            print!("{}", check::render(&file, &report, &Default::default()));
+            if !report.problems.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

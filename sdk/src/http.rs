@@ -77,6 +77,14 @@ impl Request {
         self.header("authorization", format!("Bearer {token}"))
     }
 
+    /// Sets `Authorization: Basic` from a user and password (Twilio's Account SID and
+    /// auth token, for one).
+    pub fn basic(self, user: &str, password: &str) -> Self {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", format!("Basic {token}"))
+    }
+
     /// Appends a query parameter (percent-encoded).
     pub fn query(mut self, name: &str, value: impl Into<String>) -> Self {
         self.query.push((name.to_owned(), value.into()));

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's commands.
 //!
-//! - `build`: every connector (wasm32-wasip2 components) and the host.
+//! - `build`: every connector (Rust, Python and JavaScript, into wasm32-wasip2
+//!   components) and the host.
 //! - `run [ARGS]`: build (optimised), then `conduit serve` on the embedded defaults.
 //! - `test`: build the connectors, then the whole test suite.
 //! - `bench`: build the connectors, then the benchmarks (release).
@@ -17,14 +18,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = root();
     match args.first().map(String::as_str) {
-        Some("build") => {
-            build_plugins(&root)?;
-            cargo(&root, &["build", "-p", "conduit"])
-        }
-        Some("build-plugins") => build_plugins(&root),
+        Some("build") | Some("build-plugins") => build_plugins(&root, Profile::Dev),
         Some("run") => {
-            build_plugins(&root)?;
-            cargo(&root, &["build", "--release", "-p", "conduit"])?;
+            build_plugins(&root, Profile::Release)?;
             let mut serve = vec!["serve".to_owned()];
             // `cargo xtask run -- --listen …`: the separator is cargo's, not serve's.
             let passed = &args[1..];
@@ -33,16 +29,16 @@ fn main() -> Result<()> {
             run(Command::new(target_dir(&root).join("release/conduit")).args(&serve).current_dir(&root))
         }
         Some("test") => {
-            build_plugins(&root)?;
+            build_plugins(&root, Profile::Dev)?;
             let mut test = vec!["test", "--workspace"];
             test.extend(args[1..].iter().map(String::as_str));
             cargo(&root, &test)
         }
         Some("bench") => {
-            build_plugins(&root)?;
+            build_plugins(&root, Profile::Release)?;
             cargo(&root, &["bench", "-p", "conduit", "--bench", "conduit"])
         }
-        _ => bail!("usage: cargo xtask <build | build-plugins | run [serve args] | test [cargo test args] | bench>"),
+        _ => bail!("usage: cargo xtask <build | run [serve args] | test [cargo test args] | bench>"),
     }
 }
 
@@ -53,13 +49,69 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-/// Builds every connector in `plugins/` into `target/wasm32-wasip2/release/*.wasm`.
-fn build_plugins(root: &Path) -> Result<()> {
+/// Which host build drives the Python and JavaScript builds (the one the command
+/// needs anyway, so nothing is built twice).
+#[derive(Clone, Copy, PartialEq)]
+enum Profile {
+    Dev,
+    Release,
+}
+
+/// Builds every connector in `plugins/` into `target/wasm32-wasip2/release/*.wasm`:
+/// the Rust ones with cargo (one workspace), then the host, whose `conduit plugin
+/// build` builds the Python and JavaScript ones with the pinned toolchains it installs
+/// under `target/toolchains` (once; later builds reuse them, and skip connectors whose
+/// sources have not changed).
+fn build_plugins(root: &Path, profile: Profile) -> Result<()> {
     ensure_wasm_target(root)?;
+    let target = target_dir(root);
     run(Command::new(cargo_bin())
         .args(["build", "--release", "--target", WASM_TARGET])
-        .env("CARGO_TARGET_DIR", target_dir(root))
-        .current_dir(root.join("plugins")))
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root.join("plugins")))?;
+    let conduit = match profile {
+        Profile::Dev => {
+            cargo(root, &["build", "-p", "conduit"])?;
+            target.join("debug/conduit")
+        }
+        Profile::Release => {
+            cargo(root, &["build", "--release", "-p", "conduit"])?;
+            target.join("release/conduit")
+        }
+    };
+    for dir in guest_plugins(root)? {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("plugin directory name")?
+            .replace('-', "_");
+        let out = target
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("conduit_{name}.wasm"));
+        run(Command::new(&conduit)
+            .args(["plugin", "build"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out)
+            .arg("--toolchains")
+            .arg(target.join("toolchains")))?;
+    }
+    Ok(())
+}
+
+/// The connectors in `plugins/` that are not Rust (no Cargo.toml): Python (`app.py`)
+/// and JavaScript (`package.json`).
+fn guest_plugins(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| {
+            !dir.join("Cargo.toml").exists()
+                && (dir.join("app.py").exists() || dir.join("package.json").exists())
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
 }
 
 /// `rustup target add` is idempotent (a no-op when the target is there), so it runs

@@ -178,6 +178,7 @@ mod tests {
             code: Some("card_declined".into()),
             message: "declined".into(),
             retryable: false,
+            retry_after: None,
         }
     }
 
@@ -547,6 +548,7 @@ mod tests {
             code: Some("card_declined".into()),
             message: "declined".into(),
             retryable: false,
+            retry_after: None,
         }));
         let meta = e.meta.unwrap();
         assert_eq!(

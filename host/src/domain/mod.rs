@@ -467,6 +467,10 @@ pub struct OutboundRecord {
     /// The start of the response body, redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// When the provider said to retry, in ms from its answer (`Retry-After`, or an
+    /// exhausted `X-RateLimit-Remaining` with its `X-RateLimit-Reset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The policy decision point's verdict on a call made through a binding.

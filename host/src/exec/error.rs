@@ -106,14 +106,24 @@ impl Classify for CallError {
                 status,
                 code,
                 retryable,
+                retry_after,
                 ..
-            } => ErrorClass::new(Upstream, "provider_error")
-                .circuit(*status >= 500)
-                .meta(json!({
-                    "providerStatus": status,
-                    "providerCode": code,
-                    "retryable": retryable,
-                })),
+            } => {
+                let class = ErrorClass::new(Upstream, "provider_error").circuit(*status >= 500);
+                match retry_after {
+                    Some(wait) => class.retry_after(*wait).meta(json!({
+                        "providerStatus": status,
+                        "providerCode": code,
+                        "retryable": retryable,
+                        "retryAfterMs": wait.as_millis() as u64,
+                    })),
+                    None => class.meta(json!({
+                        "providerStatus": status,
+                        "providerCode": code,
+                        "retryable": retryable,
+                    })),
+                }
+            }
             CallError::ProviderUnavailable(_) => {
                 ErrorClass::new(Unavailable, "provider_unavailable")
                     .circuit(true)

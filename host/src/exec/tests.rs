@@ -249,6 +249,7 @@ fn provider(status: u16) -> Result<Answer, CallError> {
         code: None,
         message: "refused".into(),
         retryable: false,
+        retry_after: None,
     })
 }
 

@@ -220,7 +220,7 @@ impl Loaded {
         };
         Called {
             connector_version: Some(spec.version),
-            result: settle(result, &redactor),
+            result: settle(result, &redactor).map_err(|e| e.with_retry_hint(&outbound)),
             outbound,
             redactor,
         }

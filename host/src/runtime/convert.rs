@@ -117,9 +117,18 @@ pub(super) fn placeholder_spec() -> IntegrationSpec {
     }
 }
 
-/// Converts and checks a connector's `info()`.
+/// Converts and checks a connector's `info()`; the first problem refuses it.
 pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec> {
-    let invalid = |what: String| Error::Load(format!("info() is invalid: {what}"));
+    let (spec, problems) = describe(info);
+    match problems.first() {
+        None => Ok(spec),
+        Some(_) => Err(Error::Load(format!("info() is invalid: {}", problems.join("; ")))),
+    }
+}
+
+/// Converts a connector's `info()` and lists every problem with it, for a person.
+pub(super) fn describe(info: wit::ConnectorInfo) -> (IntegrationSpec, Vec<String>) {
+    let mut problems = Vec::new();
     let slug_ok = !info.slug.is_empty()
         && info.slug.len() <= 64
         && info
@@ -127,30 +136,35 @@ pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !slug_ok {
-        return Err(invalid(format!(
+        problems.push(format!(
             "slug `{}` must be lowercase letters, digits and dashes",
             info.slug
-        )));
+        ));
     }
     if info.integration_key.split('.').count() != 2 {
-        return Err(invalid(format!(
+        problems.push(format!(
             "integration key `{}` must be `<category>.<provider>`",
             info.integration_key
-        )));
+        ));
     }
-    let ownership_modes = info
-        .ownership_modes
-        .iter()
-        .map(|m| match m.as_str() {
-            "managed" => Ok(OwnershipMode::Managed),
-            "byok" => Ok(OwnershipMode::Byok),
-            other => Err(invalid(format!("unknown ownership mode `{other}`"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut ownership_modes = Vec::new();
+    for mode in &info.ownership_modes {
+        match mode.as_str() {
+            "managed" => ownership_modes.push(OwnershipMode::Managed),
+            "byok" => ownership_modes.push(OwnershipMode::Byok),
+            other => problems.push(format!("unknown ownership mode `{other}`")),
+        }
+    }
     if info.rate_profile.per_seconds == 0 {
-        return Err(invalid("rate profile per-seconds must be positive".into()));
+        problems.push("rate profile per-seconds must be positive".into());
     }
-    Ok(IntegrationSpec {
+    problems.extend(capability_problems(&info.capabilities));
+    for host in &info.allowed_hosts {
+        if let Err(e) = super::egress::HostPattern::parse(host) {
+            problems.push(format!("{e}: not a host pattern (`api.example.com`, `*.example.com`, optionally with `:port`)"));
+        }
+    }
+    let spec = IntegrationSpec {
         slug: info.slug,
         integration_key: info.integration_key,
         version: info.version,
@@ -185,5 +199,37 @@ pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec
             pkce: o.pkce,
         }),
         config_defaults: Default::default(),
-    })
+    };
+    (spec, problems)
 }
+
+/// Capability keys are `<category>.<name>` (letters and digits, dot-separated), each
+/// key and version once, versions from 1.
+fn capability_problems(capabilities: &[wit::Capability]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for capability in capabilities {
+        let key = &capability.key;
+        let well_formed = key.split('.').count() >= 2
+            && key.split('.').all(|part| {
+                part.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && part.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !well_formed {
+            problems.push(format!(
+                "capability key `{key}` must be `<category>.<name>` in letters and digits"
+            ));
+        }
+        if capability.version == 0 {
+            problems.push(format!("capability `{key}` has version 0; versions start at 1"));
+        }
+        if !seen.insert((key.as_str(), capability.version)) {
+            problems.push(format!(
+                "capability `{key}@{}` is declared twice",
+                capability.version
+            ));
+        }
+    }
+    problems
+}
+

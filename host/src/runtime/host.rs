@@ -183,9 +183,34 @@ impl http::Host for CallState {
                 .as_ref()
                 .ok()
                 .and_then(|r| body_excerpt(&r.body, &self.redactor)),
+            retry_after_ms: result.as_ref().ok().and_then(|r| retry_hint(&r.headers)),
         });
         result
     }
+}
+
+/// When a provider's answer says to come back: `Retry-After` in seconds (429s and
+/// GitHub's secondary limits), else an exhausted `X-RateLimit-Remaining` with the unix
+/// time of `X-RateLimit-Reset` (GitHub's primary limit, and others that copied it).
+fn retry_hint(headers: &[(String, String)]) -> Option<u64> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if let Some(seconds) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(seconds.saturating_mul(1000));
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset")?.parse::<u64>().ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        return Some(reset.saturating_sub(now).max(1).saturating_mul(1000));
+    }
+    None
 }
 
 /// Performs one outbound request under the plugin's policy.

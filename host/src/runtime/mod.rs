@@ -20,7 +20,9 @@ pub mod catalog;
 pub mod connectors;
 mod convert;
 pub mod egress;
+pub mod footprint;
 mod host;
+mod inspect;
 mod outcome;
 pub mod ratelimit;
 
@@ -32,6 +34,8 @@ use crate::audit::Redactor;
 use crate::domain::{IntegrationSpec, OauthClient, SecretFields};
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
+pub use footprint::{Footprint, PoolLimits};
+pub use inspect::Inspection;
 use host::{CallState, Egress};
 use secrecy::ExposeSecret;
 use std::future::Future;
@@ -62,6 +66,16 @@ use bindings::exports::conduit::connector::connector::Guest;
 /// Bytes of each pooled linear memory kept mapped between instances (the guest's stack
 /// and heap start).
 const RESIDENT_MEMORY: usize = 2 * 1024 * 1024;
+
+/// Host memory for one component instance's contexts (all its core instances'
+/// `vmctx`es together); a Python connector's forty modules need about a megabyte.
+const COMPONENT_INSTANCE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The `conduit:connector` contract versions this host links.
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1.0"];
+
+/// How long `info()` (instantiation included) may take at load.
+const INFO_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How often the epoch advances; deadlines are enforced to this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -145,6 +159,9 @@ pub struct RuntimeConfig {
     pub max_response_bytes: u64,
     /// Concurrent instances the pool holds.
     pub max_instances: u32,
+    /// What one instance may take from the pool; the pool holds `max_instances`
+    /// instances of the largest component these admit.
+    pub pool: PoolLimits,
 }
 
 impl RuntimeConfig {
@@ -156,6 +173,7 @@ impl RuntimeConfig {
             default_deadline: Duration::from_secs(10),
             max_response_bytes: 10 * 1024 * 1024,
             max_instances: 256,
+            pool: PoolLimits::default(),
         }
     }
 }
@@ -170,6 +188,8 @@ pub struct Plugin {
     pub origin: Origin,
     /// How long loading took.
     pub load_time: Duration,
+    /// What one instance takes from the pool.
+    pub footprint: Footprint,
     pre: bindings::PluginPre<CallState>,
     egress: Arc<Egress>,
     memory_bytes: usize,
@@ -206,12 +226,19 @@ impl Drop for Runtime {
 impl Runtime {
     /// Builds the engine and linker and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let (instances, limits) = (config.max_instances, config.pool);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_memories(config.max_instances * 4)
-            .total_tables(config.max_instances * 8)
-            .total_stacks(config.max_instances)
+        // Sized for `instances` of the largest component the limits admit: a Python
+        // connector's forty core instances take no capacity from other calls.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(limits.core_instances))
+            .total_memories(instances.saturating_mul(limits.memories))
+            .total_tables(instances.saturating_mul(limits.tables))
+            .total_stacks(instances)
+            .max_core_instances_per_component(limits.core_instances)
+            .max_memories_per_component(limits.memories)
+            .max_tables_per_component(limits.tables)
+            .max_component_instance_size(COMPONENT_INSTANCE_BYTES)
             .max_memory_size(1 << 30)
             // Reset a finished instance's pages in place instead of returning them to the
             // kernel: without this, madvise and the page faults that follow were half of
@@ -267,6 +294,14 @@ impl Runtime {
         settings: &PluginSettings,
     ) -> Result<Plugin> {
         let started = Instant::now();
+        let footprint = Footprint::of(&wasm).map_err(|e| Error::Load(e.to_string()))?;
+        let refusals: Vec<String> = inspect::contract_problems(&footprint)
+            .into_iter()
+            .chain(footprint.exceeds(&self.config.pool))
+            .collect();
+        if !refusals.is_empty() {
+            return Err(Error::Load(refusals.join("; ")));
+        }
         let wasm_sha256 = cache::wasm_sha256(&wasm);
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
         let (component, origin) =
@@ -289,20 +324,13 @@ impl Runtime {
             wasm_sha256,
             origin,
             load_time: Duration::ZERO,
+            footprint,
             pre,
-            egress: Arc::new(Egress::new(
-                "loading",
-                AllowedHosts::default(),
-                self.client.clone(),
-                0,
-            )),
+            egress: self.loading_egress(),
             memory_bytes: settings.memory_mb.unwrap_or(self.config.default_memory_mb) as usize
                 * 1024
                 * 1024,
-            deadline: settings
-                .deadline_ms
-                .map(Duration::from_millis)
-                .unwrap_or(self.config.default_deadline),
+            deadline: INFO_DEADLINE,
         };
         let info = self
             .call(&plugin, &Redactor::default(), |guest, store| {
@@ -310,6 +338,10 @@ impl Runtime {
             })
             .await
             .result?;
+        plugin.deadline = settings
+            .deadline_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.config.default_deadline);
         let mut spec = spec_from_info(info)?;
         if let Some(slug) = expected_slug {
             if slug != spec.slug {
@@ -337,6 +369,17 @@ impl Runtime {
         plugin.spec = Arc::new(spec);
         plugin.load_time = started.elapsed();
         Ok(plugin)
+    }
+
+    /// The egress of a component being loaded: `info()` must not call the host, so it
+    /// reaches nothing.
+    fn loading_egress(&self) -> Arc<Egress> {
+        Arc::new(Egress::new(
+            "loading",
+            AllowedHosts::default(),
+            self.client.clone(),
+            0,
+        ))
     }
 
     /// Runs a capability.

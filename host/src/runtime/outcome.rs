@@ -107,6 +107,8 @@ pub enum CallError {
         message: String,
         /// Whether a retry may succeed.
         retryable: bool,
+        /// When the provider said a retry may succeed.
+        retry_after: Option<Duration>,
     },
     /// A temporary provider failure.
     #[error("the provider is unavailable: {0}")]
@@ -156,6 +158,7 @@ pub fn settle<T>(
             code: code.map(|c| redactor.redact(&c)),
             message: redactor.redact(&message),
             retryable,
+            retry_after: None,
         }),
         Ok(Err(ConnectorError::Transient(message))) => {
             Err(CallError::ProviderUnavailable(redactor.redact(&message)))
@@ -167,5 +170,32 @@ pub fn settle<T>(
         Err(Error::Memory(_)) => Err(CallError::Memory),
         Err(Error::Trap(_)) => Err(CallError::Plugin("the connector trapped".into())),
         Err(Error::Load(message)) => Err(CallError::Plugin(redactor.redact(&message))),
+    }
+}
+
+impl CallError {
+    /// A retryable provider refusal learns when to retry from the provider's own answer
+    /// (the last response that said so), whatever language the connector is in.
+    pub fn with_retry_hint(self, outbound: &[crate::domain::OutboundRecord]) -> Self {
+        match self {
+            CallError::Provider {
+                status,
+                code,
+                message,
+                retryable: true,
+                retry_after: None,
+            } => CallError::Provider {
+                status,
+                code,
+                message,
+                retryable: true,
+                retry_after: outbound
+                    .iter()
+                    .rev()
+                    .find_map(|record| record.retry_after_ms)
+                    .map(Duration::from_millis),
+            },
+            other => other,
+        }
     }
 }

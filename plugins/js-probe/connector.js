@@ -1,0 +1,49 @@
+// A deliberately hostile connector in JavaScript, for the sandbox tests: each
+// capability tries one thing a malicious or buggy connector might do. `probe.echo`
+// makes no host call and is what the dispatch benchmark measures for JavaScript.
+import * as sdk from './conduit-sdk.js';
+
+const CAPABILITIES = [
+  'probe.echo', 'probe.spin', 'probe.allocate', 'probe.fetch', 'probe.trap', 'probe.readFile', 'probe.env',
+];
+
+function handle(ctx, secret, capability, input) {
+  switch (capability) {
+    case 'probe.echo':
+      return input;
+    case 'probe.spin':
+      for (;;) {}
+    case 'probe.allocate': {
+      const hoard = [];
+      for (;;) hoard.push(new Uint8Array(1024 * 1024).fill(1));
+    }
+    case 'probe.fetch':
+      return { status: sdk.get(input.url).status };
+    case 'probe.trap':
+      throw new TypeError('the probe threw an uncaught exception');
+    case 'probe.readFile':
+      // No filesystem API exists in the sandbox; report what is there.
+      return { read: null, hasRequire: typeof require !== 'undefined', hasDeno: typeof Deno !== 'undefined' };
+    case 'probe.env':
+      return { vars: typeof process !== 'undefined' && process.env ? Object.keys(process.env) : [] };
+    default:
+      throw sdk.unsupported(`no capability \`${capability}\``);
+  }
+}
+
+export const connector = sdk.connector({
+  info: () => ({
+    slug: 'js-probe',
+    integrationKey: 'testing.jsprobe',
+    version: 1,
+    displayName: 'Sandbox probe (JavaScript)',
+    category: 'testing',
+    authType: 'api-key',
+    ownershipModes: ['byok'],
+    capabilities: CAPABILITIES.map((key) => ({ key, version: 1, description: 'hostile probe' })),
+    allowedHosts: ['example.com'],
+    rateProfile: { requests: 1000, perSeconds: 1, burst: 1000 },
+    oauth: undefined,
+  }),
+  handle,
+});
