@@ -189,10 +189,18 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             scaffold::scaffold(&name, lang.parse()?, &dir)?;
             println!("created {} ({lang}); next:", dir.display());
             println!("  conduit plugin build {}", dir.display());
-            println!("  conduit plugin check {}/build/{}.wasm", dir.display(), name.replace('-', "_"));
+            println!(
+                "  conduit plugin check {}/build/{}.wasm",
+                dir.display(),
+                name.replace('-', "_")
+            );
             Ok(())
         }
-        PluginCommand::Build { dir, out, toolchains } => {
+        PluginCommand::Build {
+            dir,
+            out,
+            toolchains,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             let options = build::BuildOptions {
                 out,

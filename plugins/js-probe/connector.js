@@ -2,6 +2,7 @@
 // capability tries one thing a malicious or buggy connector might do. `probe.echo`
 // makes no host call and is what the dispatch benchmark measures for JavaScript.
 import * as sdk from './conduit-sdk.js';
+import { send } from 'conduit:connector/http@0.1.0';
 
 const CAPABILITIES = [
   'probe.echo', 'probe.spin', 'probe.allocate', 'probe.fetch', 'probe.trap', 'probe.readFile', 'probe.env',
@@ -18,7 +19,13 @@ function handle(ctx, secret, capability, input) {
       for (;;) hoard.push(new Uint8Array(1024 * 1024).fill(1));
     }
     case 'probe.fetch':
-      return { status: sdk.get(input.url).status };
+      // Straight at the import, as hostile code would, to see the host's refusal.
+      try {
+        const answer = send({ method: 'GET', url: input.url, headers: [], body: new Uint8Array(), timeoutMs: undefined });
+        return { status: answer.status, body: new TextDecoder().decode(answer.body) };
+      } catch (refused) {
+        return { httpError: (refused.payload ?? refused).tag };
+      }
     case 'probe.trap':
       throw new TypeError('the probe threw an uncaught exception');
     case 'probe.readFile':

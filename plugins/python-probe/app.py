@@ -5,6 +5,8 @@ call and is what the dispatch benchmark measures for Python."""
 import os
 
 import conduit_sdk as sdk
+from componentize_py_types import Err
+from wit_world.imports import http
 from conduit_sdk import AuthType, Capability, ConnectorInfo, RateProfile
 
 CAPABILITIES = [
@@ -40,8 +42,13 @@ class Connector(sdk.Connector):
             while True:
                 hoard.append(bytearray(1024 * 1024))
         if capability == "probe.fetch":
-            response = sdk.get(input["url"])
-            return {"status": response.status}
+            # Straight at the import, as hostile code would, to see the host's refusal.
+            try:
+                answer = http.send(http.Request("GET", input["url"], [], b"", None))
+            except Err as refused:
+                kind = type(refused.value).__name__.removeprefix("HttpError_")
+                return {"httpError": {"TooLarge": "too-large", "RateLimited": "rate-limited"}.get(kind, kind.lower())}
+            return {"status": answer.status, "body": answer.body.decode("utf-8", "replace")}
         if capability == "probe.trap":
             raise RuntimeError("the probe raised an uncaught exception")
         if capability == "probe.readFile":

@@ -6,17 +6,23 @@ use axum::routing::get;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const DEADLINE_MS: u64 = 1500;
+pub(crate) const DEADLINE_MS: u64 = 1500;
 
-struct Probe {
-    conduit: Conduit,
-    token: String,
-    connection: String,
-    fake: std::net::SocketAddr,
+pub(crate) struct Probe {
+    pub(crate) conduit: Conduit,
+    pub(crate) token: String,
+    pub(crate) connection: String,
+    pub(crate) fake: std::net::SocketAddr,
 }
 
 impl Probe {
     async fn start() -> Self {
+        Self::start_with("sandbox-probe", "conduit_sandbox_probe").await
+    }
+
+    /// A Conduit serving one hostile probe (`slug`, built as `wasm`) with a 32 MiB
+    /// memory limit and a short deadline, and a connection to it.
+    pub(crate) async fn start_with(slug: &'static str, wasm: &'static str) -> Self {
         let router = axum::Router::new()
             .route("/ok", get(|| async { "fine" }))
             .route(
@@ -28,20 +34,14 @@ impl Probe {
             )
             .route("/big", get(|| async { "x".repeat(11 * 1024 * 1024) }));
         let fake = serve_on_loopback(router).await;
-        let conduit = Conduit::start(vec![PluginDecl::new(
-            "sandbox-probe",
-            "conduit_sandbox_probe",
-        )
-        .allow(&[&fake.to_string(), "example.com"])
-        .setting("memory_mb = 32")
-        .setting(&format!("deadline_ms = {DEADLINE_MS}"))])
+        let conduit = Conduit::start(vec![PluginDecl::new(slug, wasm)
+            .allow(&[&fake.to_string(), "example.com"])
+            .setting("memory_mb = 32")
+            .setting(&format!("deadline_ms = {DEADLINE_MS}"))])
         .await;
         let token = conduit.tenant("acme-corp").await;
         let connection = conduit
-            .connection(
-                &token,
-                json!({"connector": "sandbox-probe", "environment": "sandbox"}),
-            )
+            .connection(&token, json!({"connector": slug, "environment": "sandbox"}))
             .await;
         conduit
             .api_key(&token, &connection, "probe-key-0123456789")
@@ -54,20 +54,24 @@ impl Probe {
         }
     }
 
-    async fn run(&self, capability: &str, input: serde_json::Value) -> crate::support::Resp {
+    pub(crate) async fn run(
+        &self,
+        capability: &str,
+        input: serde_json::Value,
+    ) -> crate::support::Resp {
         self.conduit
             .execute(&self.token, &self.connection, capability, input)
             .await
     }
 
     /// The host still serves: a plain call right after answers normally.
-    async fn still_serving(&self) {
+    pub(crate) async fn still_serving(&self) {
         let r = self.run("probe.echo", json!({"ping": 1})).await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.output(), &json!({"ping": 1}));
     }
 
-    async fn fetch(&self, url: &str) -> serde_json::Value {
+    pub(crate) async fn fetch(&self, url: &str) -> serde_json::Value {
         let r = self.run("probe.fetch", json!({"url": url})).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.output().clone()

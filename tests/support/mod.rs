@@ -4,10 +4,14 @@
 
 #![allow(dead_code)]
 
+pub mod fake_github;
 pub mod fake_google;
 pub mod fake_postmark;
 pub mod fake_qdrant;
+pub mod fake_slack;
 pub mod fake_stripe;
+pub mod fake_twilio;
+pub mod recorded;
 pub mod webhook;
 
 use reqwest::Method;

@@ -26,7 +26,9 @@ fn main() -> Result<()> {
             let passed = &args[1..];
             let passed = passed.strip_prefix(&["--".to_owned()]).unwrap_or(passed);
             serve.extend(passed.iter().cloned());
-            run(Command::new(target_dir(&root).join("release/conduit")).args(&serve).current_dir(&root))
+            run(Command::new(target_dir(&root).join("release/conduit"))
+                .args(&serve)
+                .current_dir(&root))
         }
         Some("test") => {
             build_plugins(&root, Profile::Dev)?;
@@ -38,7 +40,9 @@ fn main() -> Result<()> {
             build_plugins(&root, Profile::Release)?;
             cargo(&root, &["bench", "-p", "conduit", "--bench", "conduit"])
         }
-        _ => bail!("usage: cargo xtask <build | run [serve args] | test [cargo test args] | bench>"),
+        _ => {
+            bail!("usage: cargo xtask <build | run [serve args] | test [cargo test args] | bench>")
+        }
     }
 }
 

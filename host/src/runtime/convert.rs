@@ -122,7 +122,10 @@ pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec
     let (spec, problems) = describe(info);
     match problems.first() {
         None => Ok(spec),
-        Some(_) => Err(Error::Load(format!("info() is invalid: {}", problems.join("; ")))),
+        Some(_) => Err(Error::Load(format!(
+            "info() is invalid: {}",
+            problems.join("; ")
+        ))),
     }
 }
 
@@ -221,7 +224,9 @@ fn capability_problems(capabilities: &[wit::Capability]) -> Vec<String> {
             ));
         }
         if capability.version == 0 {
-            problems.push(format!("capability `{key}` has version 0; versions start at 1"));
+            problems.push(format!(
+                "capability `{key}` has version 0; versions start at 1"
+            ));
         }
         if !seen.insert((key.as_str(), capability.version)) {
             problems.push(format!(
@@ -232,4 +237,3 @@ fn capability_problems(capabilities: &[wit::Capability]) -> Vec<String> {
     }
     problems
 }
-

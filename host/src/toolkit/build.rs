@@ -144,10 +144,16 @@ impl Inputs {
         })?;
         let (candidates, what): (&[&str], _) = match language {
             Language::Python => (
-                &["conduit_sdk/__init__.py", "sdk/python/conduit_sdk/__init__.py"],
+                &[
+                    "conduit_sdk/__init__.py",
+                    "sdk/python/conduit_sdk/__init__.py",
+                ],
                 "the conduit_sdk Python package",
             ),
-            _ => (&["conduit-sdk.js", "sdk/js/conduit-sdk.js"], "conduit-sdk.js"),
+            _ => (
+                &["conduit-sdk.js", "sdk/js/conduit-sdk.js"],
+                "conduit-sdk.js",
+            ),
         };
         let sdk = nearest(dir, candidates).ok_or_else(|| {
             Error::Build(format!(
@@ -232,23 +238,28 @@ fn build_rust(dir: &Path, out: &Path) -> Result<(), Error> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(dir))?;
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|source| Error::Read {
-        path: dir.join("Cargo.toml"),
-        source,
-    })?;
-    let package: toml::Table = toml::from_str(&manifest)
-        .map_err(|e| Error::Build(format!("Cargo.toml: {e}")))?;
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(dir),
+    )?;
+    let manifest =
+        std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|source| Error::Read {
+            path: dir.join("Cargo.toml"),
+            source,
+        })?;
+    let package: toml::Table =
+        toml::from_str(&manifest).map_err(|e| Error::Build(format!("Cargo.toml: {e}")))?;
     let name = package
         .get("package")
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
         .ok_or_else(|| Error::Build("Cargo.toml has no [package] name".into()))?
         .replace('-', "_");
-    let built = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let built = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
     std::fs::copy(&built, out).map_err(|source| Error::Read {
         path: built,
         source,
@@ -279,7 +290,10 @@ fn python_toolchain(toolchains: &Path) -> Result<PathBuf, Error> {
     if stamp.is_file() && bin.is_file() {
         return Ok(bin);
     }
-    eprintln!("conduit: installing componentize-py {COMPONENTIZE_PY} into {}", venv.display());
+    eprintln!(
+        "conduit: installing componentize-py {COMPONENTIZE_PY} into {}",
+        venv.display()
+    );
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     run(Command::new(&python).args(["-m", "venv"]).arg(&venv))?;
     run(Command::new(venv.join("bin/pip")).args([
@@ -305,9 +319,10 @@ fn build_js(dir: &Path, inputs: &Inputs, out: &Path, toolchains: &Path) -> Resul
     })?;
     let mut sources = Vec::new();
     collect_sources(dir, &mut sources);
-    for source in sources.iter().filter(|p| {
-        p.extension().is_some_and(|e| e == "js" || e == "mjs")
-    }) {
+    for source in sources
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "js" || e == "mjs"))
+    {
         let relative = source.strip_prefix(dir).unwrap_or(source);
         copy(source, &stage.join(relative))?;
     }
@@ -329,7 +344,10 @@ fn js_entry(dir: &Path) -> Result<String, Error> {
     })?;
     let package: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Build(format!("{}: {e}", manifest.display())))?;
-    Ok(package["main"].as_str().unwrap_or("connector.js").to_owned())
+    Ok(package["main"]
+        .as_str()
+        .unwrap_or("connector.js")
+        .to_owned())
 }
 
 /// The npm project holding the pinned componentize-js, installed once from the lock.
@@ -342,10 +360,17 @@ fn js_toolchain(toolchains: &Path) -> Result<PathBuf, Error> {
         source,
     })?;
     write(&project.join("build.mjs"), JS_BUILD)?;
-    if stamp.is_file() && project.join("node_modules/@bytecodealliance/componentize-js").is_dir() {
+    if stamp.is_file()
+        && project
+            .join("node_modules/@bytecodealliance/componentize-js")
+            .is_dir()
+    {
         return Ok(project);
     }
-    eprintln!("conduit: installing componentize-js {COMPONENTIZE_JS} into {}", project.display());
+    eprintln!(
+        "conduit: installing componentize-js {COMPONENTIZE_JS} into {}",
+        project.display()
+    );
     write(&project.join("package.json"), JS_PACKAGE)?;
     write(&project.join("package-lock.json"), JS_LOCK)?;
     run(Command::new("npm")
@@ -362,10 +387,12 @@ fn copy(from: &Path, to: &Path) -> Result<(), Error> {
             source,
         })?;
     }
-    std::fs::copy(from, to).map(|_| ()).map_err(|source| Error::Write {
-        path: to.to_owned(),
-        source,
-    })
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|source| Error::Write {
+            path: to.to_owned(),
+            source,
+        })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {
@@ -378,7 +405,9 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 fn run(command: &mut Command) -> Result<(), Error> {
     let program = command.get_program().to_string_lossy().into_owned();
     let status = command.status().map_err(|e| {
-        Error::Build(format!("cannot run `{program}`: {e} (is it installed and on PATH?)"))
+        Error::Build(format!(
+            "cannot run `{program}`: {e} (is it installed and on PATH?)"
+        ))
     })?;
     if status.success() {
         Ok(())

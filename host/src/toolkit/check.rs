@@ -52,7 +52,11 @@ pub fn render(path: &Path, report: &Inspection, limits: &PoolLimits) -> String {
         let modes: Vec<&str> = spec.ownership_modes.iter().map(|m| m.as_str()).collect();
         line(
             "auth",
-            format!("{} (ownership: {})", label(&spec.auth_type), modes.join(", ")),
+            format!(
+                "{} (ownership: {})",
+                label(&spec.auth_type),
+                modes.join(", ")
+            ),
         );
         if let Some(oauth) = &spec.oauth {
             line(
