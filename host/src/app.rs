@@ -82,7 +82,14 @@ pub struct Config {
     pub audit_retention: Duration,
     /// When a connection's circuit opens and for how long.
     pub circuit: CircuitPolicy,
+    /// Concurrent connector instances the pool holds.
+    pub max_instances: u32,
+    /// What one instance may take from the pool.
+    pub pool: runtime::PoolLimits,
 }
+
+/// Concurrent connector instances, by default.
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 
 impl Config {
     /// The embedded defaults over `data_dir`: no plugins, generated keys, a 10 minute
@@ -101,6 +108,8 @@ impl Config {
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             audit_retention: crate::audit::DEFAULT_RETENTION,
             circuit: CircuitPolicy::default(),
+            max_instances: DEFAULT_MAX_INSTANCES,
+            pool: runtime::PoolLimits::default(),
         }
     }
 }
@@ -181,7 +190,11 @@ impl App {
             .cache_dir
             .clone()
             .unwrap_or_else(|| config.data_dir.join("component-cache"));
-        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(cache_dir))?);
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            max_instances: config.max_instances,
+            pool: config.pool,
+            ..RuntimeConfig::new(cache_dir)
+        })?);
         let entries = match &config.plugins_file {
             Some(path) => catalog::read_plugins_file(path)?,
             None => Vec::new(),

@@ -7,6 +7,7 @@ use conduit::app::{self, App};
 use conduit::credentials::notify::WebhookConfig;
 use conduit::credentials::scheduler::SchedulerConfig;
 use conduit::credentials::tokens::BackoffPolicy;
+use conduit::runtime::PoolLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +99,37 @@ struct ServeArgs {
     /// Lifecycle webhooks go here (needs CONDUIT_WEBHOOK_SECRET).
     #[arg(long, env = "CONDUIT_WEBHOOK_URL")]
     webhook_url: Option<String>,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
+/// The connector instance pool: how many calls run at once, and what one call's
+/// component may take (the pool holds `max_instances` of the largest it admits; a
+/// component needing more is refused at load, naming the setting).
+#[derive(Args)]
+struct PoolArgs {
+    /// Connector instances that may run at once.
+    #[arg(long, env = "CONDUIT_MAX_INSTANCES", default_value_t = app::DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+    /// Core module instances one component may create (componentize-py needs ~14-40).
+    #[arg(long, env = "CONDUIT_POOL_CORE_INSTANCES", default_value_t = PoolLimits::default().core_instances)]
+    pool_core_instances: u32,
+    /// Linear memories one component may define.
+    #[arg(long, env = "CONDUIT_POOL_MEMORIES", default_value_t = PoolLimits::default().memories)]
+    pool_memories: u32,
+    /// Tables one component may define.
+    #[arg(long, env = "CONDUIT_POOL_TABLES", default_value_t = PoolLimits::default().tables)]
+    pool_tables: u32,
+}
+
+impl PoolArgs {
+    fn limits(&self) -> PoolLimits {
+        PoolLimits {
+            core_instances: self.pool_core_instances.max(1),
+            memories: self.pool_memories.max(1),
+            tables: self.pool_tables.max(1),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -253,6 +285,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
         audit_retention: Duration::from_secs(args.audit_retention_secs.max(1)),
+        max_instances: args.pool.max_instances.max(1),
+        pool: args.pool.limits(),
         ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;

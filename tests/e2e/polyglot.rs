@@ -4,6 +4,8 @@
 //! normally.
 
 use crate::sandbox::{Probe, DEADLINE_MS};
+use conduit::domain::SecretFields;
+use conduit::runtime::{CallContext, PluginSettings, PoolLimits, Runtime, RuntimeConfig};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -110,4 +112,79 @@ async fn no_files_and_no_environment_in_every_language() {
         );
     })
     .await;
+}
+
+/// A pool for `instances` concurrent calls, on the tests' shared compile cache.
+fn small_runtime(instances: u32, pool: PoolLimits) -> Runtime {
+    let mut config = RuntimeConfig::new(crate::support::shared_cache_dir());
+    config.max_instances = instances;
+    config.pool = pool;
+    Runtime::new(config).unwrap()
+}
+
+/// componentize-py's ~14 core instances per component must not divide the pool: a
+/// pool sized for 8 calls runs 8 Python calls at once, each held open in a host call.
+/// (Sized at 8 core instances per call, as before, only 4 would fit.)
+#[tokio::test]
+async fn the_pool_holds_as_many_python_calls_as_it_holds_calls() {
+    let slow = crate::support::serve_on_loopback(axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "done"
+        }),
+    ))
+    .await;
+    let runtime = small_runtime(8, PoolLimits::default());
+    let wasm = std::fs::read(crate::support::wasm("conduit_python_probe")).unwrap();
+    let settings = PluginSettings {
+        allowed_hosts: Some(vec![slow.to_string()]),
+        ..PluginSettings::default()
+    };
+    let plugin = runtime.load(wasm, None, &settings).await.unwrap();
+    assert!(
+        plugin.footprint.core_instances > 8,
+        "{:?}",
+        plugin.footprint
+    );
+    let ctx = CallContext {
+        connection_id: "conn_pool".into(),
+        tenant_id: "pool".into(),
+        environment: "sandbox".into(),
+        external_account_id: None,
+        config: Default::default(),
+        idempotency_key: None,
+    };
+    let secret = SecretFields::default();
+    let input = json!({"url": format!("http://{slow}/slow")}).to_string();
+    let calls = (0..8).map(|_| runtime.execute(&plugin, &ctx, &secret, "probe.fetch", &input));
+    for report in futures_util::future::join_all(calls).await {
+        let output = report
+            .result
+            .expect("the pool had room")
+            .expect("the call ran");
+        assert!(output.contains("done"), "{output}");
+    }
+}
+
+#[tokio::test]
+async fn a_component_too_big_for_the_pool_is_refused_naming_the_limit() {
+    let runtime = small_runtime(
+        4,
+        PoolLimits {
+            core_instances: 8,
+            ..PoolLimits::default()
+        },
+    );
+    let wasm = std::fs::read(crate::support::wasm("conduit_python_probe")).unwrap();
+    let refused = runtime
+        .load(wasm, None, &PluginSettings::default())
+        .await
+        .expect_err("14 core instances do not fit a limit of 8");
+    let message = refused.to_string();
+    assert!(
+        message.contains("core instances") && message.contains("limit of 8"),
+        "{message}"
+    );
+    assert!(message.contains("CONDUIT_POOL_CORE_INSTANCES"), "{message}");
 }

@@ -40,7 +40,7 @@ pub fn wasm(name: &str) -> PathBuf {
 
 /// A compiled-component cache shared by every test process, so tests compile each
 /// component once per change of the wasm.
-fn shared_cache_dir() -> PathBuf {
+pub fn shared_cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/conduit-test-cache")
 }
 
