@@ -17,4 +17,5 @@ mod sandbox;
 mod seed;
 mod slack;
 mod stripe;
+mod toolkit;
 mod twilio;

@@ -8,7 +8,8 @@
 //! Toolchains are pinned here and installed on first use under the toolchains
 //! directory (`--toolchains`, `CONDUIT_TOOLCHAINS`, else `~/.cache/conduit/toolchains`),
 //! one directory per pinned version, so a second build reinstalls nothing. The WIT and
-//! the SDK are found in the connector's directory or the nearest one above it that has
+//! the SDK (optional: a connector may use the bindings alone) are found in the
+//! connector's directory or the nearest one above it that has
 //! them (`wit/connector.wit`; `conduit_sdk/` or `sdk/python/conduit_sdk/`;
 //! `conduit-sdk.js` or `sdk/js/conduit-sdk.js`), so a scaffold and this repository's own
 //! connectors build the same way. A build whose inputs have not changed is skipped.
@@ -131,7 +132,8 @@ struct Inputs {
     /// The directory holding `connector.wit`.
     wit: PathBuf,
     /// Python: the directory holding `conduit_sdk/`. JavaScript: `conduit-sdk.js`.
-    sdk: PathBuf,
+    /// Optional: a connector may use the generated bindings alone.
+    sdk: Option<PathBuf>,
 }
 
 impl Inputs {
@@ -142,31 +144,18 @@ impl Inputs {
                 dir.display()
             ))
         })?;
-        let (candidates, what): (&[&str], _) = match language {
-            Language::Python => (
-                &[
-                    "conduit_sdk/__init__.py",
-                    "sdk/python/conduit_sdk/__init__.py",
-                ],
-                "the conduit_sdk Python package",
-            ),
-            _ => (
-                &["conduit-sdk.js", "sdk/js/conduit-sdk.js"],
-                "conduit-sdk.js",
-            ),
+        let candidates: &[&str] = match language {
+            Language::Python => &[
+                "conduit_sdk/__init__.py",
+                "sdk/python/conduit_sdk/__init__.py",
+            ],
+            _ => &["conduit-sdk.js", "sdk/js/conduit-sdk.js"],
         };
-        let sdk = nearest(dir, candidates).ok_or_else(|| {
-            Error::Build(format!(
-                "{what} is not in {} or above it (`conduit plugin new` writes one)",
-                dir.display()
-            ))
-        })?;
-        let sdk = match language {
+        let sdk = nearest(dir, candidates).and_then(|sdk| match language {
             // The package's parent goes on the Python path.
             Language::Python => sdk.parent().and_then(Path::parent).map(Path::to_owned),
             _ => Some(sdk),
-        }
-        .unwrap_or_default();
+        });
         let wit = wit.parent().map(Path::to_owned).unwrap_or_default();
         Ok(Inputs { wit, sdk })
     }
@@ -176,10 +165,10 @@ impl Inputs {
         let mut files = Vec::new();
         collect_sources(dir, &mut files);
         collect_sources(&self.wit, &mut files);
-        if self.sdk.is_file() {
-            files.push(self.sdk.clone());
-        } else {
-            collect_sources(&self.sdk.join("conduit_sdk"), &mut files);
+        match &self.sdk {
+            Some(sdk) if sdk.is_file() => files.push(sdk.clone()),
+            Some(sdk) => collect_sources(&sdk.join("conduit_sdk"), &mut files),
+            None => {}
         }
         files.sort();
         files.dedup();
@@ -269,17 +258,16 @@ fn build_rust(dir: &Path, out: &Path) -> Result<(), Error> {
 
 fn build_python(dir: &Path, inputs: &Inputs, out: &Path, toolchains: &Path) -> Result<(), Error> {
     let componentize_py = python_toolchain(toolchains)?;
-    run(Command::new(componentize_py)
+    let mut command = Command::new(componentize_py);
+    command
         .arg("-d")
         .arg(&inputs.wit)
         .args(["-w", "plugin", "componentize", "-p"])
-        .arg(dir)
-        .arg("-p")
-        .arg(&inputs.sdk)
-        .arg("app")
-        .arg("-o")
-        .arg(out)
-        .current_dir(dir))
+        .arg(dir);
+    if let Some(sdk) = &inputs.sdk {
+        command.arg("-p").arg(sdk);
+    }
+    run(command.arg("app").arg("-o").arg(out).current_dir(dir))
 }
 
 /// The venv holding the pinned componentize-py, installed once.
@@ -326,7 +314,9 @@ fn build_js(dir: &Path, inputs: &Inputs, out: &Path, toolchains: &Path) -> Resul
         let relative = source.strip_prefix(dir).unwrap_or(source);
         copy(source, &stage.join(relative))?;
     }
-    copy(&inputs.sdk, &stage.join("conduit-sdk.js"))?;
+    if let Some(sdk) = &inputs.sdk {
+        copy(sdk, &stage.join("conduit-sdk.js"))?;
+    }
     run(Command::new("node")
         .arg(toolchain.join("build.mjs"))
         .arg(stage.join(&entry))
