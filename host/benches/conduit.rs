@@ -82,7 +82,7 @@ async fn main() {
         "conduit bench ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `CONDUIT_BENCH=dispatch|e2e|load|tokens|vend|throughput|due|binding|execute|resolve`
+    // `CONDUIT_BENCH=dispatch|e2e|load|languages|tokens|vend|throughput|due|binding|execute|resolve`
     // runs one section.
     let only = std::env::var("CONDUIT_BENCH").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only == name;
@@ -95,6 +95,10 @@ async fn main() {
     if run("load") {
         plugin_load().await;
     }
+    if run("languages") {
+        languages().await;
+    }
+
     if run("tokens") || run("vend") {
         warm_vend().await;
     }
@@ -536,6 +540,95 @@ async fn plugin_load() {
         cache.as_secs_f64() * 1e3,
         compile.as_secs_f64() / cache.as_secs_f64()
     );
+}
+
+/// Per language, the same hostile probe (`probe.echo` makes no host call): component
+/// size, first compile, load from the cache (a restart), and dispatch.
+async fn languages() {
+    let ctx = CallContext {
+        connection_id: "conn_bench".into(),
+        tenant_id: "bench".into(),
+        environment: "sandbox".into(),
+        external_account_id: None,
+        config: Default::default(),
+        idempotency_key: None,
+    };
+    let secret = SecretFields {
+        api_key: Some("probe-key-0123456789".into()),
+        ..SecretFields::default()
+    };
+    let input = json!({"ping": 1}).to_string();
+    for (language, wasm, targets) in [
+        (
+            "Rust",
+            "conduit_sandbox_probe",
+            "cached <= 10 ms, dispatch unchanged",
+        ),
+        (
+            "Python",
+            "conduit_python_probe",
+            "cached <= 50 ms, dispatch p50 <= 1 ms",
+        ),
+        (
+            "JavaScript",
+            "conduit_js_probe",
+            "cached <= 50 ms, dispatch p50 <= 0.5 ms",
+        ),
+    ] {
+        // `CONDUIT_BENCH_LANG=Python` measures one language (for a profiler).
+        if std::env::var("CONDUIT_BENCH_LANG").is_ok_and(|only| only != language) {
+            continue;
+        }
+        let wasm = std::fs::read(support::wasm(wasm)).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
+        let first = runtime
+            .load(wasm.clone(), None, &PluginSettings::default())
+            .await
+            .unwrap();
+        assert_eq!(first.origin, conduit::runtime::cache::Origin::Compiled);
+        let mut cached = Vec::new();
+        for _ in 0..5 {
+            let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
+            let plugin = runtime
+                .load(wasm.clone(), None, &PluginSettings::default())
+                .await
+                .unwrap();
+            assert_eq!(plugin.origin, conduit::runtime::cache::Origin::Cache);
+            cached.push(plugin.load_time);
+        }
+        for _ in 0..200 {
+            runtime
+                .execute(&first, &ctx, &secret, "probe.echo", &input)
+                .await
+                .result
+                .unwrap()
+                .unwrap();
+        }
+        let rounds: usize = std::env::var("CONDUIT_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(2000);
+        let mut samples = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let report = runtime
+                .execute(&first, &ctx, &secret, "probe.echo", &input)
+                .await;
+            samples.push(started.elapsed());
+            report.result.unwrap().unwrap();
+        }
+        println!(
+            "{language}: {:.2} MiB wasm, {} core instances, {:.1} MiB initial memory; first compile {:.2} s, cached load p50 {:.1} ms; dispatch p50 {:.1} µs, p99 {:.1} µs  [target {targets}]",
+            wasm.len() as f64 / f64::from(1 << 20),
+            first.footprint.core_instances,
+            first.footprint.initial_memory_bytes as f64 / f64::from(1 << 20),
+            first.load_time.as_secs_f64(),
+            percentile(&mut cached, 0.5).as_secs_f64() * 1e3,
+            us(percentile(&mut samples, 0.5)),
+            us(percentile(&mut samples, 0.99)),
+        );
+    }
 }
 
 /// A blueprint with `slots` payments slots (`slot-0`…), for the binding benchmarks.

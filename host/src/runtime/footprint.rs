@@ -25,6 +25,8 @@ pub struct Footprint {
     pub tables: u32,
     /// The initial size of every defined memory together, in bytes.
     pub initial_memory_bytes: u64,
+    /// The initial elements of every defined table together.
+    pub table_elements: u64,
     /// Names of the interfaces and functions the top-level component exports.
     pub exports: Vec<String>,
     /// Names of the interfaces the top-level component imports.
@@ -78,7 +80,12 @@ impl Footprint {
                     }
                 }
                 Payload::TableSection(reader) => {
-                    footprint.tables += reader.count();
+                    for table in reader {
+                        let table = table.map_err(malformed)?;
+                        footprint.tables += 1;
+                        footprint.table_elements =
+                            footprint.table_elements.saturating_add(table.ty.initial);
+                    }
                 }
                 Payload::ComponentExportSection(reader) if depth == 1 => {
                     for export in reader {

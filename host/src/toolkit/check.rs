@@ -96,10 +96,11 @@ pub fn render(path: &Path, report: &Inspection, limits: &PoolLimits) -> String {
         line(
             "pool",
             format!(
-                "{} core instances, {} memories, {} tables, {} initial memory (limits per component: {} / {} / {})",
+                "{} core instances, {} memories, {} tables ({} elements), {} initial memory (limits per component: {} / {} / {})",
                 footprint.core_instances,
                 footprint.memories,
                 footprint.tables,
+                footprint.table_elements,
                 bytes(footprint.initial_memory_bytes),
                 limits.core_instances,
                 limits.memories,

@@ -66,7 +66,10 @@ impl Connector for Twilio {
         let body = checked(&response)?;
         Ok(Health {
             healthy: body["status"].as_str() == Some("active"),
-            detail: format!("account status {}", body["status"].as_str().unwrap_or("unknown")),
+            detail: format!(
+                "account status {}",
+                body["status"].as_str().unwrap_or("unknown")
+            ),
         })
     }
 }
@@ -123,7 +126,9 @@ fn checked(response: &Response) -> Result<Value, Error> {
         .unwrap_or("Twilio refused the request")
         .to_owned();
     if code == Some(AUTHENTICATION_FAILED) || response.status == 401 {
-        return Err(Error::needs_reauth(format!("Twilio refused the credentials: {message}")));
+        return Err(Error::needs_reauth(format!(
+            "Twilio refused the credentials: {message}"
+        )));
     }
     let mut error = Error::provider(response.status, code.map(|c| c.to_string()), message);
     if let Error::Provider(provider) = &mut error {
