@@ -72,6 +72,8 @@ fn run_guide(lang: &str, env: &[(&str, PathBuf)]) {
         report.contains("ok: acme-items executed items.get through Conduit"),
         "{report}"
     );
+    // The toolchains `cargo xtask` installed are reused, not installed again.
+    assert!(!report.contains("installing componentize"), "{report}");
 }
 
 #[tokio::test]

@@ -538,6 +538,44 @@ impl Drop for LineWriter {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn providers_say_when_to_retry_in_two_ways() {
+        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            super::retry_hint(&headers(&[("Retry-After", "30")])),
+            Some(30_000)
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let reset = (now + 90).to_string();
+        let wait = super::retry_hint(&headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ]))
+        .unwrap();
+        assert!((89_000..=90_000).contains(&wait), "{wait}");
+        // Budget left, or nothing said: no hint.
+        assert_eq!(
+            super::retry_hint(&headers(&[
+                ("x-ratelimit-remaining", "12"),
+                ("x-ratelimit-reset", &reset)
+            ])),
+            None
+        );
+        assert_eq!(
+            super::retry_hint(&headers(&[("retry-after", "soon")])),
+            None
+        );
+        assert_eq!(super::retry_hint(&[]), None);
+    }
+
+    #[test]
     fn audit_excerpts_drop_credentials() {
         let redactor = super::Redactor::new(["sk_test_vended_secret"]);
         let json = br#"{"access_token":"ya29.new","expires_in":3599,"note":"sk_test_vended_secret","error":{"code":"card_declined"}}"#;

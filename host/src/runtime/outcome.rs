@@ -199,3 +199,53 @@ impl CallError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OutboundRecord;
+
+    fn answered(retry_after_ms: Option<u64>) -> OutboundRecord {
+        OutboundRecord {
+            method: "GET".into(),
+            url: "https://api.example.com/".into(),
+            status: Some(429),
+            error: None,
+            duration_ms: 1,
+            request_headers: Vec::new(),
+            request_body: None,
+            response_body: None,
+            retry_after_ms,
+        }
+    }
+
+    fn refusal(retryable: bool) -> CallError {
+        CallError::Provider {
+            status: 429,
+            code: None,
+            message: "slow down".into(),
+            retryable,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_retryable_refusal_takes_the_last_hint_a_provider_gave() {
+        let outbound = [
+            answered(Some(5_000)),
+            answered(None),
+            answered(Some(30_000)),
+        ];
+        match refusal(true).with_retry_hint(&outbound) {
+            CallError::Provider { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(30)))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A final refusal stays final, whatever the headers said.
+        match refusal(false).with_retry_hint(&outbound) {
+            CallError::Provider { retry_after, .. } => assert_eq!(retry_after, None),
+            other => panic!("{other:?}"),
+        }
+    }
+}

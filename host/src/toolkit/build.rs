@@ -259,7 +259,9 @@ fn build_rust(dir: &Path, out: &Path) -> Result<(), Error> {
 fn build_python(dir: &Path, inputs: &Inputs, out: &Path, toolchains: &Path) -> Result<(), Error> {
     let componentize_py = python_toolchain(toolchains)?;
     let mut command = Command::new(componentize_py);
+    // Keep the connector's directory free of __pycache__.
     command
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-d")
         .arg(&inputs.wit)
         .args(["-w", "plugin", "componentize", "-p"])

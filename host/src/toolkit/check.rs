@@ -41,6 +41,17 @@ pub fn render(path: &Path, report: &Inspection, limits: &PoolLimits) -> String {
             .collect();
         line("contract", contracts.join(", "));
     }
+    if let Some(footprint) = &report.footprint {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "nothing".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        line("exports", list(&footprint.exports));
+        line("imports", list(&footprint.imports));
+    }
     if let Some(spec) = &report.spec {
         line(
             "connector",
