@@ -355,6 +355,25 @@ fn due_selection() {
     }
 }
 
+/// The call context of the probe benchmarks (no config, no idempotency key).
+fn probe_context() -> CallContext {
+    CallContext {
+        connection_id: "conn_bench".into(),
+        tenant_id: "bench".into(),
+        environment: "sandbox".into(),
+        external_account_id: None,
+        config: Default::default(),
+        idempotency_key: None,
+    }
+}
+
+fn probe_secret() -> SecretFields {
+    SecretFields {
+        api_key: Some("probe-key-0123456789".into()),
+        ..SecretFields::default()
+    }
+}
+
 async fn dispatch() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
@@ -363,18 +382,7 @@ async fn dispatch() {
         .load(wasm, None, &PluginSettings::default())
         .await
         .unwrap();
-    let ctx = CallContext {
-        connection_id: "conn_bench".into(),
-        tenant_id: "bench".into(),
-        environment: "sandbox".into(),
-        external_account_id: None,
-        config: Default::default(),
-        idempotency_key: None,
-    };
-    let secret = SecretFields {
-        api_key: Some("probe-key-0123456789".into()),
-        ..SecretFields::default()
-    };
+    let (ctx, secret) = (probe_context(), probe_secret());
     let input = json!({"ping": 1}).to_string();
     for _ in 0..500 {
         runtime
@@ -545,18 +553,7 @@ async fn plugin_load() {
 /// Per language, the same hostile probe (`probe.echo` makes no host call): component
 /// size, first compile, load from the cache (a restart), and dispatch.
 async fn languages() {
-    let ctx = CallContext {
-        connection_id: "conn_bench".into(),
-        tenant_id: "bench".into(),
-        environment: "sandbox".into(),
-        external_account_id: None,
-        config: Default::default(),
-        idempotency_key: None,
-    };
-    let secret = SecretFields {
-        api_key: Some("probe-key-0123456789".into()),
-        ..SecretFields::default()
-    };
+    let (ctx, secret) = (probe_context(), probe_secret());
     let input = json!({"ping": 1}).to_string();
     for (language, wasm, targets) in [
         (

@@ -3,7 +3,7 @@
 //! revoked tokens, and OAuth (code exchange, expiring tokens, `bad_refresh_token`).
 
 use crate::support::fake_github::{self, FakeGithub, Limit, OWNER, REPO};
-use crate::support::{Conduit, PluginDecl};
+use crate::support::{oauth_connection, Conduit};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -11,32 +11,18 @@ const REDIRECT: &str = "https://app.example.com/oauth/github";
 
 async fn start() -> (Conduit, FakeGithub, SocketAddr) {
     let (fake, addr) = FakeGithub::start().await;
-    let conduit = Conduit::start_env(
-        vec![PluginDecl::new("github", "conduit_github").allow(&[&addr.to_string()])],
-        &[
-            ("CONDUIT_GITHUB_CLIENT_ID", fake_github::CLIENT_ID.into()),
-            (
-                "CONDUIT_GITHUB_CLIENT_SECRET",
-                fake_github::CLIENT_SECRET.into(),
-            ),
-            ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".into()),
-        ],
-    )
-    .await;
+    let client = (fake_github::CLIENT_ID, fake_github::CLIENT_SECRET);
+    let conduit = Conduit::start_oauth("github", "conduit_github", addr, client).await;
     (conduit, fake, addr)
 }
 
 fn github_connection(addr: SocketAddr) -> Value {
-    json!({
-        "connector": "github",
-        "environment": "production",
-        "ownershipMode": "managed",
-        "config": {
-            "baseUrl": format!("http://{addr}"),
-            "tokenUrl": format!("http://{addr}/login/oauth/access_token"),
-            "authorizeUrl": format!("http://{addr}/login/oauth/authorize"),
-        },
-    })
+    oauth_connection(
+        "github",
+        addr,
+        "/login/oauth/access_token",
+        "/login/oauth/authorize",
+    )
 }
 
 async fn connected(conduit: &Conduit, fake: &FakeGithub, addr: SocketAddr, tenant: &str) -> String {
@@ -244,29 +230,9 @@ async fn github_oauth_exchanges_codes_and_refreshes_expiring_tokens() {
     let tenant = conduit.tenant("acme").await;
     let id = conduit.connection(&tenant, github_connection(addr)).await;
 
-    let r = conduit
-        .get(
-            &format!("/api/connections/{id}/oauth/authorize?redirectUri={REDIRECT}"),
-            &tenant,
-        )
-        .await;
-    assert_eq!(r.status, 302, "{}", r.body);
-    let consent = url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap();
-    let state = consent
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
     // A code GitHub does not know is its `bad_verification_code`, answered with 200.
-    let refused = conduit
-        .call(
-            reqwest::Method::GET,
-            &format!("/oauth/callback?code=forged&state={state}"),
-            None,
-            None,
-        )
-        .await;
+    let (_, state) = conduit.consent(&tenant, &id, REDIRECT).await;
+    let refused = conduit.oauth_callback("forged", &state).await;
     assert!(refused.status >= 400, "{}", refused.body);
     assert!(
         refused.text.contains("bad_verification_code"),
@@ -274,28 +240,9 @@ async fn github_oauth_exchanges_codes_and_refreshes_expiring_tokens() {
         refused.text
     );
 
-    let r = conduit
-        .get(
-            &format!("/api/connections/{id}/oauth/authorize?redirectUri={REDIRECT}"),
-            &tenant,
-        )
-        .await;
-    let consent = url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap();
-    let state = consent
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let (_, state) = conduit.consent(&tenant, &id, REDIRECT).await;
     let code = fake.issue_code();
-    let done = conduit
-        .call(
-            reqwest::Method::GET,
-            &format!("/oauth/callback?code={code}&state={state}"),
-            None,
-            None,
-        )
-        .await;
+    let done = conduit.oauth_callback(&code, &state).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.body["data"]["attributes"]["status"], "ACTIVE");
     let exchange = fake.token_requests().pop().unwrap();

@@ -3,7 +3,7 @@
 //! (code exchange and rotating refresh tokens).
 
 use crate::support::fake_slack::{self, FakeSlack, CHANNELS};
-use crate::support::{Conduit, PluginDecl};
+use crate::support::{oauth_connection, Conduit};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -11,32 +11,13 @@ const REDIRECT: &str = "https://app.example.com/oauth/slack";
 
 async fn start() -> (Conduit, FakeSlack, SocketAddr) {
     let (fake, addr) = FakeSlack::start().await;
-    let conduit = Conduit::start_env(
-        vec![PluginDecl::new("slack", "conduit_slack").allow(&[&addr.to_string()])],
-        &[
-            ("CONDUIT_SLACK_CLIENT_ID", fake_slack::CLIENT_ID.into()),
-            (
-                "CONDUIT_SLACK_CLIENT_SECRET",
-                fake_slack::CLIENT_SECRET.into(),
-            ),
-            ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".into()),
-        ],
-    )
-    .await;
+    let client = (fake_slack::CLIENT_ID, fake_slack::CLIENT_SECRET);
+    let conduit = Conduit::start_oauth("slack", "conduit_slack", addr, client).await;
     (conduit, fake, addr)
 }
 
 fn slack_connection(addr: SocketAddr) -> Value {
-    json!({
-        "connector": "slack",
-        "environment": "production",
-        "ownershipMode": "managed",
-        "config": {
-            "baseUrl": format!("http://{addr}"),
-            "tokenUrl": format!("http://{addr}/api/oauth.v2.access"),
-            "authorizeUrl": format!("http://{addr}/oauth/v2/authorize"),
-        },
-    })
+    oauth_connection("slack", addr, "/api/oauth.v2.access", "/oauth/v2/authorize")
 }
 
 /// A connection holding a bot token the fake accepts, valid for an hour.
@@ -191,18 +172,49 @@ async fn slack_errors_become_typed_answers() {
 
 #[tokio::test]
 async fn every_needs_reauth_error_of_slack_flips_the_connection() {
-    let (conduit, _fake, addr) = start().await;
+    let (conduit, fake, addr) = start().await;
     let tenant = conduit.tenant("acme").await;
-    // An unknown token is `invalid_auth`.
+    for error in [
+        "invalid_auth",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+    ] {
+        let id = conduit.connection(&tenant, slack_connection(addr)).await;
+        let token = format!("xoxb-{error}");
+        conduit
+            .oauth_tokens(&tenant, &id, &token, "xoxe-1-x", 3_600_000)
+            .await;
+        // An unknown token is `invalid_auth` without asking.
+        if error != "invalid_auth" {
+            fake.refuse(&token, error);
+        }
+        conduit
+            .execute(&tenant, &id, "conversations.list", json!({}))
+            .await
+            .assert_error(409, "needs_reauth");
+        assert_eq!(
+            conduit.status(&tenant, &id).await,
+            "NEEDS_REAUTH",
+            "{error}"
+        );
+    }
+    // Any other `ok: false` leaves the connection alone.
     let id = conduit.connection(&tenant, slack_connection(addr)).await;
+    fake.add_access_token("xoxb-fine");
     conduit
-        .oauth_tokens(&tenant, &id, "xoxb-never-issued", "xoxe-1-x", 3_600_000)
+        .oauth_tokens(&tenant, &id, "xoxb-fine", "xoxe-1-y", 3_600_000)
         .await;
     conduit
-        .execute(&tenant, &id, "conversations.list", json!({}))
+        .execute(
+            &tenant,
+            &id,
+            "chat.postMessage",
+            json!({"channel": "nope", "text": "x"}),
+        )
         .await
-        .assert_error(409, "needs_reauth");
-    assert_eq!(conduit.status(&tenant, &id).await, "NEEDS_REAUTH");
+        .assert_error(502, "provider_error");
+    assert_eq!(conduit.status(&tenant, &id).await, "ACTIVE");
 }
 
 #[tokio::test]
@@ -211,30 +223,10 @@ async fn slack_oauth_exchanges_codes_and_rotates_refresh_tokens() {
     let tenant = conduit.tenant("acme").await;
     let id = conduit.connection(&tenant, slack_connection(addr)).await;
 
-    let r = conduit
-        .get(
-            &format!("/api/connections/{id}/oauth/authorize?redirectUri={REDIRECT}"),
-            &tenant,
-        )
-        .await;
-    assert_eq!(r.status, 302, "{}", r.body);
-    let consent = url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap();
+    let (consent, state) = conduit.consent(&tenant, &id, REDIRECT).await;
     assert_eq!(consent.path(), "/oauth/v2/authorize");
-    let state = consent
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
     let code = fake.issue_code(REDIRECT);
-    let done = conduit
-        .call(
-            reqwest::Method::GET,
-            &format!("/oauth/callback?code={code}&state={state}"),
-            None,
-            None,
-        )
-        .await;
+    let done = conduit.oauth_callback(&code, &state).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.body["data"]["attributes"]["status"], "ACTIVE");
     let exchange = fake.token_requests().pop().unwrap();

@@ -12,7 +12,8 @@
 //!   `response_metadata.next_cursor`.
 //! - `POST /api/auth.test`: the workspace the token belongs to.
 //!
-//! An unknown token is `invalid_auth`, a revoked one `token_revoked`.
+//! An unknown token is `invalid_auth`, a revoked one `token_revoked`; [`FakeSlack::refuse`]
+//! makes Slack answer a token with any other error.
 
 use super::recorded::Recorded;
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +42,8 @@ pub const CHANNELS: &[(&str, &str)] = &[
 struct Inner {
     received: Vec<Recorded>,
     access_tokens: HashSet<String>,
-    revoked: HashSet<String>,
+    /// Tokens Slack now refuses, with the error it answers for each.
+    refused: HashMap<String, String>,
     refresh_tokens: HashSet<String>,
     codes: Vec<(String, String)>,
     posted: Vec<Value>,
@@ -84,9 +86,14 @@ impl FakeSlack {
     }
     /// The workspace revoked the token (an admin removed the app).
     pub fn revoke(&self, token: &str) {
+        self.refuse(token, "token_revoked");
+    }
+    /// Slack refuses `token` from now on with `error` (`token_expired`,
+    /// `account_inactive`…).
+    pub fn refuse(&self, token: &str, error: &str) {
         let mut inner = self.inner.lock().unwrap();
         inner.access_tokens.remove(token);
-        inner.revoked.insert(token.into());
+        inner.refused.insert(token.into(), error.into());
     }
     pub fn live_refresh_tokens(&self) -> HashSet<String> {
         self.inner.lock().unwrap().refresh_tokens.clone()
@@ -139,7 +146,7 @@ async fn handle(
             .into_response();
     }
     if let Err(error) = authenticate(&fake, &request) {
-        return slack_error(error);
+        return slack_error(&error);
     }
     match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/api/chat.postMessage") => post_message(&fake, &request),
@@ -153,13 +160,16 @@ async fn handle(
     }
 }
 
-fn authenticate(fake: &FakeSlack, request: &Recorded) -> Result<(), &'static str> {
+fn authenticate(fake: &FakeSlack, request: &Recorded) -> Result<(), String> {
     let inner = fake.inner.lock().unwrap();
     match request.bearer() {
-        None => Err("not_authed"),
-        Some(token) if inner.revoked.contains(token) => Err("token_revoked"),
+        None => Err("not_authed".into()),
         Some(token) if inner.access_tokens.contains(token) => Ok(()),
-        Some(_) => Err("invalid_auth"),
+        Some(token) => Err(inner
+            .refused
+            .get(token)
+            .cloned()
+            .unwrap_or_else(|| "invalid_auth".into())),
     }
 }
 

@@ -350,6 +350,66 @@ impl Conduit {
         .await
     }
 
+    /// Starts Conduit serving one OAuth connector (`slug`, built as `wasm`) whose
+    /// provider is a fake on `fake`, with the deployment's client for it and a scheduler
+    /// that stays out of the way.
+    pub async fn start_oauth(
+        slug: &'static str,
+        wasm: &'static str,
+        fake: std::net::SocketAddr,
+        client: (&str, &str),
+    ) -> Self {
+        let prefix = format!("CONDUIT_{}", slug.to_ascii_uppercase());
+        let (id, secret) = (
+            format!("{prefix}_CLIENT_ID"),
+            format!("{prefix}_CLIENT_SECRET"),
+        );
+        Conduit::start_env(
+            vec![PluginDecl::new(slug, wasm).allow(&[&fake.to_string()])],
+            &[
+                (id.as_str(), client.0.to_owned()),
+                (secret.as_str(), client.1.to_owned()),
+                ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".into()),
+            ],
+        )
+        .await
+    }
+
+    /// Starts an authorization on `connection` and returns the consent URL Conduit
+    /// redirects to and the `state` in it.
+    pub async fn consent(
+        &self,
+        token: &str,
+        connection: &str,
+        redirect: &str,
+    ) -> (url::Url, String) {
+        let r = self
+            .get(
+                &format!("/api/connections/{connection}/oauth/authorize?redirectUri={redirect}"),
+                token,
+            )
+            .await;
+        assert_eq!(r.status, 302, "{}", r.body);
+        let consent = url::Url::parse(r.headers["location"].to_str().unwrap()).unwrap();
+        let state = consent
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .expect("a state")
+            .1
+            .into_owned();
+        (consent, state)
+    }
+
+    /// The provider's redirect back to Conduit with `code` and `state`.
+    pub async fn oauth_callback(&self, code: &str, state: &str) -> Resp {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", code)
+            .append_pair("state", state)
+            .finish();
+        self.call(Method::GET, &format!("/oauth/callback?{query}"), None, None)
+            .await
+    }
+
     /// Executes a capability on a connection.
     pub async fn execute(
         &self,
@@ -468,6 +528,26 @@ pub fn gmail_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)
         env.push((key, value.clone()));
     }
     env
+}
+
+/// Connection attributes for an OAuth connector's production connection whose API,
+/// token and consent endpoints (paths as the provider's) are a fake's on `addr`.
+pub fn oauth_connection(
+    connector: &str,
+    addr: std::net::SocketAddr,
+    token_path: &str,
+    authorize_path: &str,
+) -> Value {
+    json!({
+        "connector": connector,
+        "environment": "production",
+        "ownershipMode": "managed",
+        "config": {
+            "baseUrl": format!("http://{addr}"),
+            "tokenUrl": format!("http://{addr}{token_path}"),
+            "authorizeUrl": format!("http://{addr}{authorize_path}"),
+        },
+    })
 }
 
 /// Connection attributes for a Gmail connection whose endpoints are the fake's.
