@@ -56,10 +56,13 @@ enum PluginCommand {
         #[arg(long, env = "CONDUIT_TOOLCHAINS")]
         toolchains: Option<PathBuf>,
     },
-    /// Load a component and report what it is and everything wrong with it.
+    /// Load a component and report what it is and everything wrong with it, under
+    /// the pool limits a server would have (the same settings as `serve`).
     Check {
         /// The component.
         file: PathBuf,
+        #[command(flatten)]
+        pool: PoolArgs,
     },
 }
 
@@ -111,7 +114,7 @@ struct PoolArgs {
     /// Connector instances that may run at once.
     #[arg(long, env = "CONDUIT_MAX_INSTANCES", default_value_t = app::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
-    /// Core module instances one component may create (componentize-py needs ~14-40).
+    /// Core module instances one component may create (componentize-py's need 14 and more).
     #[arg(long, env = "CONDUIT_POOL_CORE_INSTANCES", default_value_t = PoolLimits::default().core_instances)]
     pool_core_instances: u32,
     /// Linear memories one component may define.
@@ -222,9 +225,8 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             println!("created {} ({lang}); next:", dir.display());
             println!("  conduit plugin build {}", dir.display());
             println!(
-                "  conduit plugin check {}/build/{}.wasm",
-                dir.display(),
-                name.replace('-', "_")
+                "  conduit plugin check {}",
+                build::default_output(&dir).display()
             );
             Ok(())
         }
@@ -243,9 +245,10 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             println!("{state}: {} ({:?})", built.wasm.display(), built.language);
             Ok(())
         }
-        PluginCommand::Check { file } => {
-            let report = check::check(&file).await?;
-            print!("{}", check::render(&file, &report, &Default::default()));
+        PluginCommand::Check { file, pool } => {
+            let limits = pool.limits();
+            let report = check::check(&file, limits).await?;
+            print!("{}", check::render(&file, &report, &limits));
             if !report.problems.is_empty() {
                 std::process::exit(1);
             }

@@ -17,7 +17,9 @@ import * as sdk from './conduit-sdk.js';
 const API_BASE = 'https://api.github.com';
 const TOKEN_URL = 'https://github.com/login/oauth/access_token';
 const AUTHORIZE_URL = 'https://github.com/login/oauth/authorize';
-const REAUTH_ERRORS = new Set(['bad_refresh_token', 'bad_verification_code_expired', 'unauthorized']);
+// A grant GitHub will not take again: a dead refresh token, or a bad or used code (as
+// Google's `invalid_grant`, which the host answers at the callback as `invalid_grant`).
+const REAUTH_ERRORS = new Set(['bad_refresh_token', 'bad_verification_code']);
 const MAX_LIMIT = 100;
 
 function info() {
@@ -132,14 +134,13 @@ function tokenRequest(ctx, form) {
   if (response.status >= 500) throw sdk.providerError(response.status, `GitHub answered ${response.status}`);
   const body = safeJson(response);
   if (body.error) {
-    if (REAUTH_ERRORS.has(body.error)) {
-      return sdk.needsReauth(`GitHub refused the grant: ${body.error}`);
-    }
-    return sdk.providerError(response.status >= 400 ? response.status : 400, body.error_description || body.error, {
-      code: body.error,
-    });
+    if (REAUTH_ERRORS.has(body.error)) throw sdk.needsReauth(`GitHub refused the grant: ${body.error}`);
+    const status = response.status >= 400 ? response.status : 400;
+    throw sdk.providerError(status, body.error_description || body.error, { code: body.error });
   }
-  if (!body.access_token) throw sdk.providerError(502, "GitHub's token answer has no access_token");
+  if (!body.access_token) {
+    throw sdk.providerError(502, "GitHub's token answer has no access_token", { retryable: false });
+  }
   return sdk.oauthSecret({
     accessToken: body.access_token,
     refreshToken: body.refresh_token,
@@ -147,18 +148,12 @@ function tokenRequest(ctx, form) {
   });
 }
 
-function checkedToken(ctx, form) {
-  const answer = tokenRequest(ctx, form);
-  if (answer instanceof sdk.ConnectorError) throw answer;
-  return answer;
-}
-
 export const connector = sdk.connector({
   info,
   handle,
   healthCheck,
   exchangeCode: (ctx, client, code, redirectUri, codeVerifier) =>
-    checkedToken(ctx, {
+    tokenRequest(ctx, {
       client_id: client.clientId,
       client_secret: client.clientSecret,
       code,
@@ -166,7 +161,7 @@ export const connector = sdk.connector({
       code_verifier: codeVerifier,
     }),
   refresh: (ctx, client, refreshToken) =>
-    checkedToken(ctx, {
+    tokenRequest(ctx, {
       client_id: client.clientId,
       client_secret: client.clientSecret,
       grant_type: 'refresh_token',

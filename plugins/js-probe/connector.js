@@ -29,8 +29,11 @@ function handle(ctx, secret, capability, input) {
     case 'probe.trap':
       throw new TypeError('the probe threw an uncaught exception');
     case 'probe.readFile':
-      // No filesystem API exists in the sandbox; report what is there.
-      return { read: null, hasRequire: typeof require !== 'undefined', hasDeno: typeof Deno !== 'undefined' };
+      // The engine offers no file API; report any global that would reach one.
+      return {
+        read: null,
+        fileApis: ['require', 'process', 'Deno', 'Bun', 'std', 'os', 'fs'].filter((name) => name in globalThis),
+      };
     case 'probe.env':
       return { vars: typeof process !== 'undefined' && process.env ? Object.keys(process.env) : [] };
     default:

@@ -20,9 +20,11 @@ from conduit_sdk import AuthType, Capability, ConnectorInfo, Health, OauthConfig
 API_BASE = "https://slack.com"
 TOKEN_URL = "https://slack.com/api/oauth.v2.access"
 AUTHORIZE_URL = "https://slack.com/oauth/v2/authorize"
+# A token or grant Slack will not take again: a person must reconnect. The last three
+# come from the token endpoint (a dead refresh token, a bad or used code).
 REAUTH_ERRORS = {
     "invalid_auth", "token_revoked", "token_expired", "account_inactive", "not_authed",
-    "invalid_refresh_token", "invalid_grant",
+    "invalid_refresh_token", "invalid_code", "code_already_used",
 }
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -140,7 +142,7 @@ def token_request(ctx, form):
     answer = checked(sdk.post(url, form=form, headers={"accept": "application/json"}))
     token = answer.get("access_token")
     if not token:
-        raise sdk.provider_error(502, "Slack's token answer has no access_token")
+        raise sdk.provider_error(502, "Slack's token answer has no access_token", retryable=False)
     expires_in = answer.get("expires_in")
     return Secret(
         access_token=token,

@@ -223,6 +223,12 @@ async fn slack_oauth_exchanges_codes_and_rotates_refresh_tokens() {
     let tenant = conduit.tenant("acme").await;
     let id = conduit.connection(&tenant, slack_connection(addr)).await;
 
+    // A code Slack does not know (`invalid_code`) is the callback's `invalid_grant`.
+    let (_, state) = conduit.consent(&tenant, &id, REDIRECT).await;
+    conduit
+        .oauth_callback("forged", &state)
+        .await
+        .assert_error(400, "invalid_grant");
     let (consent, state) = conduit.consent(&tenant, &id, REDIRECT).await;
     assert_eq!(consent.path(), "/oauth/v2/authorize");
     let code = fake.issue_code(REDIRECT);

@@ -109,19 +109,18 @@ impl Classify for CallError {
                 retry_after,
                 ..
             } => {
+                let mut meta = json!({
+                    "providerStatus": status,
+                    "providerCode": code,
+                    "retryable": retryable,
+                });
                 let class = ErrorClass::new(Upstream, "provider_error").circuit(*status >= 500);
                 match retry_after {
-                    Some(wait) => class.retry_after(*wait).meta(json!({
-                        "providerStatus": status,
-                        "providerCode": code,
-                        "retryable": retryable,
-                        "retryAfterMs": wait.as_millis() as u64,
-                    })),
-                    None => class.meta(json!({
-                        "providerStatus": status,
-                        "providerCode": code,
-                        "retryable": retryable,
-                    })),
+                    Some(wait) => {
+                        meta["retryAfterMs"] = json!(wait.as_millis() as u64);
+                        class.retry_after(*wait).meta(meta)
+                    }
+                    None => class.meta(meta),
                 }
             }
             CallError::ProviderUnavailable(_) => {

@@ -117,7 +117,8 @@ pub(super) fn placeholder_spec() -> IntegrationSpec {
     }
 }
 
-/// Converts and checks a connector's `info()`; the first problem refuses it.
+/// Converts and checks a connector's `info()`; any problem refuses it, and the
+/// refusal names them all.
 pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec> {
     let (spec, problems) = describe(info);
     match problems.first() {

@@ -2,9 +2,9 @@
 //! compile: core instances, linear memories and tables it instantiates, the initial size
 //! of its memories, and the interfaces it imports and exports.
 //!
-//! Toolchains differ widely: a Rust or JavaScript connector instantiates about three core
-//! modules, a componentize-py one about forty (CPython and its libraries linked as
-//! separate modules sharing one memory) with 12 MiB of initial memory. The runtime sizes
+//! Toolchains differ widely: a Rust or JavaScript connector instantiates three or four
+//! core modules, a componentize-py one fourteen and more (CPython and its libraries
+//! linked as separate modules sharing one memory) with 13 MiB of initial memory. The runtime sizes
 //! its pool from per-component limits ([`PoolLimits`]) and refuses, by name of the
 //! limit, a component that does not fit, instead of letting one toolchain quietly
 //! divide the pool's capacity.
@@ -119,36 +119,61 @@ impl Footprint {
             .collect()
     }
 
-    /// The limits this footprint exceeds, each named for a person.
-    pub fn exceeds(&self, limits: &PoolLimits) -> Vec<String> {
-        let mut problems = Vec::new();
-        let mut check = |what: &str, needs: u64, limit: u64, setting: &str| {
-            if needs > limit {
-                problems.push(format!(
-                    "the component needs {needs} {what}, more than the pool's limit of {limit} per component ({setting})"
-                ));
-            }
-        };
-        check(
-            "core instances",
-            self.core_instances.into(),
-            limits.core_instances.into(),
-            "CONDUIT_POOL_CORE_INSTANCES",
-        );
-        check(
-            "linear memories",
-            self.memories.into(),
-            limits.memories.into(),
-            "CONDUIT_POOL_MEMORIES",
-        );
-        check(
-            "tables",
-            self.tables.into(),
-            limits.tables.into(),
-            "CONDUIT_POOL_TABLES",
-        );
-        problems
+    /// The pool limits this footprint exceeds.
+    pub fn exceeds(&self, limits: &PoolLimits) -> Vec<Exceeded> {
+        [
+            (
+                "core instances",
+                self.core_instances,
+                limits.core_instances,
+                "CONDUIT_POOL_CORE_INSTANCES",
+            ),
+            (
+                "linear memories",
+                self.memories,
+                limits.memories,
+                "CONDUIT_POOL_MEMORIES",
+            ),
+            ("tables", self.tables, limits.tables, "CONDUIT_POOL_TABLES"),
+        ]
+        .into_iter()
+        .filter(|(_, needs, limit, _)| needs > limit)
+        .map(|(what, needs, limit, setting)| Exceeded {
+            what,
+            needs: needs.into(),
+            limit: limit.into(),
+            setting,
+        })
+        .collect()
     }
+
+    /// Whether its memories start larger than a call's memory limit (it could never
+    /// be instantiated).
+    pub fn exceeds_memory(&self, memory_bytes: usize) -> Option<Exceeded> {
+        let limit = memory_bytes as u64;
+        (self.initial_memory_bytes > limit).then_some(Exceeded {
+            what: "MiB of initial memory",
+            needs: self.initial_memory_bytes.div_ceil(1 << 20),
+            limit: limit >> 20,
+            setting: "memory_mb in plugins.toml",
+        })
+    }
+}
+
+/// A limit a component does not fit, said with the setting that raises it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the component needs {needs} {what}, more than the limit of {limit} per component ({setting})"
+)]
+pub struct Exceeded {
+    /// What is counted.
+    pub what: &'static str,
+    /// What the component needs.
+    pub needs: u64,
+    /// What the host allows.
+    pub limit: u64,
+    /// The setting that raises the limit.
+    pub setting: &'static str,
 }
 
 fn malformed(e: wasmparser::BinaryReaderError) -> NotAComponent {
@@ -169,7 +194,8 @@ pub struct PoolLimits {
 }
 
 impl Default for PoolLimits {
-    /// Room for componentize-py's ~40 core instances, with headroom.
+    /// Room for componentize-py's 14 core instances (more with native libraries), with
+    /// headroom.
     fn default() -> Self {
         PoolLimits {
             core_instances: 64,
@@ -207,13 +233,25 @@ mod tests {
         };
         let problems = footprint.exceeds(&PoolLimits::default());
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("70 core instances"), "{}", problems[0]);
-        assert!(problems[0].contains("limit of 64"), "{}", problems[0]);
+        let text = problems[0].to_string();
+        assert!(text.contains("70 core instances"), "{text}");
+        assert!(text.contains("limit of 64"), "{text}");
+        assert!(text.contains("CONDUIT_POOL_CORE_INSTANCES"), "{text}");
         assert!(footprint
             .exceeds(&PoolLimits {
                 core_instances: 70,
                 ..PoolLimits::default()
             })
             .is_empty());
+        let heavy = Footprint {
+            initial_memory_bytes: 13 << 20,
+            ..Footprint::default()
+        };
+        let refused = heavy.exceeds_memory(8 << 20).unwrap().to_string();
+        assert!(
+            refused.contains("13 MiB of initial memory") && refused.contains("limit of 8"),
+            "{refused}"
+        );
+        assert_eq!(heavy.exceeds_memory(64 << 20), None);
     }
 }

@@ -183,16 +183,28 @@ impl http::Host for CallState {
                 .as_ref()
                 .ok()
                 .and_then(|r| body_excerpt(&r.body, &self.redactor)),
-            retry_after_ms: result.as_ref().ok().and_then(|r| retry_hint(&r.headers)),
+            retry_after_ms: result
+                .as_ref()
+                .ok()
+                .filter(|r| r.status >= 400)
+                .and_then(|r| retry_hint(&r.headers)),
         });
         result
     }
 }
 
-/// When a provider's answer says to come back: `Retry-After` in seconds (429s and
-/// GitHub's secondary limits), else an exhausted `X-RateLimit-Remaining` with the unix
-/// time of `X-RateLimit-Reset` (GitHub's primary limit, and others that copied it).
+/// The longest wait a provider's answer may ask for; a larger one is taken as this.
+const MAX_RETRY_HINT_MS: u64 = 3600 * 1000;
+
+/// When a refusing provider says to come back, in ms: `Retry-After` in seconds (429s
+/// and GitHub's secondary limits), else an exhausted `X-RateLimit-Remaining` with the
+/// unix time of `X-RateLimit-Reset` (GitHub's primary limit, and others that copied
+/// it); at most an hour.
 fn retry_hint(headers: &[(String, String)]) -> Option<u64> {
+    raw_retry_hint(headers).map(|ms| ms.min(MAX_RETRY_HINT_MS))
+}
+
+fn raw_retry_hint(headers: &[(String, String)]) -> Option<u64> {
     let header = |name: &str| {
         headers
             .iter()
@@ -573,6 +585,11 @@ mod tests {
             None
         );
         assert_eq!(super::retry_hint(&[]), None);
+        // A provider cannot park a caller for days.
+        assert_eq!(
+            super::retry_hint(&headers(&[("retry-after", "999999")])),
+            Some(3_600_000)
+        );
     }
 
     #[test]

@@ -30,18 +30,46 @@ pub struct Inspection {
 }
 
 impl Runtime {
-    /// Runs the load path on `wasm` without adding it anywhere, and reports.
+    /// Runs the load path on `wasm` without adding it anywhere, and reports. Each step
+    /// runs only if the ones before it found nothing.
     pub async fn inspect(&self, wasm: Vec<u8>) -> Inspection {
         let mut report = Inspection {
             size_bytes: wasm.len(),
             sha256: super::cache::wasm_sha256(&wasm),
             ..Inspection::default()
         };
-        let footprint = match Footprint::of(&wasm) {
+        let Some(footprint) = self.read_binary(&wasm, &mut report) else {
+            return report;
+        };
+        let Some(pre) = self.compile_and_link(wasm, &mut report).await else {
+            return report;
+        };
+        let plugin = Plugin {
+            spec: Arc::new(placeholder_spec()),
+            wasm_sha256: report.sha256.clone(),
+            origin: super::cache::Origin::Compiled,
+            load_time: Duration::ZERO,
+            footprint,
+            pre,
+            egress: self.loading_egress(),
+            memory_bytes: self.default_memory_bytes(),
+            deadline: super::INFO_DEADLINE,
+        };
+        self.ask_info(&plugin, &mut report).await;
+        report
+    }
+
+    fn default_memory_bytes(&self) -> usize {
+        self.config.default_memory_mb as usize * 1024 * 1024
+    }
+
+    /// Parses and counts: the contract it exports and whether it fits the pool.
+    fn read_binary(&self, wasm: &[u8], report: &mut Inspection) -> Option<Footprint> {
+        let footprint = match Footprint::of(wasm) {
             Ok(footprint) => footprint,
             Err(e) => {
                 report.problems.push(e.to_string());
-                return report;
+                return None;
             }
         };
         report.contract_versions = footprint
@@ -50,12 +78,21 @@ impl Runtime {
             .map(str::to_owned)
             .collect();
         report.problems.extend(contract_problems(&footprint));
-        report.problems.extend(footprint.exceeds(&self.config.pool));
+        let exceeded = footprint
+            .exceeds(&self.config.pool)
+            .into_iter()
+            .chain(footprint.exceeds_memory(self.default_memory_bytes()));
+        report.problems.extend(exceeded.map(|e| e.to_string()));
         report.footprint = Some(footprint.clone());
-        if !report.problems.is_empty() {
-            return report;
-        }
+        report.problems.is_empty().then_some(footprint)
+    }
 
+    /// Compiles (timed, never from the cache) and links against the plugin world.
+    async fn compile_and_link(
+        &self,
+        wasm: Vec<u8>,
+        report: &mut Inspection,
+    ) -> Option<bindings::PluginPre<super::CallState>> {
         let started = Instant::now();
         let engine = self.engine.clone();
         let compiled = tokio::task::spawn_blocking(move || {
@@ -66,42 +103,34 @@ impl Runtime {
             Ok(Ok(component)) => component,
             Ok(Err(e)) => {
                 report.problems.push(format!("does not compile: {e:#}"));
-                return report;
+                return None;
             }
             Err(e) => {
                 report.problems.push(format!("compile task failed: {e}"));
-                return report;
+                return None;
             }
         };
         report.compile_time = Some(started.elapsed());
-        let pre = match self
+        match self
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::PluginPre::new)
         {
-            Ok(pre) => pre,
+            Ok(pre) => Some(pre),
             Err(e) => {
                 report.problems.push(format!(
                     "does not fit the plugin world (imports the host does not provide, or exports missing): {e:#}"
                 ));
-                return report;
+                None
             }
-        };
+        }
+    }
 
-        let plugin = Plugin {
-            spec: Arc::new(placeholder_spec()),
-            wasm_sha256: report.sha256.clone(),
-            origin: super::cache::Origin::Compiled,
-            load_time: Duration::ZERO,
-            footprint,
-            pre,
-            egress: self.loading_egress(),
-            memory_bytes: self.config.default_memory_mb as usize * 1024 * 1024,
-            deadline: super::INFO_DEADLINE,
-        };
+    /// Calls `info()` under its deadline and checks what it answers.
+    async fn ask_info(&self, plugin: &Plugin, report: &mut Inspection) {
         let started = Instant::now();
         let info = self
-            .call(&plugin, &Redactor::default(), |guest, store| {
+            .call(plugin, &Redactor::default(), |guest, store| {
                 Box::pin(guest.call_info(store))
             })
             .await
@@ -118,7 +147,6 @@ impl Runtime {
                 .push(format!("info() did not answer in time: {e}")),
             Err(e) => report.problems.push(format!("info() failed: {e}")),
         }
-        report
     }
 }
 
@@ -137,11 +165,45 @@ pub(super) fn contract_problems(footprint: &Footprint) -> Vec<String> {
             "missing export `conduit:connector/connector` (it exports {exports}); this host supports contract {supported}"
         )];
     }
-    versions
-        .into_iter()
-        .filter(|v| !SUPPORTED_CONTRACTS.contains(v))
-        .map(|v| {
-            format!("targets contract conduit:connector@{v}, which this host does not support (supported: {supported})")
-        })
-        .collect()
+    if versions.iter().any(|v| SUPPORTED_CONTRACTS.contains(v)) {
+        return Vec::new();
+    }
+    let targeted: Vec<String> = versions
+        .iter()
+        .map(|v| format!("conduit:connector@{v}"))
+        .collect();
+    vec![format!(
+        "targets contract {}, which this host does not support (supported: {supported})",
+        targeted.join(", ")
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exporting(names: &[&str]) -> Footprint {
+        Footprint {
+            exports: names.iter().map(|n| n.to_string()).collect(),
+            ..Footprint::default()
+        }
+    }
+
+    #[test]
+    fn a_component_needs_one_supported_contract() {
+        assert!(contract_problems(&exporting(&["conduit:connector/connector@0.1.0"])).is_empty());
+        // A newer export beside a supported one does not stop it; the host links 0.1.0.
+        assert!(contract_problems(&exporting(&[
+            "conduit:connector/connector@0.1.0",
+            "conduit:connector/connector@0.9.0",
+        ]))
+        .is_empty());
+        let newer = contract_problems(&exporting(&["conduit:connector/connector@0.9.0"]));
+        assert!(
+            newer[0].contains("conduit:connector@0.9.0") && newer[0].contains("supported: 0.1.0"),
+            "{newer:?}"
+        );
+        let none = contract_problems(&exporting(&["exports", "hello"]));
+        assert!(none[0].contains("it exports exports, hello"), "{none:?}");
+    }
 }

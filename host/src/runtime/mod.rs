@@ -67,8 +67,9 @@ use bindings::exports::conduit::connector::connector::Guest;
 /// and heap start).
 const RESIDENT_MEMORY: usize = 2 * 1024 * 1024;
 
-/// Host memory for one component instance's contexts (all its core instances'
-/// `vmctx`es together); a Python connector's forty modules need about a megabyte.
+/// Host memory one component instance's contexts may take (all its core instances'
+/// `vmctx`es together), a ceiling wasmtime checks at compile: generous, since a
+/// componentize-py component links CPython's many modules.
 const COMPONENT_INSTANCE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The `conduit:connector` contract versions this host links.
@@ -229,7 +230,7 @@ impl Runtime {
         let (instances, limits) = (config.max_instances, config.pool);
         let mut pool = PoolingAllocationConfig::default();
         // Sized for `instances` of the largest component the limits admit: a Python
-        // connector's forty core instances take no capacity from other calls.
+        // connector's fourteen core instances take no capacity from other calls.
         pool.total_component_instances(instances)
             .total_core_instances(instances.saturating_mul(limits.core_instances))
             .total_memories(instances.saturating_mul(limits.memories))
@@ -295,9 +296,21 @@ impl Runtime {
     ) -> Result<Plugin> {
         let started = Instant::now();
         let footprint = Footprint::of(&wasm).map_err(|e| Error::Load(e.to_string()))?;
+        let memory_bytes =
+            settings.memory_mb.unwrap_or(self.config.default_memory_mb) as usize * 1024 * 1024;
         let refusals: Vec<String> = inspect::contract_problems(&footprint)
             .into_iter()
-            .chain(footprint.exceeds(&self.config.pool))
+            .chain(
+                footprint
+                    .exceeds(&self.config.pool)
+                    .iter()
+                    .map(ToString::to_string),
+            )
+            .chain(
+                footprint
+                    .exceeds_memory(memory_bytes)
+                    .map(|e| e.to_string()),
+            )
             .collect();
         if !refusals.is_empty() {
             return Err(Error::Load(refusals.join("; ")));
@@ -327,9 +340,7 @@ impl Runtime {
             footprint,
             pre,
             egress: self.loading_egress(),
-            memory_bytes: settings.memory_mb.unwrap_or(self.config.default_memory_mb) as usize
-                * 1024
-                * 1024,
+            memory_bytes,
             deadline: INFO_DEADLINE,
         };
         let info = self

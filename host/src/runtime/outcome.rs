@@ -174,8 +174,9 @@ pub fn settle<T>(
 }
 
 impl CallError {
-    /// A retryable provider refusal learns when to retry from the provider's own answer
-    /// (the last response that said so), whatever language the connector is in.
+    /// A retryable provider refusal learns when to retry from the provider's own
+    /// answer — the call's last response, the one refused — whatever language the
+    /// connector is in.
     pub fn with_retry_hint(self, outbound: &[crate::domain::OutboundRecord]) -> Self {
         match self {
             CallError::Provider {
@@ -190,9 +191,8 @@ impl CallError {
                 message,
                 retryable: true,
                 retry_after: outbound
-                    .iter()
-                    .rev()
-                    .find_map(|record| record.retry_after_ms)
+                    .last()
+                    .and_then(|record| record.retry_after_ms)
                     .map(Duration::from_millis),
             },
             other => other,
@@ -230,12 +230,14 @@ mod tests {
     }
 
     #[test]
-    fn a_retryable_refusal_takes_the_last_hint_a_provider_gave() {
-        let outbound = [
-            answered(Some(5_000)),
-            answered(None),
-            answered(Some(30_000)),
-        ];
+    fn a_retryable_refusal_takes_the_hint_of_the_response_refused() {
+        // An earlier answer's hint is not this refusal's.
+        let earlier = [answered(Some(5_000)), answered(None)];
+        match refusal(true).with_retry_hint(&earlier) {
+            CallError::Provider { retry_after, .. } => assert_eq!(retry_after, None),
+            other => panic!("{other:?}"),
+        }
+        let outbound = [answered(Some(5_000)), answered(Some(30_000))];
         match refusal(true).with_retry_hint(&outbound) {
             CallError::Provider { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(30)))

@@ -7,12 +7,13 @@
 //!
 //! Toolchains are pinned here and installed on first use under the toolchains
 //! directory (`--toolchains`, `CONDUIT_TOOLCHAINS`, else `~/.cache/conduit/toolchains`),
-//! one directory per pinned version, so a second build reinstalls nothing. The WIT and
-//! the SDK (optional: a connector may use the bindings alone) are found in the
-//! connector's directory or the nearest one above it that has
-//! them (`wit/connector.wit`; `conduit_sdk/` or `sdk/python/conduit_sdk/`;
-//! `conduit-sdk.js` or `sdk/js/conduit-sdk.js`), so a scaffold and this repository's own
-//! connectors build the same way. A build whose inputs have not changed is skipped.
+//! one directory per pinned version, so a second build reinstalls nothing. The WIT is
+//! the nearest `wit/connector.wit` at or above the connector's directory; the SDK
+//! (optional: a connector may use the bindings alone) the nearest `conduit_sdk/` or
+//! `sdk/python/conduit_sdk/` (`conduit-sdk.js` or `sdk/js/conduit-sdk.js`) between the
+//! connector and the WIT's level, so a scaffold and this repository's own connectors
+//! build the same way; the build says which it used. A build whose sources, WIT, SDK
+//! and toolchain pins hash as the last one's is skipped.
 
 use super::{Error, Language};
 use sha2::{Digest, Sha256};
@@ -69,14 +70,9 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, Error> {
         source,
     })?;
     let language = Language::detect(&dir)?;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("connector")
-        .replace('-', "_");
     let out = match &options.out {
         Some(out) => absolute(out)?,
-        None => dir.join("build").join(format!("{name}.wasm")),
+        None => default_output(&dir),
     };
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).map_err(|source| Error::Write {
@@ -97,10 +93,13 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, Error> {
                     rebuilt: false,
                 });
             }
+            // Commands run in the connector's directory: every path handed them is
+            // absolute.
+            let toolchains = absolute(&options.toolchains)?;
             if language == Language::Python {
-                build_python(&dir, &inputs, &out, &options.toolchains)?;
+                build_python(&dir, &inputs, &out, &toolchains)?;
             } else {
-                build_js(&dir, &inputs, &out, &options.toolchains)?;
+                build_js(&dir, &inputs, &out, &toolchains)?;
             }
             std::fs::write(&stamp, fingerprint).map_err(|source| Error::Write {
                 path: stamp.clone(),
@@ -113,6 +112,24 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, Error> {
         language,
         rebuilt: true,
     })
+}
+
+/// Where `plugin build` writes the component of the connector in `dir` by default:
+/// `DIR/build/<directory name, dashes as underscores>.wasm`.
+pub fn default_output(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .map(str::to_owned)
+        .or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "connector".into())
+        .replace('-', "_");
+    dir.join("build").join(format!("{name}.wasm"))
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, Error> {
@@ -138,12 +155,15 @@ struct Inputs {
 
 impl Inputs {
     fn find(dir: &Path, language: Language) -> Result<Inputs, Error> {
-        let wit = nearest(dir, &["wit/connector.wit"]).ok_or_else(|| {
+        let wit = nearest(dir, &["wit/connector.wit"], None).ok_or_else(|| {
             Error::Build(format!(
                 "no wit/connector.wit in {} or above it (`conduit plugin new` writes one)",
                 dir.display()
             ))
         })?;
+        // The WIT's level bounds the search for the SDK: a scaffold's own, or the
+        // repository's `sdk/` beside its `wit/`, never one further up.
+        let wit_level = wit.parent().and_then(Path::parent).unwrap_or(dir);
         let candidates: &[&str] = match language {
             Language::Python => &[
                 "conduit_sdk/__init__.py",
@@ -151,12 +171,19 @@ impl Inputs {
             ],
             _ => &["conduit-sdk.js", "sdk/js/conduit-sdk.js"],
         };
-        let sdk = nearest(dir, candidates).and_then(|sdk| match language {
+        let sdk = nearest(dir, candidates, Some(wit_level)).and_then(|sdk| match language {
             // The package's parent goes on the Python path.
             Language::Python => sdk.parent().and_then(Path::parent).map(Path::to_owned),
             _ => Some(sdk),
         });
         let wit = wit.parent().map(Path::to_owned).unwrap_or_default();
+        eprintln!(
+            "conduit: {} with {} and {}",
+            dir.display(),
+            wit.join("connector.wit").display(),
+            sdk.as_deref()
+                .map_or("no SDK".into(), |s| format!("the SDK in {}", s.display()))
+        );
         Ok(Inputs { wit, sdk })
     }
 
@@ -173,7 +200,15 @@ impl Inputs {
         files.sort();
         files.dedup();
         let mut hash = Sha256::new();
-        hash.update(format!("{COMPONENTIZE_PY} {COMPONENTIZE_JS} {JS_BUILD}"));
+        for pin in [
+            COMPONENTIZE_PY,
+            COMPONENTIZE_JS,
+            JS_BUILD,
+            JS_PACKAGE,
+            JS_LOCK,
+        ] {
+            hash.update(pin);
+        }
         for file in files {
             let bytes = std::fs::read(&file).map_err(|source| Error::Read {
                 path: file.clone(),
@@ -196,10 +231,11 @@ fn collect_sources(dir: &Path, files: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if !matches!(
+            let output = matches!(
                 name.as_ref(),
                 "build" | "target" | "node_modules" | "__pycache__" | ".git"
-            ) {
+            ) || name.ends_with(".stage");
+            if !output {
                 collect_sources(&path, files);
             }
         } else if [".py", ".js", ".mjs", ".wit", ".json"]
@@ -211,9 +247,17 @@ fn collect_sources(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// The nearest `dir/candidate` at or above `dir`, trying candidates in order per level.
-fn nearest(dir: &Path, candidates: &[&str]) -> Option<PathBuf> {
-    dir.ancestors()
+/// The nearest `level/candidate` from `dir` up (to `stop` included, when given),
+/// trying the candidates in order at each level.
+fn nearest(dir: &Path, candidates: &[&str], stop: Option<&Path>) -> Option<PathBuf> {
+    let levels = dir.ancestors();
+    let mut reached_stop = false;
+    levels
+        .take_while(|level| {
+            let go = !reached_stop;
+            reached_stop |= stop == Some(*level);
+            go
+        })
         .flat_map(|level| candidates.iter().map(move |c| level.join(c)))
         .find(|path| path.is_file())
 }
@@ -224,31 +268,53 @@ fn build_rust(dir: &Path, out: &Path) -> Result<(), Error> {
         .args(["target", "add", "wasm32-wasip2"])
         .current_dir(dir)
         .status();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(dir),
-    )?;
-    let manifest =
-        std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|source| Error::Read {
-            path: dir.join("Cargo.toml"),
-            source,
+    // Cargo says where it put the component (a workspace's target directory, a
+    // CARGO_TARGET_DIR, a renamed [lib]): read it from its messages, guess nothing.
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            Error::Build(format!(
+                "cannot run `cargo`: {e} (is it installed and on PATH?)"
+            ))
         })?;
-    let package: toml::Table =
-        toml::from_str(&manifest).map_err(|e| Error::Build(format!("Cargo.toml: {e}")))?;
-    let name = package
-        .get("package")
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .ok_or_else(|| Error::Build("Cargo.toml has no [package] name".into()))?
-        .replace('-', "_");
-    let built = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+    if !output.status.success() {
+        return Err(Error::Build(format!(
+            "`cargo build` failed ({})",
+            output.status
+        )));
+    }
+    let manifest = dir.join("Cargo.toml");
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact"
+                && message["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path())
+        })
+        .flat_map(|message| {
+            message["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .find(|file| file.extension().is_some_and(|e| e == "wasm"))
+        .ok_or_else(|| {
+            Error::Build(format!(
+                "cargo built no component for {}: its [lib] needs crate-type = [\"cdylib\"]",
+                manifest.display()
+            ))
+        })?;
     std::fs::copy(&built, out).map_err(|source| Error::Read {
         path: built,
         source,

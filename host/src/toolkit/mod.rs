@@ -33,7 +33,7 @@ pub enum Error {
     },
     /// The wasm runtime could not start.
     #[error("the wasm runtime could not start: {0}")]
-    Runtime(String),
+    Runtime(#[source] crate::runtime::Error),
     /// What was asked cannot be done as asked.
     #[error("{0}")]
     Usage(String),

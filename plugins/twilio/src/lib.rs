@@ -18,8 +18,6 @@ use conduit_sdk::{
 const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 /// Twilio's error code for a rejected Account SID or auth token.
 const AUTHENTICATION_FAILED: i64 = 20003;
-/// Twilio's error code for too many requests.
-const TOO_MANY_REQUESTS: i64 = 20429;
 
 struct Twilio;
 
@@ -130,9 +128,10 @@ fn checked(response: &Response) -> Result<Value, Error> {
             "Twilio refused the credentials: {message}"
         )));
     }
-    let mut error = Error::provider(response.status, code.map(|c| c.to_string()), message);
-    if let Error::Provider(provider) = &mut error {
-        provider.retryable |= code == Some(TOO_MANY_REQUESTS);
-    }
-    Err(error)
+    // 429 (Twilio's 20429) and 5xx are retryable, as `Error::provider` marks them.
+    Err(Error::provider(
+        response.status,
+        code.map(|c| c.to_string()),
+        message,
+    ))
 }

@@ -232,6 +232,15 @@ def _transport_error(error):
 
 # --- the connector base class --------------------------------------------------------
 
+class Input(dict):
+    """A capability's input: a dict whose missing top-level field is the caller's
+    ``invalid-input`` (``input["channel"]``), while a missing key anywhere else (a
+    provider's answer, say) stays a bug of the connector."""
+
+    def __missing__(self, key):
+        raise invalid_input(f"missing field `{key}`")
+
+
 class Connector(exports.Connector):
     """Subclass this as ``Connector`` in ``app.py``: implement ``info``, ``handle`` and
     ``health_check``; override ``exchange_code`` and ``refresh`` for OAuth."""
@@ -247,11 +256,7 @@ class Connector(exports.Connector):
             raise invalid_input(f"input is not JSON: {error}")
         if not isinstance(value, dict):
             raise invalid_input("input must be a JSON object")
-        try:
-            output = self.handle(ctx, secret, capability, value)
-        except KeyError as missing:
-            raise invalid_input(f"missing field {missing}")
-        return json.dumps(output)
+        return json.dumps(self.handle(ctx, secret, capability, Input(value)))
 
     def health_check(self, ctx, secret):
         return Health(True, "no check implemented")
