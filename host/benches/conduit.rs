@@ -16,6 +16,7 @@
 mod support;
 
 use conduit::domain::SecretFields;
+use conduit::runtime::cache::Origin;
 use conduit::runtime::{CallContext, PluginSettings, Runtime, RuntimeConfig};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -515,27 +516,33 @@ async fn end_to_end() {
     );
 }
 
+/// A new engine on `cache` (a fresh start, or a restart) loading `wasm`, which must
+/// come from `origin`.
+async fn load_expecting(
+    cache: &std::path::Path,
+    wasm: &[u8],
+    origin: Origin,
+) -> (Runtime, conduit::runtime::Plugin) {
+    let runtime = Runtime::new(RuntimeConfig::new(cache)).unwrap();
+    let plugin = runtime
+        .load(wasm.to_vec(), None, &PluginSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(plugin.origin, origin);
+    (runtime, plugin)
+}
+
 async fn plugin_load() {
     let wasm = std::fs::read(support::wasm("conduit_stripe")).unwrap();
     let mut compiled = Vec::new();
     let mut cached = Vec::new();
     for _ in 0..3 {
         let cache = tempfile::tempdir().unwrap();
-        let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
-        let plugin = runtime
-            .load(wasm.clone(), None, &PluginSettings::default())
-            .await
-            .unwrap();
-        assert_eq!(plugin.origin, conduit::runtime::cache::Origin::Compiled);
+        let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Compiled).await;
         compiled.push(plugin.load_time);
         // A restart: a new engine on the same cache directory.
         for _ in 0..10 {
-            let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
-            let plugin = runtime
-                .load(wasm.clone(), None, &PluginSettings::default())
-                .await
-                .unwrap();
-            assert_eq!(plugin.origin, conduit::runtime::cache::Origin::Cache);
+            let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Cache).await;
             cached.push(plugin.load_time);
         }
     }
@@ -578,20 +585,10 @@ async fn languages() {
         }
         let wasm = std::fs::read(support::wasm(wasm)).unwrap();
         let cache = tempfile::tempdir().unwrap();
-        let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
-        let first = runtime
-            .load(wasm.clone(), None, &PluginSettings::default())
-            .await
-            .unwrap();
-        assert_eq!(first.origin, conduit::runtime::cache::Origin::Compiled);
+        let (runtime, first) = load_expecting(cache.path(), &wasm, Origin::Compiled).await;
         let mut cached = Vec::new();
         for _ in 0..5 {
-            let runtime = Runtime::new(RuntimeConfig::new(cache.path())).unwrap();
-            let plugin = runtime
-                .load(wasm.clone(), None, &PluginSettings::default())
-                .await
-                .unwrap();
-            assert_eq!(plugin.origin, conduit::runtime::cache::Origin::Cache);
+            let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Cache).await;
             cached.push(plugin.load_time);
         }
         for _ in 0..200 {

@@ -25,21 +25,23 @@ fn github_connection(addr: SocketAddr) -> Value {
     )
 }
 
-async fn connected(conduit: &Conduit, fake: &FakeGithub, addr: SocketAddr, tenant: &str) -> String {
-    let id = conduit.connection(tenant, github_connection(addr)).await;
+/// A Conduit with tenant `acme` holding one connection whose tokens the fake accepts,
+/// valid for an hour: the tenant's token and the connection's id.
+async fn connected() -> (Conduit, FakeGithub, String, String) {
+    let (conduit, fake, addr) = start().await;
+    let tenant = conduit.tenant("acme").await;
+    let id = conduit.connection(&tenant, github_connection(addr)).await;
     fake.add_access_token("ghu_seeded");
     fake.add_refresh_token("ghr_seeded");
     conduit
-        .oauth_tokens(tenant, &id, "ghu_seeded", "ghr_seeded", 3_600_000)
+        .oauth_tokens(&tenant, &id, "ghu_seeded", "ghr_seeded", 3_600_000)
         .await;
-    id
+    (conduit, fake, tenant, id)
 }
 
 #[tokio::test]
 async fn every_github_capability_speaks_githubs_wire_format() {
-    let (conduit, fake, addr) = start().await;
-    let tenant = conduit.tenant("acme").await;
-    let id = connected(&conduit, &fake, addr, &tenant).await;
+    let (conduit, fake, tenant, id) = connected().await;
 
     let created = conduit
         .execute(
@@ -135,9 +137,7 @@ async fn every_github_capability_speaks_githubs_wire_format() {
 
 #[tokio::test]
 async fn github_errors_and_rate_limits_become_typed_answers() {
-    let (conduit, fake, addr) = start().await;
-    let tenant = conduit.tenant("acme").await;
-    let id = connected(&conduit, &fake, addr, &tenant).await;
+    let (conduit, fake, tenant, id) = connected().await;
 
     let r = conduit
         .execute(

@@ -20,22 +20,23 @@ fn slack_connection(addr: SocketAddr) -> Value {
     oauth_connection("slack", addr, "/api/oauth.v2.access", "/oauth/v2/authorize")
 }
 
-/// A connection holding a bot token the fake accepts, valid for an hour.
-async fn connected(conduit: &Conduit, fake: &FakeSlack, addr: SocketAddr, tenant: &str) -> String {
-    let id = conduit.connection(tenant, slack_connection(addr)).await;
+/// A Conduit with tenant `acme` holding one connection whose tokens the fake accepts,
+/// valid for an hour: the tenant's token and the connection's id.
+async fn connected() -> (Conduit, FakeSlack, String, String) {
+    let (conduit, fake, addr) = start().await;
+    let tenant = conduit.tenant("acme").await;
+    let id = conduit.connection(&tenant, slack_connection(addr)).await;
     fake.add_access_token("xoxe.xoxb-seeded");
     fake.add_refresh_token("xoxe-1-seeded");
     conduit
-        .oauth_tokens(tenant, &id, "xoxe.xoxb-seeded", "xoxe-1-seeded", 3_600_000)
+        .oauth_tokens(&tenant, &id, "xoxe.xoxb-seeded", "xoxe-1-seeded", 3_600_000)
         .await;
-    id
+    (conduit, fake, tenant, id)
 }
 
 #[tokio::test]
 async fn every_slack_capability_speaks_slacks_wire_format() {
-    let (conduit, fake, addr) = start().await;
-    let tenant = conduit.tenant("acme").await;
-    let id = connected(&conduit, &fake, addr, &tenant).await;
+    let (conduit, fake, tenant, id) = connected().await;
 
     let posted = conduit
         .execute(
@@ -103,9 +104,7 @@ async fn every_slack_capability_speaks_slacks_wire_format() {
 
 #[tokio::test]
 async fn slack_errors_become_typed_answers() {
-    let (conduit, fake, addr) = start().await;
-    let tenant = conduit.tenant("acme").await;
-    let id = connected(&conduit, &fake, addr, &tenant).await;
+    let (conduit, fake, tenant, id) = connected().await;
 
     // `ok: false` with HTTP 200: a provider error carrying Slack's error string.
     let r = conduit

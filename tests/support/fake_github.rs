@@ -13,6 +13,7 @@
 //! - [`FakeGithub::set_limit`] answers the primary limit (403, `X-RateLimit-Remaining:
 //!   0`, `X-RateLimit-Reset`) or a secondary limit (403 with `Retry-After`).
 
+use super::grants::Grants;
 use super::recorded::Recorded;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -43,11 +44,8 @@ pub enum Limit {
 #[derive(Default)]
 struct Inner {
     received: Vec<Recorded>,
-    access_tokens: HashSet<String>,
-    refresh_tokens: HashSet<String>,
-    codes: Vec<String>,
+    grants: Grants,
     issues: Vec<Value>,
-    counter: u64,
     limit: Option<Limit>,
 }
 
@@ -67,7 +65,6 @@ impl FakeGithub {
                 issue(2, "Add a feature", "open", true),
                 issue(3, "Docs typo", "closed", false),
             ];
-            inner.counter = 3;
         }
         let router = Router::new().fallback(handle).with_state(fake.clone());
         (fake.clone(), super::serve_on_loopback(router).await)
@@ -80,28 +77,27 @@ impl FakeGithub {
         self.inner
             .lock()
             .unwrap()
-            .access_tokens
+            .grants
+            .access
             .insert(token.into());
     }
     pub fn add_refresh_token(&self, token: &str) {
         self.inner
             .lock()
             .unwrap()
-            .refresh_tokens
+            .grants
+            .refresh
             .insert(token.into());
     }
     pub fn expire_access_tokens(&self) {
-        self.inner.lock().unwrap().access_tokens.clear();
+        self.inner.lock().unwrap().grants.access.clear();
     }
     pub fn live_access_tokens(&self) -> HashSet<String> {
-        self.inner.lock().unwrap().access_tokens.clone()
+        self.inner.lock().unwrap().grants.access.clone()
     }
     pub fn issue_code(&self) -> String {
-        let mut inner = self.inner.lock().unwrap();
-        inner.counter += 1;
-        let code = format!("ghcode{:016x}", inner.counter);
-        inner.codes.push(code.clone());
-        code
+        // GitHub checks no redirect URI at the exchange.
+        self.inner.lock().unwrap().grants.issue_code("ghcode", "")
     }
     pub fn set_limit(&self, limit: Option<Limit>) {
         self.inner.lock().unwrap().limit = limit;
@@ -155,7 +151,7 @@ async fn handle(
     }
     let authorized = request
         .bearer()
-        .is_some_and(|t| fake.inner.lock().unwrap().access_tokens.contains(t));
+        .is_some_and(|t| fake.inner.lock().unwrap().grants.access.contains(t));
     if !authorized {
         return github_error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
@@ -242,8 +238,8 @@ fn create_issue(fake: &FakeGithub, request: &Recorded) -> Response {
             .into_response();
     }
     let mut inner = fake.inner.lock().unwrap();
-    inner.counter += 1;
-    let mut created = issue(inner.counter, title, "open", false);
+    let number = inner.issues.len() as u64 + 1;
+    let mut created = issue(number, title, "open", false);
     created["body"] = body["body"].clone();
     created["labels"] = body["labels"].clone();
     inner.issues.push(created.clone());
@@ -269,10 +265,10 @@ fn token(fake: &FakeGithub, request: &Recorded) -> Response {
             "The client_id and/or client_secret passed are incorrect.",
         );
     }
-    let mut inner = fake.inner.lock().unwrap();
+    let grants = &mut fake.inner.lock().unwrap().grants;
     if request.field("grant_type").as_deref() == Some("refresh_token") {
         let refresh = request.field("refresh_token").unwrap_or_default();
-        if !inner.refresh_tokens.remove(&refresh) {
+        if !grants.redeem_refresh(&refresh) {
             return token_error(
                 "bad_refresh_token",
                 "The refresh token passed is incorrect or expired.",
@@ -280,19 +276,14 @@ fn token(fake: &FakeGithub, request: &Recorded) -> Response {
         }
     } else {
         let code = request.field("code").unwrap_or_default();
-        let Some(at) = inner.codes.iter().position(|c| *c == code) else {
+        if grants.redeem_code(&code).is_none() {
             return token_error(
                 "bad_verification_code",
                 "The code passed is incorrect or expired.",
             );
-        };
-        inner.codes.remove(at);
+        }
     }
-    inner.counter += 1;
-    let access = format!("ghu_fakeaccess{:020}", inner.counter);
-    let refresh = format!("ghr_fakerefresh{:020}", inner.counter);
-    inner.access_tokens.insert(access.clone());
-    inner.refresh_tokens.insert(refresh.clone());
+    let (access, refresh) = grants.mint("ghu_fakeaccess", "ghr_fakerefresh");
     Json(json!({
         "access_token": access,
         "expires_in": 28800,

@@ -15,6 +15,7 @@
 //! An unknown token is `invalid_auth`, a revoked one `token_revoked`; [`FakeSlack::refuse`]
 //! makes Slack answer a token with any other error.
 
+use super::grants::Grants;
 use super::recorded::Recorded;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -41,13 +42,10 @@ pub const CHANNELS: &[(&str, &str)] = &[
 #[derive(Default)]
 struct Inner {
     received: Vec<Recorded>,
-    access_tokens: HashSet<String>,
+    grants: Grants,
     /// Tokens Slack now refuses, with the error it answers for each.
     refused: HashMap<String, String>,
-    refresh_tokens: HashSet<String>,
-    codes: Vec<(String, String)>,
     posted: Vec<Value>,
-    counter: u64,
     rate_limited: bool,
 }
 
@@ -74,14 +72,16 @@ impl FakeSlack {
         self.inner
             .lock()
             .unwrap()
-            .access_tokens
+            .grants
+            .access
             .insert(token.into());
     }
     pub fn add_refresh_token(&self, token: &str) {
         self.inner
             .lock()
             .unwrap()
-            .refresh_tokens
+            .grants
+            .refresh
             .insert(token.into());
     }
     /// The workspace revoked the token (an admin removed the app).
@@ -92,22 +92,19 @@ impl FakeSlack {
     /// `account_inactive`…).
     pub fn refuse(&self, token: &str, error: &str) {
         let mut inner = self.inner.lock().unwrap();
-        inner.access_tokens.remove(token);
+        inner.grants.access.remove(token);
         inner.refused.insert(token.into(), error.into());
     }
     pub fn live_refresh_tokens(&self) -> HashSet<String> {
-        self.inner.lock().unwrap().refresh_tokens.clone()
+        self.inner.lock().unwrap().grants.refresh.clone()
     }
     pub fn live_access_tokens(&self) -> HashSet<String> {
-        self.inner.lock().unwrap().access_tokens.clone()
+        self.inner.lock().unwrap().grants.access.clone()
     }
     /// A code the consent page would redirect with.
     pub fn issue_code(&self, redirect_uri: &str) -> String {
         let mut inner = self.inner.lock().unwrap();
-        inner.counter += 1;
-        let code = format!("1234.{}.slackcode", inner.counter);
-        inner.codes.push((code.clone(), redirect_uri.into()));
-        code
+        inner.grants.issue_code("1234.slackcode.", redirect_uri)
     }
     /// Every Web API call answers 429 with `Retry-After: 30` until turned off.
     pub fn set_rate_limited(&self, on: bool) {
@@ -164,7 +161,7 @@ fn authenticate(fake: &FakeSlack, request: &Recorded) -> Result<(), String> {
     let inner = fake.inner.lock().unwrap();
     match request.bearer() {
         None => Err("not_authed".into()),
-        Some(token) if inner.access_tokens.contains(token) => Ok(()),
+        Some(token) if inner.grants.access.contains(token) => Ok(()),
         Some(token) => Err(inner
             .refused
             .get(token)
@@ -190,9 +187,8 @@ fn post_message(fake: &FakeSlack, request: &Recorded) -> Response {
         return slack_error("no_text");
     }
     let mut inner = fake.inner.lock().unwrap();
-    inner.counter += 1;
     inner.posted.push(body.clone());
-    let ts = format!("1700000000.{:06}", inner.counter);
+    let ts = format!("1700000000.{:06}", inner.posted.len());
     Json(json!({
         "ok": true,
         "channel": channel,
@@ -234,28 +230,22 @@ fn token(fake: &FakeSlack, request: &Recorded) -> Response {
     if request.field("client_secret").as_deref() != Some(CLIENT_SECRET) {
         return slack_error("bad_client_secret");
     }
-    let mut inner = fake.inner.lock().unwrap();
+    let grants = &mut fake.inner.lock().unwrap().grants;
     if request.field("grant_type").as_deref() == Some("refresh_token") {
         let refresh = request.field("refresh_token").unwrap_or_default();
-        if !inner.refresh_tokens.remove(&refresh) {
+        if !grants.redeem_refresh(&refresh) {
             return slack_error("invalid_refresh_token");
         }
     } else {
         let code = request.field("code").unwrap_or_default();
-        let redirect = request.field("redirect_uri").unwrap_or_default();
-        let Some(at) = inner.codes.iter().position(|(c, _)| *c == code) else {
+        let Some(issued_for) = grants.redeem_code(&code) else {
             return slack_error("invalid_code");
         };
-        let (_, issued_for) = inner.codes.remove(at);
-        if issued_for != redirect {
+        if Some(issued_for) != request.field("redirect_uri") {
             return slack_error("bad_redirect_uri");
         }
     }
-    inner.counter += 1;
-    let access = format!("xoxe.xoxb-1-fake-access-{}", inner.counter);
-    let refresh = format!("xoxe-1-fake-refresh-{}", inner.counter);
-    inner.access_tokens.insert(access.clone());
-    inner.refresh_tokens.insert(refresh.clone());
+    let (access, refresh) = grants.mint("xoxe.xoxb-1-fake-access-", "xoxe-1-fake-refresh-");
     Json(json!({
         "ok": true,
         "app_id": "A0FAKE",

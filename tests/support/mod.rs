@@ -11,6 +11,7 @@ pub mod fake_qdrant;
 pub mod fake_slack;
 pub mod fake_stripe;
 pub mod fake_twilio;
+pub mod grants;
 pub mod recorded;
 pub mod webhook;
 

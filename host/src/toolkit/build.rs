@@ -133,15 +133,10 @@ pub fn default_output(dir: &Path) -> PathBuf {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, Error> {
-    if path.is_absolute() {
-        return Ok(path.to_owned());
-    }
-    std::env::current_dir()
-        .map(|cwd| cwd.join(path))
-        .map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })
+    std::path::absolute(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The WIT and SDK a Python or JavaScript connector builds against.
