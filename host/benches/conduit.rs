@@ -10,7 +10,9 @@
 //!    10,000 and 100,000 stored with 1,000 due;
 //! 5. binding: `POST /api/capabilities/customers.create/execute` (resolution, policy,
 //!    rate budget, vend, sandbox, audit) against the fake Stripe vs the same request
-//!    straight to the fake; resolution of 1,000 tenants × 10 bindings, cached vs not.
+//!    straight to the fake; resolution of 1,000 tenants × 10 bindings, cached vs not;
+//! 6. hot-loading: upload to first execution on the new version (Rust and Python, cold
+//!    and from the cache), and the p99 of executions while versions are swapped vs not.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -83,7 +85,7 @@ async fn main() {
         "conduit bench ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `CONDUIT_BENCH=dispatch|e2e|load|languages|tokens|vend|throughput|due|binding|execute|resolve`
+    // `CONDUIT_BENCH=dispatch|e2e|load|languages|hotload|tokens|vend|throughput|due|binding|execute|resolve`
     // runs one section.
     let only = std::env::var("CONDUIT_BENCH").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only == name;
@@ -98,6 +100,9 @@ async fn main() {
     }
     if run("languages") {
         languages().await;
+    }
+    if run("hotload") {
+        hotload().await;
     }
 
     if run("tokens") || run("vend") {
@@ -528,7 +533,7 @@ async fn load_expecting(
         .load(wasm.to_vec(), None, &PluginSettings::default())
         .await
         .unwrap();
-    assert_eq!(plugin.origin, origin);
+    assert_eq!(plugin.prepared.origin, origin);
     (runtime, plugin)
 }
 
@@ -539,11 +544,11 @@ async fn plugin_load() {
     for _ in 0..3 {
         let cache = tempfile::tempdir().unwrap();
         let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Compiled).await;
-        compiled.push(plugin.load_time);
+        compiled.push(plugin.prepared.load_time);
         // A restart: a new engine on the same cache directory.
         for _ in 0..10 {
             let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Cache).await;
-            cached.push(plugin.load_time);
+            cached.push(plugin.prepared.load_time);
         }
     }
     let compile = percentile(&mut compiled, 0.5);
@@ -589,7 +594,7 @@ async fn languages() {
         let mut cached = Vec::new();
         for _ in 0..5 {
             let (_, plugin) = load_expecting(cache.path(), &wasm, Origin::Cache).await;
-            cached.push(plugin.load_time);
+            cached.push(plugin.prepared.load_time);
         }
         for _ in 0..200 {
             runtime
@@ -615,9 +620,9 @@ async fn languages() {
         println!(
             "{language}: {:.2} MiB wasm, {} core instances, {:.1} MiB initial memory; first compile {:.2} s, cached load p50 {:.1} ms; dispatch p50 {:.1} µs, p99 {:.1} µs  [target {targets}]",
             wasm.len() as f64 / f64::from(1 << 20),
-            first.footprint.core_instances,
-            first.footprint.initial_memory_bytes as f64 / f64::from(1 << 20),
-            first.load_time.as_secs_f64(),
+            first.prepared.footprint.core_instances,
+            first.prepared.footprint.initial_memory_bytes as f64 / f64::from(1 << 20),
+            first.prepared.load_time.as_secs_f64(),
             percentile(&mut cached, 0.5).as_secs_f64() * 1e3,
             us(percentile(&mut samples, 0.5)),
             us(percentile(&mut samples, 0.99)),
@@ -846,5 +851,122 @@ async fn resolution() {
     println!(
         "resolution, {TENANTS} tenants x {BINDINGS} bindings: uncached p50 {:.1} µs / p99 {:.1} µs, cached p50 {:.2} µs / p99 {:.2} µs ({:.0}x faster)",
         us(u50), us(u99), us(c50), us(c99), us(u50) / us(c50)
+    );
+}
+
+/// Times an upload and the first execution that follows it on the new version.
+async fn upload_then_execute(
+    conduit: &support::Conduit,
+    wasm: &[u8],
+    then: impl std::future::Future<Output = support::Resp>,
+) -> (Duration, Duration) {
+    let started = Instant::now();
+    let r = conduit.upload(wasm, false).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let uploaded = started.elapsed();
+    let started = Instant::now();
+    let r = then.await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (uploaded, started.elapsed())
+}
+
+async fn hotload() {
+    let read = |name: &str| std::fs::read(support::wasm(name)).unwrap();
+    let (v1, v2, python) = (
+        read("conduit_sandbox_probe"),
+        read("conduit_sandbox_probe_v2"),
+        read("conduit_python_probe"),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("CONDUIT_CACHE_DIR", cache.path().display().to_string())];
+    let unlimited = "rate_profile = { requests = 1000000, per_seconds = 1, burst = 1000000 }";
+    let conduit = support::Conduit::start_for_bench_env(
+        vec![support::PluginDecl::new("sandbox-probe", "conduit_sandbox_probe").setting(unlimited)],
+        &env,
+    )
+    .await;
+    let token = conduit.tenant("bench").await;
+    let connect = |connector: &'static str| {
+        let (conduit, token) = (&conduit, &token);
+        async move {
+            let id = conduit
+                .connection(token, json!({"connector": connector, "environment": "sandbox"}))
+                .await;
+            conduit.api_key(token, &id, "probe-key-0123456789").await;
+            id
+        }
+    };
+    let rust = connect("sandbox-probe").await;
+    let version = || conduit.execute(&token, &rust, "probe.version", json!({}));
+    let show = |what: &str, (upload, first): (Duration, Duration)| {
+        println!(
+            "hot-load {what}: upload {:.1} ms + first execution {:.2} ms = {:.1} ms",
+            upload.as_secs_f64() * 1e3,
+            first.as_secs_f64() * 1e3,
+            (upload + first).as_secs_f64() * 1e3
+        )
+    };
+    show("Rust, cold (compile)", upload_then_execute(&conduit, &v2, version()).await);
+    show("Rust, cached", upload_then_execute(&conduit, &v1, version()).await);
+
+    let started = Instant::now();
+    let r = conduit.upload(&python, false).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let cold = started.elapsed();
+    let py = connect("python-probe").await;
+    let started = Instant::now();
+    let r = conduit.execute(&token, &py, "probe.echo", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    show("Python, cold (compile)", (cold, started.elapsed()));
+    let admin = conduit.admin_token.clone();
+    let r = conduit.call(reqwest::Method::DELETE, "/admin/plugins/python-probe", Some(&admin), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let echo = conduit.execute(&token, &py, "probe.echo", json!({}));
+    show("Python, cached", upload_then_execute(&conduit, &python, echo).await);
+
+    // Executions from 4 clients, without swaps and then while a version is swapped in
+    // every 50 ms (from the cache, as a fixed release ships).
+    let per_client = 1500;
+    let load = || async {
+        let clients = (0..4).map(|_| async {
+            let mut samples = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let started = Instant::now();
+                let r = conduit.execute(&token, &rust, "probe.echo", json!({"n": 1})).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                samples.push(started.elapsed());
+            }
+            samples
+        });
+        futures_util::future::join_all(clients).await.concat()
+    };
+    let mut quiet = load().await;
+    let swapping = std::sync::atomic::AtomicBool::new(true);
+    let swaps = std::sync::atomic::AtomicUsize::new(0);
+    let swapper = async {
+        let mut next = [&v2, &v1].into_iter().cycle();
+        while swapping.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = conduit.upload(next.next().unwrap(), false).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            swaps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let loaded = async {
+        let samples = load().await;
+        swapping.store(false, std::sync::atomic::Ordering::Relaxed);
+        samples
+    };
+    let (mut busy, ()) = tokio::join!(loaded, swapper);
+    let (q50, q99) = (percentile(&mut quiet, 0.5), percentile(&mut quiet, 0.99));
+    let (b50, b99) = (percentile(&mut busy, 0.5), percentile(&mut busy, 0.99));
+    println!(
+        "executions (4 clients) without swaps: p50 {:.0} µs, p99 {:.0} µs; during {} swaps: p50 {:.0} µs, p99 {:.0} µs; p99 ratio {:.2}x (target ≤ 2x)",
+        us(q50),
+        us(q99),
+        swaps.load(std::sync::atomic::Ordering::Relaxed),
+        us(b50),
+        us(b99),
+        b99.as_secs_f64() / q99.as_secs_f64()
     );
 }

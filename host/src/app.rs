@@ -16,6 +16,7 @@ use crate::credentials::scheduler::{Scheduler, SchedulerConfig};
 use crate::credentials::tokens::{BackoffPolicy, RefreshLeads, Tokens};
 use crate::credentials::vault::{self, Key, Vault};
 use crate::credentials::vending::Vending;
+use crate::deploy::{self, Deployer};
 use crate::exec::circuit::{CircuitPolicy, Circuits};
 use crate::exec::contracts::Contracts;
 use crate::exec::idempotency::Idempotency;
@@ -49,9 +50,12 @@ pub enum Error {
     /// The runtime cannot start.
     #[error(transparent)]
     Runtime(#[from] runtime::Error),
-    /// A plugin cannot be loaded.
+    /// `plugins.toml` cannot be read.
     #[error(transparent)]
     Catalog(#[from] catalog::Error),
+    /// A `plugins.toml` connector cannot be loaded.
+    #[error("{0}")]
+    Deploy(#[from] deploy::Error),
 }
 
 /// Where Conduit keeps its state and finds its plugins.
@@ -61,6 +65,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `plugins.toml`; `None` loads no plugin.
     pub plugins_file: Option<PathBuf>,
+    /// A directory watched for components to hot-load.
+    pub plugins_dir: Option<PathBuf>,
+    /// The largest component accepted (upload or directory).
+    pub max_component_bytes: usize,
     /// The compiled-component cache; defaults to `<data_dir>/component-cache`.
     pub cache_dir: Option<PathBuf>,
     /// `CONDUIT_MASTER_KEY`: base64 of 32 bytes.
@@ -98,6 +106,8 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             plugins_file: None,
+            plugins_dir: None,
+            max_component_bytes: deploy::DEFAULT_MAX_COMPONENT_BYTES,
             cache_dir: None,
             master_key: None,
             admin_token: None,
@@ -144,6 +154,10 @@ pub struct App {
     pub(crate) resolver: Resolver,
     /// Idempotency keys (purged by the scheduler).
     pub(crate) idempotency: Idempotency,
+    /// Hot-loading, rollback, unloading and egress grants.
+    pub(crate) deployer: Arc<Deployer>,
+    /// The watched plugins directory (started by [`serve`]).
+    plugins_dir: Option<PathBuf>,
 }
 
 /// What startup generated and must tell the operator once.
@@ -199,7 +213,7 @@ impl App {
             Some(path) => catalog::read_plugins_file(path)?,
             None => Vec::new(),
         };
-        let catalog = Arc::new(Catalog::load(&runtime, &entries).await?);
+        let catalog = Arc::new(Catalog::default());
 
         let leads = RefreshLeads {
             default: config.refresh_lead,
@@ -215,6 +229,15 @@ impl App {
         let tenants = Tenants::new(stores.tenants.clone(), admin_hash);
         let connections = Connections::new(stores.connections.clone(), catalog.clone());
         let audit = Audit::new(stores.audit.clone(), config.audit_retention);
+        let deployer = Arc::new(Deployer::new(
+            runtime.clone(),
+            catalog.clone(),
+            &stores,
+            audit.clone(),
+            &entries,
+            config.max_component_bytes,
+        ));
+        deployer.restore().await?;
         let clients = Clients::new(stores.oauth.clone(), vault.clone());
         let limits = RateLimits::new();
         let connectors: Arc<dyn Connectors> = Arc::new(Loaded::new(
@@ -272,6 +295,8 @@ impl App {
             configs,
             resolver,
             idempotency,
+            deployer,
+            plugins_dir: config.plugins_dir.clone(),
         };
         Ok((app, generated))
     }
@@ -344,6 +369,14 @@ pub async fn serve(
     let (store, audit) = (app.stores.durable.clone(), app.audit.clone());
     let scheduler = app.scheduler.spawn();
     let housekeeping = spawn_idempotency_purge(app.idempotency.clone());
+    let _watching = match &app.plugins_dir {
+        Some(dir) => Some(
+            deploy::watch::watch(app.deployer.clone(), dir.clone())
+                .await
+                .map_err(|e| std::io::Error::other(format!("plugins directory {}: {e}", dir.display())))?,
+        ),
+        None => None,
+    };
     let router = crate::api::router(app);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

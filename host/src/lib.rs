@@ -5,7 +5,7 @@
 //! request flows. Dependencies point one way, with no cycles:
 //!
 //! ```text
-//! api ─▶ exec ─▶ binding, credentials, accounts ─▶ runtime ─▶ audit ─▶ store ─▶ domain
+//! api ─▶ exec ─▶ binding, credentials, accounts, deploy ─▶ runtime ─▶ audit ─▶ store ─▶ domain
 //! ```
 //!
 //! `app` wires them together; `main` is the CLI. Public are what `main`, the benches
@@ -18,6 +18,7 @@ pub mod app;
 pub(crate) mod audit;
 pub mod binding;
 pub mod credentials;
+pub(crate) mod deploy;
 pub mod domain;
 pub mod exec;
 pub mod runtime;

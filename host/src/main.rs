@@ -77,6 +77,13 @@ struct ServeArgs {
     /// plugins.toml listing the connectors to load.
     #[arg(long, env = "CONDUIT_PLUGINS", default_value = "plugins.toml")]
     plugins: PathBuf,
+    /// A directory watched for connectors: each `*.wasm` added or replaced there is
+    /// hot-loaded, each removed is unloaded.
+    #[arg(long, env = "CONDUIT_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// The largest component accepted by upload or from the plugins directory, in MiB.
+    #[arg(long, env = "CONDUIT_MAX_COMPONENT_MB", default_value_t = 64)]
+    max_component_mb: usize,
     /// Compiled-component cache (default: <data-dir>/component-cache).
     #[arg(long, env = "CONDUIT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -272,6 +279,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = app::Config {
         plugins_file: Some(args.plugins),
+        plugins_dir: args.plugins_dir,
+        max_component_bytes: args.max_component_mb.max(1) * 1024 * 1024,
         cache_dir: args.cache_dir,
         master_key: std::env::var("CONDUIT_MASTER_KEY").ok(),
         admin_token: std::env::var("CONDUIT_ADMIN_TOKEN").ok(),

@@ -149,9 +149,9 @@ async fn the_pool_holds_as_many_python_calls_as_it_holds_calls() {
     };
     let plugin = runtime.load(wasm, None, &settings).await.unwrap();
     assert!(
-        plugin.footprint.core_instances > 8,
+        plugin.prepared.footprint.core_instances > 8,
         "{:?}",
-        plugin.footprint
+        plugin.prepared.footprint
     );
     let ctx = CallContext {
         connection_id: "conn_pool".into(),

@@ -131,9 +131,14 @@ impl Conduit {
 
     /// Starts Conduit as it runs in production (info-level logs), for benchmarks.
     pub async fn start_for_bench(plugins: Vec<PluginDecl>) -> Self {
+        Self::start_for_bench_env(plugins, &[]).await
+    }
+
+    /// [`Conduit::start_for_bench`] with extra environment.
+    pub async fn start_for_bench_env(plugins: Vec<PluginDecl>, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut conduit =
-            Self::spawn(&dir.path().join("data"), &plugins, MASTER_KEY, "info", &[]).await;
+            Self::spawn(&dir.path().join("data"), &plugins, MASTER_KEY, "info", env).await;
         conduit._dir = Some(dir);
         conduit
     }
@@ -158,6 +163,11 @@ impl Conduit {
         }
         std::fs::write(&plugins_file, toml).unwrap();
         let admin_token = format!("admin-{}", uuid_like());
+        // A test naming its own cache directory (in `env`) gets it; the rest share one.
+        let cache_dir = env
+            .iter()
+            .find(|(k, _)| *k == "CONDUIT_CACHE_DIR")
+            .map_or_else(shared_cache_dir, |(_, v)| PathBuf::from(v));
         let mut child = Command::new(env!("CARGO_BIN_EXE_conduit"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -165,7 +175,7 @@ impl Conduit {
             .arg("--plugins")
             .arg(&plugins_file)
             .arg("--cache-dir")
-            .arg(shared_cache_dir())
+            .arg(cache_dir)
             .env("CONDUIT_ADMIN_TOKEN", &admin_token)
             .env("CONDUIT_MASTER_KEY", master_key)
             .env("CONDUIT_LOG", log)
@@ -224,6 +234,32 @@ impl Conduit {
     /// Every response body received so far.
     pub fn bodies(&self) -> Vec<String> {
         self.bodies.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Uploads a component (`POST /admin/plugins`, raw body) as the admin.
+    pub async fn upload(&self, wasm: &[u8], force: bool) -> Resp {
+        let token = self.admin_token.clone();
+        self.upload_as(&token, wasm, force).await
+    }
+
+    /// [`Conduit::upload`] with another token.
+    pub async fn upload_as(&self, token: &str, wasm: &[u8], force: bool) -> Resp {
+        let query = if force { "?force=true" } else { "" };
+        let response = self
+            .http
+            .post(format!("{}/admin/plugins{query}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(wasm.to_vec())
+            .send()
+            .await
+            .expect("request to conduit");
+        Resp::read(response, &self.bodies).await
     }
 
     /// Kills the process at once (no graceful shutdown).

@@ -1,8 +1,8 @@
-//! `GET /api/audit`: the caller's audit records, newest first, filtered by connection,
+//! `GET /api/audit`: the caller's audit records (and `GET /admin/audit`, the operator's), newest first, filtered by connection,
 //! capability and time, a page at a time (`cursor` from the previous page's
 //! `meta.nextCursor`).
 
-use super::auth::TenantCaller;
+use super::auth::{AdminCaller, TenantCaller};
 use super::document::QueryParams;
 use super::document::{resource, Document};
 use super::schema::{self, Refusals};
@@ -39,6 +39,19 @@ pub async fn list(
     TenantCaller(tenant): TenantCaller,
     QueryParams(filter): QueryParams<Filter>,
 ) -> Result<Document, ApiError> {
+    page(&app, &tenant, filter).await
+}
+
+#[utoipa::path(get, path = "/admin/audit", security(("bearer" = [])), tag = "admin", summary = "The operator's audit records (plugin loads, refusals, swaps, rollbacks, unloads, egress grants), newest first", params(Filter), responses((status = 200, description = "JSON:API document", body = schema::AuditList, content_type = "application/vnd.api+json"), Refusals))]
+pub async fn admin_list(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    QueryParams(filter): QueryParams<Filter>,
+) -> Result<Document, ApiError> {
+    page(&app, crate::deploy::ADMIN_SCOPE, filter).await
+}
+
+async fn page(app: &AppState, scope: &str, filter: Filter) -> Result<Document, ApiError> {
     let time = |field: &str, value: Option<String>| {
         value
             .map(|text| {
@@ -71,7 +84,7 @@ pub async fn list(
         cursor: filter.cursor,
         limit: filter.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let (records, next) = app.audit.page(&tenant, &query).await?;
+    let (records, next) = app.audit.page(scope, &query).await?;
     let items = records
         .into_iter()
         .map(|r| {

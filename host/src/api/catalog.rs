@@ -1,4 +1,4 @@
-//! `GET /api/connectors` (the IntegrationSpecs) and `GET /api/plugins`.
+//! `GET /api/connectors`: the IntegrationSpecs of the loaded connectors.
 
 use super::auth::TenantCaller;
 use super::document::{resource, Document};
@@ -32,25 +32,4 @@ pub(super) fn render_spec(spec: &IntegrationSpec) -> Value {
 #[utoipa::path(get, path = "/api/connectors", security(("bearer" = [])), tag = "tenant", summary = "The connector catalog (IntegrationSpecs)", responses((status = 200, description = "JSON:API document", body = schema::ConnectorList, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn connectors(State(app): State<AppState>, _caller: TenantCaller) -> Document {
     Document::list(app.catalog.specs().iter().map(render_spec).collect())
-}
-
-#[utoipa::path(get, path = "/api/plugins", security(("bearer" = [])), tag = "tenant", summary = "Loaded plugins with version and wasm hash", responses((status = 200, description = "JSON:API document", body = schema::PluginList, content_type = "application/vnd.api+json"), Refusals))]
-pub async fn plugins(State(app): State<AppState>, _caller: TenantCaller) -> Document {
-    let items = app
-        .catalog
-        .all()
-        .iter()
-        .map(|plugin| {
-            resource(
-                "plugins",
-                &plugin.spec.slug,
-                json!({
-                    "integrationKey": plugin.spec.integration_key,
-                    "version": plugin.spec.version,
-                    "wasmSha256": plugin.wasm_sha256,
-                }),
-            )
-        })
-        .collect();
-    Document::list(items)
 }

@@ -129,6 +129,7 @@ pub fn status(class: Class) -> StatusCode {
         Class::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         Class::NotFound => StatusCode::NOT_FOUND,
         Class::Forbidden => StatusCode::FORBIDDEN,
+        Class::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Class::Conflict => StatusCode::CONFLICT,
         Class::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,7 +150,7 @@ mod tests {
     use crate::credentials::{oauth, rotation, tokens, vault, vending};
     use crate::domain::Classify;
     use crate::runtime::CallError;
-    use crate::{exec, store};
+    use crate::{deploy, exec, store};
     use std::time::Duration;
 
     /// code, HTTP status, failover, circuit, Retry-After seconds.
@@ -185,8 +186,49 @@ mod tests {
     #[test]
     fn every_variant_has_one_row() {
         let wait = Duration::from_millis(1500);
+        let refused = |step| {
+            deploy::Error::Refused(crate::runtime::Error::Refused {
+                step,
+                detail: "x".into(),
+            })
+        };
+        use crate::runtime::LoadStep;
         let rows: Vec<(Row, Row)> = vec![
             (row(storage()), ("internal", 500, false, false, None)),
+            (
+                row(deploy::Error::TooLarge { size: 2, limit: 1 }),
+                ("payload_too_large", 413, false, false, None),
+            ),
+            (row(refused(LoadStep::Parse)), ("invalid_component", 422, false, false, None)),
+            (row(refused(LoadStep::Contract)), ("unsupported_contract", 422, false, false, None)),
+            (row(refused(LoadStep::Pool)), ("exceeds_pool", 422, false, false, None)),
+            (row(refused(LoadStep::Compile)), ("compile_failed", 422, false, false, None)),
+            (row(refused(LoadStep::Link)), ("link_failed", 422, false, false, None)),
+            (row(refused(LoadStep::Info)), ("info_failed", 422, false, false, None)),
+            (row(refused(LoadStep::Describe)), ("invalid_info", 422, false, false, None)),
+            (row(refused(LoadStep::Settings)), ("invalid_settings", 422, false, false, None)),
+            (
+                row(deploy::Error::CapabilityInUse {
+                    slug: "s".into(),
+                    version: 2,
+                    missing: "a.b@1".into(),
+                    configs: vec!["t/b@1/sandbox v1".into()],
+                }),
+                ("capability_in_use", 409, false, false, None),
+            ),
+            (row(deploy::Error::NotFound("s".into())), ("not_found", 404, false, false, None)),
+            (
+                row(deploy::Error::NoPrevious("s".into())),
+                ("no_previous_version", 409, false, false, None),
+            ),
+            (
+                row(deploy::Error::Unavailable("s".into())),
+                ("version_unavailable", 409, false, false, None),
+            ),
+            (
+                row(deploy::Error::InvalidGrant("s".into())),
+                ("invalid_allowed_hosts", 422, false, false, None),
+            ),
             (
                 row(tenants::Error::InvalidId),
                 ("invalid_tenant_id", 422, false, false, None),

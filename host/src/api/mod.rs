@@ -18,6 +18,7 @@ mod error;
 mod executions;
 mod layers;
 mod oauth;
+mod plugins;
 mod schema;
 mod tenants;
 mod vault;
@@ -44,7 +45,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(tenants::create))
         .routes(routes!(catalog::connectors))
-        .routes(routes!(catalog::plugins))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::upload))
+        .routes(routes!(plugins::unload))
+        .routes(routes!(plugins::rollback))
+        .routes(routes!(plugins::egress))
+        .routes(routes!(audit::admin_list))
         .routes(routes!(connections::create, connections::list))
         .routes(routes!(connections::get, connections::delete))
         .routes(routes!(connections::put_credential))

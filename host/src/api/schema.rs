@@ -141,9 +141,35 @@ document!(
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct PluginView {
-    integration_key: String,
+    /// `active` or `unloaded`.
+    status: String,
+    integration_key: Option<String>,
+    /// The active `info().version`.
+    version: Option<u32>,
+    /// SHA-256 of the active component.
+    wasm_sha256: Option<String>,
+    /// Where the active version came from.
+    source: Option<String>,
+    /// When it became active (RFC 3339).
+    loaded_at: Option<String>,
+    /// Earlier versions, newest first, kept for rollback.
+    previous: Vec<PluginVersionView>,
+    /// The hosts the component asks for in its `info()`.
+    requested_hosts: Vec<String>,
+    /// The hosts it may reach: the operator's grant, else the public names it asked for.
+    granted_hosts: Vec<String>,
+    /// Whether `grantedHosts` is the operator's grant.
+    operator_grant: bool,
+}
+
+/// A kept connector version.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PluginVersionView {
     version: u32,
     wasm_sha256: String,
+    source: String,
+    loaded_at: String,
 }
 document!(PluginDocument, PluginList, PluginResource, PluginView);
 
@@ -363,6 +389,7 @@ pub struct AuditView {
 document!(AuditDocument, AuditList, AuditResource, AuditView);
 
 request!(NewTenantRequest, NewTenantData, super::tenants::NewTenant);
+request!(EgressRequest, EgressData, super::plugins::Egress);
 request!(
     NewConnectionRequest,
     NewConnectionData,

@@ -18,6 +18,8 @@ pub enum Class {
     NotFound,
     /// Refused by policy.
     Forbidden,
+    /// Larger than a limit allows.
+    TooLarge,
     /// The state does not allow it (needs re-authorization, immutable, in use…).
     Conflict,
     /// A budget or quota is spent; see `retry_after`.

@@ -2,6 +2,7 @@
 //! blueprints and tenant configs ([`binding`]) and audit records. They carry no I/O; the store persists them, the API renders them.
 
 pub mod binding;
+pub mod deployment;
 mod error;
 mod sealed;
 
@@ -445,7 +446,7 @@ impl IntegrationSpec {
 }
 
 /// One outbound HTTP exchange a connector made during a call, already redacted.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboundRecord {
     /// HTTP method.
@@ -471,6 +472,38 @@ pub struct OutboundRecord {
     /// exhausted `X-RateLimit-Remaining` with its `X-RateLimit-Reset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+}
+
+/// The `error` of the record that stands for the requests of a call past what its
+/// audit record keeps.
+const OVERFLOW: &str = "further requests of this call were made but not recorded";
+
+impl OutboundRecord {
+    /// Roughly the bytes it holds.
+    pub fn approximate_size(&self) -> usize {
+        let headers: usize = self.request_headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        self.method.len()
+            + self.url.len()
+            + headers
+            + text(&self.error)
+            + text(&self.request_body)
+            + text(&self.response_body)
+            + 64
+    }
+
+    /// The record that says more requests were made than recorded.
+    pub fn overflow_marker() -> Self {
+        OutboundRecord {
+            error: Some(OVERFLOW.into()),
+            ..OutboundRecord::default()
+        }
+    }
+
+    /// Whether this is [`OutboundRecord::overflow_marker`].
+    pub fn is_overflow_marker(&self) -> bool {
+        self.method.is_empty() && self.error.as_deref() == Some(OVERFLOW)
+    }
 }
 
 /// The policy decision point's verdict on a call made through a binding.

@@ -1,12 +1,13 @@
 //! The catalog: the loaded connectors, by slug, each an [`IntegrationSpec`] with its
-//! runtime [`Plugin`]. Reads `plugins.toml` (an array of `[[plugin]]` tables: `slug`,
-//! `path` relative to the file, optional `allowed_hosts`, `memory_mb`, `deadline_ms`,
-//! `refresh_lead_secs`, `rate_profile` and `config` defaults)
-//! and swaps plugins in atomically: a call holds an `Arc<Plugin>` and finishes on the
-//! version it started with.
+//! runtime [`Plugin`], swapped in atomically (a call holds an `Arc<Plugin>` and
+//! finishes on the version it started with); what is loaded is decided by
+//! `crate::deploy`. Also reads `plugins.toml` (an array of `[[plugin]]` tables: `slug`,
+//! `path` relative to the file, optional `allowed_hosts` — the operator's egress
+//! grant — `memory_mb`, `deadline_ms`, `refresh_lead_secs`, `rate_profile` and
+//! `config` defaults).
 
-use crate::domain::{Connection, IntegrationSpec, RateProfile};
-use crate::runtime::{self, CallError, Plugin, PluginSettings, Runtime};
+use crate::domain::{Connection, IntegrationSpec};
+use crate::runtime::{CallError, Plugin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,24 +23,6 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         message: String,
-    },
-    /// A plugin's wasm cannot be read.
-    #[error("plugin `{slug}`: cannot read {path}: {source}")]
-    Wasm {
-        /// The plugin.
-        slug: String,
-        /// The wasm file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A plugin failed to load.
-    #[error("plugin `{slug}`: {source}")]
-    Load {
-        /// The plugin.
-        slug: String,
-        /// Why.
-        source: runtime::Error,
     },
 }
 
@@ -65,6 +48,13 @@ pub struct PluginEntry {
     /// Defaults for every connection's config (the lowest layer of a resolved config).
     #[serde(default)]
     pub config: toml::Table,
+}
+
+impl PluginEntry {
+    /// The `[plugin.config]` table as connection config defaults.
+    pub fn config_defaults(&self) -> serde_json::Map<String, serde_json::Value> {
+        toml_to_json(&self.config)
+    }
 }
 
 /// A `rate_profile` table in `plugins.toml`.
@@ -94,6 +84,18 @@ pub fn read_plugins_file(path: &Path) -> Result<Vec<PluginEntry>, Error> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let file: PluginsFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    for entry in &file.plugin {
+        if let Some(key) = entry
+            .config
+            .keys()
+            .find(|k| crate::domain::looks_like_secret_name(k))
+        {
+            return Err(err(format!(
+                "plugin `{}`: config default `{key}` looks like a secret; defaults are shown to every tenant, secrets belong in credentials or the environment",
+                entry.slug
+            )));
+        }
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     Ok(file
         .plugin
@@ -114,65 +116,29 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads every entry; any failure stops startup with a clear error.
-    pub async fn load(runtime: &Runtime, entries: &[PluginEntry]) -> Result<Self, Error> {
-        let catalog = Catalog::default();
-        for entry in entries {
-            if let Some(key) = entry
-                .config
-                .keys()
-                .find(|k| crate::domain::looks_like_secret_name(k))
-            {
-                return Err(Error::Load {
-                    slug: entry.slug.clone(),
-                    source: runtime::Error::Load(format!(
-                        "config default `{key}` looks like a secret; defaults are shown to every tenant, secrets belong in credentials or the environment"
-                    )),
-                });
-            }
-            let wasm = std::fs::read(&entry.path).map_err(|source| Error::Wasm {
-                slug: entry.slug.clone(),
-                path: entry.path.clone(),
-                source,
-            })?;
-            let settings = PluginSettings {
-                allowed_hosts: entry.allowed_hosts.clone(),
-                memory_mb: entry.memory_mb,
-                deadline_ms: entry.deadline_ms,
-                rate_profile: entry.rate_profile.map(|p| RateProfile {
-                    requests: p.requests,
-                    per_seconds: p.per_seconds.max(1),
-                    burst: p.burst,
-                }),
-                config_defaults: toml_to_json(&entry.config),
-            };
-            let plugin = runtime
-                .load(wasm, Some(&entry.slug), &settings)
-                .await
-                .map_err(|source| Error::Load {
-                    slug: entry.slug.clone(),
-                    source,
-                })?;
-            tracing::info!(
-                plugin = %plugin.spec.slug,
-                version = plugin.spec.version,
-                sha256 = %&plugin.wasm_sha256[..12],
-                origin = ?plugin.origin,
-                load_ms = plugin.load_time.as_millis() as u64,
-                "connector loaded"
-            );
-            catalog.insert(plugin);
-        }
-        Ok(catalog)
-    }
-
     /// Adds or replaces a plugin; calls in flight keep the one they hold.
     pub fn insert(&self, plugin: Plugin) {
+        self.insert_arc(Arc::new(plugin));
+    }
+
+    /// [`Catalog::insert`] of a shared plugin: the swap is one map write.
+    pub fn insert_arc(&self, plugin: Arc<Plugin>) {
         let slug = plugin.spec.slug.clone();
         self.plugins
             .write()
             .expect("catalog lock")
-            .insert(slug, Arc::new(plugin));
+            .insert(slug, plugin);
+        self.bump();
+    }
+
+    /// Unloads a plugin; calls in flight finish on it.
+    pub fn remove(&self, slug: &str) -> Option<Arc<Plugin>> {
+        let removed = self.plugins.write().expect("catalog lock").remove(slug);
+        self.bump();
+        removed
+    }
+
+    fn bump(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
     }

@@ -2,7 +2,7 @@
 //! to a guest (zeroized when the call is over), what a guest hands back, and a
 //! connector's `info()` checked into an [`IntegrationSpec`].
 
-use super::{map_guest_error, wit, CallReport, ConnectorError, Error, Result};
+use super::{map_guest_error, wit, CallReport, ConnectorError};
 use crate::audit::Redactor;
 use crate::domain::{
     AuthType, CapabilityRef, IntegrationSpec, OauthClient, OauthConfig, OwnershipMode, RateProfile,
@@ -114,19 +114,6 @@ pub(super) fn placeholder_spec() -> IntegrationSpec {
         },
         oauth: None,
         config_defaults: Default::default(),
-    }
-}
-
-/// Converts and checks a connector's `info()`; any problem refuses it, and the
-/// refusal names them all.
-pub(super) fn spec_from_info(info: wit::ConnectorInfo) -> Result<IntegrationSpec> {
-    let (spec, problems) = describe(info);
-    match problems.first() {
-        None => Ok(spec),
-        Some(_) => Err(Error::Load(format!(
-            "info() is invalid: {}",
-            problems.join("; ")
-        ))),
     }
 }
 

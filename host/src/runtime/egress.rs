@@ -1,12 +1,17 @@
 //! The sandbox's only way out: the policy and transport behind the `http` import.
 //!
 //! A request leaves only if its URL's host and port match one of the connector's
-//! allowed hosts (exact `api.stripe.com`, wildcard `*.googleapis.com`, optional
-//! `:port`; without a port only the scheme's default port). Private, loopback and
-//! link-local addresses are refused unless an allowed host names the address itself
-//! (an IP literal, or `localhost`): hostnames are resolved through [`GuardedResolver`],
-//! which drops such addresses, so DNS cannot redirect a connector inward. Redirects are
-//! not followed, a guest `Host` header is dropped, and responses are capped.
+//! granted hosts (exact `api.stripe.com`, wildcard `*.googleapis.com`, optional
+//! `:port`; without a port only the scheme's default port).
+//!
+//! Egress is granted, not self-declared. The hosts a component names in its `info()`
+//! are a request ([`AllowedHosts::requested`]): public host names and wildcards are
+//! granted, but IP literals and `localhost` only when the operator grants them
+//! ([`AllowedHosts::parse`]: `plugins.toml` or the admin API), and plain `http://` only
+//! through an operator's pattern that names its port. Hostnames are resolved through
+//! [`GuardedResolver`], which drops private, loopback and link-local addresses, so DNS
+//! cannot redirect a connector inward. Redirects are not followed, a guest `Host`
+//! header is dropped, and responses are capped.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +24,8 @@ pub struct HostPattern {
     host: String,
     wildcard: bool,
     port: Option<u16>,
+    /// Plain `http://` may use it: an operator's grant naming its port.
+    plain_http: bool,
 }
 
 /// Why a pattern string is not acceptable.
@@ -27,7 +34,7 @@ pub struct HostPattern {
 pub struct InvalidPattern(pub String);
 
 impl HostPattern {
-    /// Parses `host`, `*.suffix`, either with `:port`.
+    /// Parses `host`, `*.suffix`, either with `:port`, as an operator grants it.
     pub fn parse(text: &str) -> Result<Self, InvalidPattern> {
         let invalid = || InvalidPattern(text.to_owned());
         let lowered = text.trim().to_ascii_lowercase();
@@ -56,11 +63,22 @@ impl HostPattern {
         Ok(HostPattern {
             host,
             wildcard,
+            plain_http: port.is_some(),
             port,
         })
     }
 
-    fn matches(&self, host: &str, port: u16, default_port: u16) -> bool {
+    /// Whether a component may have this pattern by asking: a public host name or a
+    /// wildcard, not an address or `localhost`, which only the operator can grant.
+    pub fn self_grantable(&self) -> bool {
+        let local = self.host == "localhost" || self.host.ends_with(".localhost");
+        self.wildcard || !(local || self.host.parse::<IpAddr>().is_ok())
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16, default_port: u16) -> bool {
+        if scheme == "http" && !self.plain_http {
+            return false;
+        }
         let port_ok = self.port.map_or(port == default_port, |p| p == port);
         if !port_ok {
             return false;
@@ -77,12 +95,29 @@ impl HostPattern {
     }
 }
 
-/// A connector's allowed hosts.
+/// A connector's granted hosts.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedHosts(Vec<HostPattern>);
 
 impl AllowedHosts {
-    /// Parses every pattern.
+    /// What a component gets for the hosts it asks for in `info()`: the patterns it
+    /// may have by asking ([`HostPattern::self_grantable`]), HTTPS only, and their text.
+    pub fn requested<S: AsRef<str>>(patterns: &[S]) -> (Self, Vec<String>) {
+        let mut granted = (Vec::new(), Vec::new());
+        for text in patterns {
+            let Ok(mut pattern) = HostPattern::parse(text.as_ref()) else {
+                continue;
+            };
+            if pattern.self_grantable() {
+                pattern.plain_http = false;
+                granted.0.push(pattern);
+                granted.1.push(text.as_ref().to_owned());
+            }
+        }
+        (AllowedHosts(granted.0), granted.1)
+    }
+
+    /// Parses every pattern of an operator's grant.
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, InvalidPattern> {
         patterns
             .iter()
@@ -106,9 +141,13 @@ impl AllowedHosts {
         };
         let port = url.port_or_known_default().unwrap_or(0);
         let default_port = if scheme == "https" { 443 } else { 80 };
-        if !self.0.iter().any(|p| p.matches(&host, port, default_port)) {
+        if !self
+            .0
+            .iter()
+            .any(|p| p.matches(scheme, &host, port, default_port))
+        {
             return Err(format!(
-                "host `{host}:{port}` is not in the connector's allowed hosts"
+                "{scheme}://{host}:{port} is not granted to the connector (plain http needs an operator's grant naming the port)"
             ));
         }
         // An IP literal only matches an exact pattern naming it, which is the explicit
@@ -263,6 +302,38 @@ mod tests {
             HostPattern::parse("[::1]:80").is_err(),
             "ipv6 literals are not accepted as patterns"
         );
+    }
+
+    #[test]
+    fn a_component_asking_for_addresses_or_localhost_gets_only_public_names() {
+        let asked = [
+            "api.example.com",
+            "*.example.org",
+            "127.0.0.1:47831",
+            "169.254.169.254",
+            "localhost:8080",
+            "db.localhost",
+            "not a host",
+        ];
+        let (granted, text) = AllowedHosts::requested(&asked);
+        assert_eq!(text, ["api.example.com", "*.example.org"]);
+        let check = |url: &str| granted.check(&url.parse().unwrap());
+        assert!(check("https://api.example.com/").is_ok());
+        assert!(check("https://x.example.org/").is_ok());
+        assert!(check("http://127.0.0.1:47831/").is_err());
+        assert!(check("http://169.254.169.254/latest/meta-data").is_err());
+        assert!(check("http://localhost:8080/").is_err());
+        // Asked-for names are HTTPS only, even with a port named.
+        let (granted, _) = AllowedHosts::requested(&["api.example.com:8080"]);
+        assert!(granted.check(&"http://api.example.com:8080/".parse().unwrap()).is_err());
+        assert!(granted.check(&"https://api.example.com:8080/".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn plain_http_only_where_the_grant_names_the_port() {
+        assert!(allowed(&["api.example.com"], "http://api.example.com/").is_err());
+        assert!(allowed(&["api.example.com:80"], "http://api.example.com/").is_ok());
+        assert!(allowed(&["localhost:9000"], "http://localhost:9000/").is_ok());
     }
 
     #[test]

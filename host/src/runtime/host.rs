@@ -25,6 +25,27 @@ const MAX_OUTPUT_PER_CALL: usize = 64 * 1024;
 /// Timeout of an outbound request that names none (still capped by the deadline).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What one guest call may cause the host to hold: each bound refuses the request (or
+/// stops recording) instead of growing host memory with what a guest sends.
+pub mod bounds {
+    /// Longest request URL.
+    pub const MAX_URL_BYTES: usize = 8 * 1024;
+    /// Most request headers.
+    pub const MAX_HEADERS: usize = 64;
+    /// Request header names and values together.
+    pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+    /// Largest request body.
+    pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+    /// Outbound requests one call may make.
+    pub const MAX_REQUESTS_PER_CALL: usize = 64;
+    /// Outbound records kept for the audit per call, and their bytes together.
+    pub const MAX_RECORDS: usize = 32;
+    /// See [`MAX_RECORDS`].
+    pub const MAX_RECORD_BYTES: usize = 128 * 1024;
+    /// Largest output (JSON) a guest may answer.
+    pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+}
+
 /// A plugin's way out: its allowed hosts and the shared client.
 pub struct Egress {
     slug: Arc<str>,
@@ -89,6 +110,10 @@ pub struct CallState {
     redactor: Redactor,
     deadline: Instant,
     pub outbound: Vec<OutboundRecord>,
+    /// Requests the guest has made, refused ones included.
+    requests: usize,
+    /// Bytes of the outbound records kept.
+    record_bytes: usize,
 }
 
 impl CallState {
@@ -125,6 +150,8 @@ impl CallState {
             redactor,
             deadline,
             outbound: Vec::new(),
+            requests: 0,
+            record_bytes: 0,
         }
     }
 }
@@ -159,6 +186,18 @@ impl log::Host for CallState {
 impl http::Host for CallState {
     async fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
         let started = Instant::now();
+        self.requests += 1;
+        if let Some(refusal) = over_bounds(&request, self.requests) {
+            // Refused before anything of it is copied or recorded at length.
+            self.record(OutboundRecord {
+                method: truncate(&request.method, 16).to_owned(),
+                url: self.redactor.redact(&redact_query(truncate(&request.url, 256))),
+                error: Some(describe(&refusal)),
+                duration_ms: 0,
+                ..OutboundRecord::default()
+            });
+            return Err(refusal);
+        }
         let method = request.method.clone();
         let url = redact_query(&request.url);
         let request_headers = request
@@ -168,7 +207,7 @@ impl http::Host for CallState {
             .collect();
         let request_body = body_excerpt(&request.body, &self.redactor);
         let result = send(&self.egress, request, self.deadline).await;
-        self.outbound.push(OutboundRecord {
+        self.record(OutboundRecord {
             method,
             url: self.redactor.redact(&url),
             status: result.as_ref().ok().map(|r| r.status),
@@ -191,6 +230,44 @@ impl http::Host for CallState {
         });
         result
     }
+}
+
+impl CallState {
+    /// Keeps an outbound record for the audit within the call's bounds; past them one
+    /// marker says that more requests were made than recorded.
+    fn record(&mut self, record: OutboundRecord) {
+        let size = record.approximate_size();
+        let full = self.outbound.len() >= bounds::MAX_RECORDS
+            || self.record_bytes + size > bounds::MAX_RECORD_BYTES;
+        if !full {
+            self.record_bytes += size;
+            self.outbound.push(record);
+        } else if !self.outbound.last().is_some_and(OutboundRecord::is_overflow_marker) {
+            self.outbound.push(OutboundRecord::overflow_marker());
+        }
+    }
+}
+
+/// Why a guest's request is refused before it is looked at further, if it is.
+fn over_bounds(request: &http::Request, made: usize) -> Option<http::HttpError> {
+    use bounds::*;
+    let invalid = |what: String| Some(http::HttpError::Invalid(what));
+    if made > MAX_REQUESTS_PER_CALL {
+        return invalid(format!("more than {MAX_REQUESTS_PER_CALL} requests in one call"));
+    }
+    if request.url.len() > MAX_URL_BYTES {
+        return invalid(format!("URL longer than {MAX_URL_BYTES} bytes"));
+    }
+    let header_bytes: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if request.headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return invalid(format!(
+            "more than {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes of headers"
+        ));
+    }
+    if request.body.len() > MAX_REQUEST_BODY_BYTES {
+        return Some(http::HttpError::TooLarge(MAX_REQUEST_BODY_BYTES as u64));
+    }
+    None
 }
 
 /// The longest wait a provider's answer may ask for; a larger one is taken as this.
@@ -626,6 +703,27 @@ mod tests {
     }
 
     use super::*;
+
+    fn request(url_bytes: usize, headers: usize, body_bytes: usize) -> http::Request {
+        http::Request {
+            method: "POST".into(),
+            url: format!("https://api.example.com/{}", "a".repeat(url_bytes)),
+            headers: (0..headers).map(|i| (format!("x-{i}"), "v".into())).collect(),
+            body: vec![0; body_bytes],
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_before_they_are_looked_at() {
+        use bounds::*;
+        assert!(over_bounds(&request(10, 2, 10), 1).is_none());
+        let refused = |r: &http::Request, made| over_bounds(r, made).map(|e| describe(&e));
+        assert!(refused(&request(MAX_URL_BYTES, 0, 0), 1).unwrap().contains("URL longer"));
+        assert!(refused(&request(10, MAX_HEADERS + 1, 0), 1).unwrap().contains("headers"));
+        assert!(refused(&request(10, 0, MAX_REQUEST_BODY_BYTES + 1), 1).unwrap().contains("too large"));
+        assert!(refused(&request(10, 0, 0), MAX_REQUESTS_PER_CALL + 1).unwrap().contains("requests in one call"));
+    }
 
     #[test]
     fn query_values_are_redacted() {

@@ -3,7 +3,7 @@
 //! first.
 
 use super::convert::{describe, placeholder_spec};
-use super::{bindings, Error, Footprint, Plugin, Redactor, Runtime, SUPPORTED_CONTRACTS};
+use super::{bindings, Error, Footprint, Prepared, Runtime, SUPPORTED_CONTRACTS};
 use crate::domain::IntegrationSpec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,18 +44,15 @@ impl Runtime {
         let Some(pre) = self.compile_and_link(wasm, &mut report).await else {
             return report;
         };
-        let plugin = Plugin {
-            spec: Arc::new(placeholder_spec()),
+        let prepared = Prepared {
+            info: Arc::new(placeholder_spec()),
             wasm_sha256: report.sha256.clone(),
             origin: super::cache::Origin::Compiled,
-            load_time: Duration::ZERO,
             footprint,
+            load_time: Duration::ZERO,
             pre,
-            egress: self.loading_egress(),
-            memory_bytes: self.default_memory_bytes(),
-            deadline: super::INFO_DEADLINE,
         };
-        self.ask_info(&plugin, &mut report).await;
+        self.report_info(&prepared, &mut report).await;
         report
     }
 
@@ -127,14 +124,9 @@ impl Runtime {
     }
 
     /// Calls `info()` under its deadline and checks what it answers.
-    async fn ask_info(&self, plugin: &Plugin, report: &mut Inspection) {
+    async fn report_info(&self, prepared: &Prepared, report: &mut Inspection) {
         let started = Instant::now();
-        let info = self
-            .call(plugin, &Redactor::default(), |guest, store| {
-                Box::pin(guest.call_info(store))
-            })
-            .await
-            .result;
+        let info = self.ask_info(prepared).await;
         report.info_time = Some(started.elapsed());
         match info {
             Ok(info) => {

@@ -27,7 +27,7 @@ mod outcome;
 pub mod ratelimit;
 
 pub use convert::CodeExchange;
-use convert::{map_guest_secret, placeholder_spec, spec_from_info, wit_client, WitSecret};
+use convert::{map_guest_secret, placeholder_spec, wit_client, WitSecret};
 pub use outcome::{settle, CallContext, CallError, CallReport, ConnectorError, Health};
 
 use crate::audit::Redactor;
@@ -93,9 +93,76 @@ pub enum Error {
     /// The guest trapped (panic, unreachable, bad memory access…).
     #[error("plugin trapped: {0}")]
     Trap(String),
-    /// The component could not be compiled, linked or described.
+    /// The engine, linker or a runtime thread could not be set up.
     #[error("plugin could not be loaded: {0}")]
     Load(String),
+    /// A component was refused at one step of the load path.
+    #[error("{step}: {detail}")]
+    Refused {
+        /// The step that refused it.
+        step: LoadStep,
+        /// Why, for the operator.
+        detail: String,
+    },
+}
+
+/// The steps of the load path, in order; each refusal names its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStep {
+    /// Parsing the binary: not a (whole) WebAssembly component.
+    Parse,
+    /// The `conduit:connector` contract it exports is not one this host supports.
+    Contract,
+    /// It needs more of the instance pool (or memory) than one instance may take.
+    Pool,
+    /// Cranelift refused it.
+    Compile,
+    /// It imports something the host does not provide.
+    Link,
+    /// `info()` trapped, ran out of time or memory.
+    Info,
+    /// `info()` answered something invalid (slug, keys, capabilities, hosts).
+    Describe,
+    /// It does not fit its deployment settings (slug, grant, memory limit).
+    Settings,
+}
+
+impl LoadStep {
+    /// The stable error code of a refusal at this step.
+    pub fn code(self) -> &'static str {
+        match self {
+            LoadStep::Parse => "invalid_component",
+            LoadStep::Contract => "unsupported_contract",
+            LoadStep::Pool => "exceeds_pool",
+            LoadStep::Compile => "compile_failed",
+            LoadStep::Link => "link_failed",
+            LoadStep::Info => "info_failed",
+            LoadStep::Describe => "invalid_info",
+            LoadStep::Settings => "invalid_settings",
+        }
+    }
+}
+
+impl std::fmt::Display for LoadStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoadStep::Parse => "parse",
+            LoadStep::Contract => "contract",
+            LoadStep::Pool => "pool",
+            LoadStep::Compile => "compile",
+            LoadStep::Link => "link",
+            LoadStep::Info => "info",
+            LoadStep::Describe => "describe",
+            LoadStep::Settings => "settings",
+        })
+    }
+}
+
+fn refused(step: LoadStep, detail: impl Into<String>) -> Error {
+    Error::Refused {
+        step,
+        detail: detail.into(),
+    }
 }
 
 /// Result with the runtime's error.
@@ -179,19 +246,31 @@ impl RuntimeConfig {
     }
 }
 
-/// A loaded connector: its spec and a pre-instantiated component.
-pub struct Plugin {
-    /// The IntegrationSpec (info() with overrides).
-    pub spec: Arc<IntegrationSpec>,
+/// A compiled, linked component that answered `info()`, before its deployment
+/// settings apply: what [`Runtime::configure`] makes plugins of (again, when a grant
+/// changes).
+pub struct Prepared {
+    /// The spec as the component describes itself.
+    pub info: Arc<IntegrationSpec>,
     /// SHA-256 of the wasm.
     pub wasm_sha256: String,
     /// Whether it was compiled or loaded from the cache.
     pub origin: Origin,
-    /// How long loading took.
-    pub load_time: Duration,
     /// What one instance takes from the pool.
     pub footprint: Footprint,
+    /// How long compiling (or reading the cache) and `info()` took.
+    pub load_time: Duration,
     pre: bindings::PluginPre<CallState>,
+}
+
+/// A loaded connector: its spec and a pre-instantiated component.
+pub struct Plugin {
+    /// The IntegrationSpec (info() with overrides; `allowed_hosts` is the grant).
+    pub spec: Arc<IntegrationSpec>,
+    /// The hosts the component asked for in `info()`.
+    pub requested_hosts: Vec<String>,
+    /// What it was configured from.
+    pub prepared: Arc<Prepared>,
     egress: Arc<Egress>,
     memory_bytes: usize,
     deadline: Duration,
@@ -201,7 +280,7 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("slug", &self.spec.slug)
-            .field("sha256", &self.wasm_sha256)
+            .field("sha256", &self.prepared.wasm_sha256)
             .finish()
     }
 }
@@ -286,34 +365,47 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from the cache) a component, links it, and asks it for its
-    /// `info()`. `expected_slug`, when given, must be what the component calls itself.
+    /// The whole load path: [`Runtime::prepare`], then [`Runtime::configure`] with
+    /// `settings`. `expected_slug`, when given, must be what the component calls itself.
     pub async fn load(
         &self,
         wasm: Vec<u8>,
         expected_slug: Option<&str>,
         settings: &PluginSettings,
     ) -> Result<Plugin> {
+        let prepared = self.prepare(wasm).await?;
+        if let Some(slug) = expected_slug {
+            if slug != prepared.info.slug {
+                return Err(refused(
+                    LoadStep::Settings,
+                    format!(
+                        "plugins.toml names `{slug}` but the component is `{}`",
+                        prepared.info.slug
+                    ),
+                ));
+            }
+        }
+        self.configure(Arc::new(prepared), settings)
+    }
+
+    /// The load path up to `info()`: parse and count what it needs, check its contract
+    /// and that it fits the pool (before any compile), compile it off the executor's
+    /// threads (or read the authenticated cache), link it, and ask its `info()` within
+    /// [`INFO_DEADLINE`]. Each refusal names its [`LoadStep`].
+    pub async fn prepare(&self, wasm: Vec<u8>) -> Result<Prepared> {
         let started = Instant::now();
-        let footprint = Footprint::of(&wasm).map_err(|e| Error::Load(e.to_string()))?;
-        let memory_bytes =
-            settings.memory_mb.unwrap_or(self.config.default_memory_mb) as usize * 1024 * 1024;
-        let refusals: Vec<String> = inspect::contract_problems(&footprint)
-            .into_iter()
-            .chain(
-                footprint
-                    .exceeds(&self.config.pool)
-                    .iter()
-                    .map(ToString::to_string),
-            )
-            .chain(
-                footprint
-                    .exceeds_memory(memory_bytes)
-                    .map(|e| e.to_string()),
-            )
+        let footprint = Footprint::of(&wasm).map_err(|e| refused(LoadStep::Parse, e.to_string()))?;
+        let contract = inspect::contract_problems(&footprint);
+        if !contract.is_empty() {
+            return Err(refused(LoadStep::Contract, contract.join("; ")));
+        }
+        let over: Vec<String> = footprint
+            .exceeds(&self.config.pool)
+            .iter()
+            .map(ToString::to_string)
             .collect();
-        if !refusals.is_empty() {
-            return Err(Error::Load(refusals.join("; ")));
+        if !over.is_empty() {
+            return Err(refused(LoadStep::Pool, over.join("; ")));
         }
         let wasm_sha256 = cache::wasm_sha256(&wasm);
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
@@ -321,65 +413,101 @@ impl Runtime {
             tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm))
                 .await
                 .map_err(|e| Error::Load(format!("compile task: {e}")))?
-                .map_err(|e| Error::Load(format!("not a valid connector component: {e:#}")))?;
+                .map_err(|e| refused(LoadStep::Compile, format!("{e:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::PluginPre::new)
             .map_err(|e| {
-                Error::Load(format!(
-                    "component does not fit the conduit:connector@0.1.0 plugin world: {e:#}"
-                ))
+                refused(
+                    LoadStep::Link,
+                    format!("the component does not fit the conduit:connector@0.1.0 plugin world: {e:#}"),
+                )
             })?;
-
-        let mut plugin = Plugin {
-            spec: Arc::new(placeholder_spec()),
+        let mut prepared = Prepared {
+            info: Arc::new(placeholder_spec()),
             wasm_sha256,
             origin,
-            load_time: Duration::ZERO,
             footprint,
+            load_time: Duration::ZERO,
             pre,
-            egress: self.loading_egress(),
-            memory_bytes,
-            deadline: INFO_DEADLINE,
         };
         let info = self
-            .call(&plugin, &Redactor::default(), |guest, store| {
-                Box::pin(guest.call_info(store))
-            })
+            .ask_info(&prepared)
             .await
-            .result?;
-        plugin.deadline = settings
-            .deadline_ms
-            .map(Duration::from_millis)
-            .unwrap_or(self.config.default_deadline);
-        let mut spec = spec_from_info(info)?;
-        if let Some(slug) = expected_slug {
-            if slug != spec.slug {
-                return Err(Error::Load(format!(
-                    "plugins.toml names `{slug}` but the component is `{}`",
-                    spec.slug
-                )));
-            }
+            .map_err(|e| refused(LoadStep::Info, format!("info() failed: {e}")))?;
+        let (spec, problems) = convert::describe(info);
+        if !problems.is_empty() {
+            return Err(refused(LoadStep::Describe, problems.join("; ")));
         }
-        if let Some(hosts) = &settings.allowed_hosts {
-            spec.allowed_hosts = hosts.clone();
+        prepared.info = Arc::new(spec);
+        prepared.load_time = started.elapsed();
+        Ok(prepared)
+    }
+
+    /// Runs `info()` in a throwaway instance that reaches nothing.
+    async fn ask_info(&self, prepared: &Prepared) -> Result<wit::ConnectorInfo> {
+        let probe = Plugin {
+            spec: prepared.info.clone(),
+            requested_hosts: Vec::new(),
+            prepared: Arc::new(Prepared {
+                info: prepared.info.clone(),
+                wasm_sha256: prepared.wasm_sha256.clone(),
+                origin: prepared.origin,
+                footprint: prepared.footprint.clone(),
+                load_time: Duration::ZERO,
+                pre: prepared.pre.clone(),
+            }),
+            egress: self.loading_egress(),
+            memory_bytes: self.config.default_memory_mb as usize * 1024 * 1024,
+            deadline: INFO_DEADLINE,
+        };
+        self.call(&probe, &Redactor::default(), |guest, store| {
+            Box::pin(guest.call_info(store))
+        })
+        .await
+        .result
+    }
+
+    /// Applies a deployment's settings to a prepared component: its egress grant (the
+    /// operator's, else what it may have by asking), memory limit, deadline, rate
+    /// profile and config defaults. Cheap: a new grant re-configures without a compile.
+    pub fn configure(&self, prepared: Arc<Prepared>, settings: &PluginSettings) -> Result<Plugin> {
+        let memory_bytes =
+            settings.memory_mb.unwrap_or(self.config.default_memory_mb) as usize * 1024 * 1024;
+        if let Some(e) = prepared.footprint.exceeds_memory(memory_bytes) {
+            return Err(refused(LoadStep::Pool, e.to_string()));
         }
+        let mut spec = (*prepared.info).clone();
+        let (allowed, granted) = match &settings.allowed_hosts {
+            Some(grant) => (
+                AllowedHosts::parse(grant).map_err(|e| refused(LoadStep::Settings, e.to_string()))?,
+                grant.clone(),
+            ),
+            None => AllowedHosts::requested(&spec.allowed_hosts),
+        };
+        let requested_hosts = std::mem::replace(&mut spec.allowed_hosts, granted);
         if let Some(profile) = settings.rate_profile {
             spec.rate_profile = profile;
         }
         spec.config_defaults = settings.config_defaults.clone();
-        let allowed =
-            AllowedHosts::parse(&spec.allowed_hosts).map_err(|e| Error::Load(e.to_string()))?;
-        plugin.egress = Arc::new(Egress::new(
+        let egress = Arc::new(Egress::new(
             &spec.slug,
             allowed,
             self.client.clone(),
             self.config.max_response_bytes,
         ));
-        plugin.spec = Arc::new(spec);
-        plugin.load_time = started.elapsed();
-        Ok(plugin)
+        Ok(Plugin {
+            spec: Arc::new(spec),
+            requested_hosts,
+            prepared,
+            egress,
+            memory_bytes,
+            deadline: settings
+                .deadline_ms
+                .map(Duration::from_millis)
+                .unwrap_or(self.config.default_deadline),
+        })
     }
 
     /// The egress of a component being loaded: `info()` must not call the host, so it
@@ -418,7 +546,9 @@ impl Runtime {
                 })
             })
             .await;
-        map_guest_error(report)
+        let CallReport { result, outbound } = map_guest_error(report);
+        let result = result.map(|answer| answer.and_then(within_output_bound));
+        CallReport { result, outbound }
     }
 
     /// Trades a refresh token for new tokens through the connector's `refresh`.
@@ -538,7 +668,7 @@ impl Runtime {
         });
 
         let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = plugin.prepared.pre.instantiate_async(&mut store).await?;
             body(instance.conduit_connector_connector(), &mut store).await
         };
         let outcome = tokio::time::timeout(plugin.deadline, run).await;
@@ -556,6 +686,18 @@ impl Runtime {
             outbound: state.outbound,
         }
     }
+}
+
+/// A guest's output, unless it is larger than any caller should be handed.
+fn within_output_bound(output: String) -> std::result::Result<String, ConnectorError> {
+    let cap = host::bounds::MAX_OUTPUT_BYTES;
+    if output.len() > cap {
+        return Err(ConnectorError::Internal(format!(
+            "the connector answered {} bytes, over the {cap}-byte cap",
+            output.len()
+        )));
+    }
+    Ok(output)
 }
 
 /// Turns a wasmtime failure into the runtime error it stands for.

@@ -170,6 +170,7 @@ pub fn settle<T>(
         Err(Error::Memory(_)) => Err(CallError::Memory),
         Err(Error::Trap(_)) => Err(CallError::Plugin("the connector trapped".into())),
         Err(Error::Load(message)) => Err(CallError::Plugin(redactor.redact(&message))),
+        Err(e @ Error::Refused { .. }) => Err(CallError::Plugin(redactor.redact(&e.to_string()))),
     }
 }
 

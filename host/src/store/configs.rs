@@ -41,6 +41,10 @@ pub trait ConfigStore: Send + Sync {
         environment: Environment,
     ) -> Result<Option<TenantConfig>>;
 
+    /// Every tenant's published configs (an operator's question: which configs rely
+    /// on a connector).
+    fn published_configs(&self) -> Result<Vec<TenantConfig>>;
+
     /// Moves a draft to `preview`; `Ok(None)` when no such version exists, `Err`
     /// (conflict) when it is not a draft.
     fn preview_config(
@@ -127,6 +131,18 @@ impl ConfigStore for SledStore {
             .get(config_key(&prefix, version_of_value(&version)))?
             .map(|v| decode("tenant_configs", &v))
             .transpose()
+    }
+
+    fn published_configs(&self) -> Result<Vec<TenantConfig>> {
+        let mut configs = Vec::new();
+        for entry in self.published.iter() {
+            let (prefix, version) = entry?;
+            let key = config_key(&prefix, version_of_value(&version));
+            if let Some(bytes) = self.configs.get(key)? {
+                configs.push(decode("tenant_configs", &bytes)?);
+            }
+        }
+        Ok(configs)
     }
 
     fn preview_config(

@@ -1,7 +1,8 @@
 //! Persistence on sled, one file per aggregate: tenants and their token hashes,
 //! connections, sealed credentials with their expiry index, sealed OAuth clients and
 //! pending states, audit records with their time index, blueprints, tenant config
-//! versions, idempotent results and quota counters, each in its own tree. Methods are
+//! versions, idempotent results, quota counters, connector deployments and kept
+//! components, each in its own tree. Methods are
 //! shaped by the use cases that call them (find a tenant by token hash, list the
 //! credentials due, publish a version) and declared as one trait per aggregate
 //! ([`CredentialStore`], [`ConfigStore`], [`AuditStore`] …): use cases hold the traits,
@@ -20,6 +21,7 @@ mod blueprints;
 mod configs;
 mod connections;
 mod credentials;
+mod deployments;
 mod idempotency;
 mod keyring;
 mod oauth;
@@ -34,6 +36,7 @@ pub use blueprints::BlueprintStore;
 pub use configs::{ConfigStore, PublishRefusal};
 pub use connections::ConnectionStore;
 pub use credentials::{CredentialStore, StoredCredential};
+pub use deployments::DeploymentStore;
 pub use idempotency::{IdempotencyStore, IdempotentResult};
 pub use keyring::KeyringStore;
 pub use oauth::{OauthState, OauthStore, StoredClient};
@@ -95,6 +98,8 @@ pub struct Stores {
     pub quotas: Arc<dyn QuotaStore>,
     /// The vault's keyring.
     pub keyring: Arc<dyn KeyringStore>,
+    /// Connector deployments and kept components.
+    pub deployments: Arc<dyn DeploymentStore>,
     /// Flushing at shutdown.
     pub durable: Arc<dyn Durable>,
     /// The per-tenant change counters.
@@ -118,6 +123,7 @@ impl Stores {
             idempotency: store.clone(),
             quotas: store.clone(),
             keyring: store.keyring()?,
+            deployments: store.clone(),
             durable: store,
             revisions,
         })
@@ -170,6 +176,10 @@ pub struct SledStore {
     published: sled::Tree,
     idempotency: sled::Tree,
     quotas: sled::Tree,
+    /// Connector slug → its deployment.
+    deployments: sled::Tree,
+    /// SHA-256 → the bytes of an uploaded or dropped-in component.
+    components: sled::Tree,
 }
 
 impl SledStore {
@@ -201,6 +211,8 @@ impl SledStore {
             published: db.open_tree("published_configs")?,
             idempotency: db.open_tree("idempotency")?,
             quotas: db.open_tree("quotas")?,
+            deployments: db.open_tree("plugin_deployments")?,
+            components: db.open_tree("plugin_components")?,
             db,
         })
     }

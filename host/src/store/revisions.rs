@@ -84,6 +84,10 @@ impl<S: ConfigStore> ConfigStore for Revisioned<S> {
         self.inner.insert_config_version(config)
     }
 
+    fn published_configs(&self) -> Result<Vec<TenantConfig>> {
+        self.inner.published_configs()
+    }
+
     fn config(
         &self,
         tenant_id: &str,
