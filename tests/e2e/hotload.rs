@@ -178,6 +178,35 @@ async fn ten_replacements_under_load_fail_no_call() {
 }
 
 #[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
+    let router = axum::Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "late"
+        }),
+    );
+    let fake = serve_on_loopback(router).await;
+    let p = Probed::start(vec![probe_decl(PROBE).allow(&[&fake.to_string()])], &[]).await;
+    let slow = p.run("probe.fetch", json!({"url": format!("http://{fake}/slow")}));
+    let swap = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = p.conduit.upload(&bytes(PROBE_V2), false).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        p.version().await
+    };
+    let (slow, after_swap) = tokio::join!(slow, swap);
+    assert_eq!(slow.status, 200, "{}", slow.text);
+    assert_eq!(slow.output()["status"], 200, "{}", slow.text);
+    assert_eq!(after_swap, 2);
+    // The slow call ran on version 1 to its end; the call after the swap on version 2.
+    let r = p.conduit.get("/api/audit?capability=probe.fetch", &p.token).await;
+    assert_eq!(r.body["data"][0]["attributes"]["connectorVersion"], 1, "{}", r.text);
+    let r = p.conduit.get("/api/audit?capability=probe.version", &p.token).await;
+    assert_eq!(r.body["data"][0]["attributes"]["connectorVersion"], 2, "{}", r.text);
+}
+
+#[tokio::test]
 async fn uploads_are_checked_for_type_and_size() {
     let conduit = Conduit::start_env(vec![], &[("CONDUIT_MAX_COMPONENT_MB", "1".into())]).await;
     let admin = conduit.admin_token.clone();
@@ -192,21 +221,23 @@ async fn uploads_are_checked_for_type_and_size() {
 }
 
 #[tokio::test]
-async fn a_new_python_connector_is_uploaded_and_executed_in_the_same_process() {
+async fn new_python_and_javascript_connectors_are_uploaded_and_executed_in_the_same_process() {
     let conduit = Conduit::start(vec![]).await;
     let token = conduit.tenant("acme-corp").await;
-    let r = conduit.upload(&bytes("conduit_python_probe"), false).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.body["data"]["id"], "python-probe");
-    let connection = conduit
-        .connection(&token, json!({"connector": "python-probe", "environment": "sandbox"}))
-        .await;
-    conduit.api_key(&token, &connection, "probe-key-0123456789").await;
-    let r = conduit
-        .execute(&token, &connection, "probe.echo", json!({"from": "python"}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.output(), &json!({"from": "python"}));
+    for (wasm, slug) in [("conduit_python_probe", "python-probe"), ("conduit_js_probe", "js-probe")] {
+        let r = conduit.upload(&bytes(wasm), false).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["data"]["id"], slug);
+        let connection = conduit
+            .connection(&token, json!({"connector": slug, "environment": "sandbox"}))
+            .await;
+        conduit.api_key(&token, &connection, "probe-key-0123456789").await;
+        let r = conduit
+            .execute(&token, &connection, "probe.echo", json!({"from": slug}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.output(), &json!({"from": slug}));
+    }
 }
 
 #[tokio::test]

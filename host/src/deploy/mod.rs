@@ -216,6 +216,7 @@ impl Deployer {
         match loaded {
             Ok(plugin) => {
                 log_loaded("plugin.restore", &plugin);
+                self.audit_change("plugin.restore", &plugin, &active.source.label(), Instant::now());
                 self.catalog.insert(plugin);
             }
             Err(e) => tracing::error!(plugin = %deployment.slug, version = active.version, error = %e, "could not restore the active connector version; it stays unloaded"),
@@ -316,11 +317,16 @@ impl Deployer {
         let Some(previous) = deployment.previous.first().cloned() else {
             return Err(Error::NoPrevious(slug.to_owned()));
         };
-        let wasm = self.bytes_of(&previous)?;
-        let plugin = self.load(wasm, &deployment).await?;
-        if !force {
-            self.capabilities_kept(&plugin.spec)?;
-        }
+        let source = previous.source.clone();
+        let plugin = match self.bytes_of(&previous) {
+            Ok(wasm) => self.load(wasm, &deployment).await,
+            Err(e) => Err(e),
+        };
+        let plugin = plugin.and_then(|plugin| match force {
+            false => self.capabilities_kept(&plugin.spec).map(|()| plugin),
+            true => Ok(plugin),
+        });
+        let plugin = plugin.map_err(|e| self.refuse(Some(slug), &source, e))?;
         deployment.activate(PluginVersion {
             loaded_at: now_ms(),
             ..previous
@@ -358,26 +364,31 @@ impl Deployer {
 
     /// Replaces the operator's egress grant of a connector; the active version takes it
     /// at once (no compile), and every later version keeps it.
-    pub async fn grant(&self, slug: &str, hosts: Vec<String>) -> Result<Arc<Plugin>, Error> {
+    pub async fn grant(&self, slug: &str, hosts: Vec<String>) -> Result<(), Error> {
         runtime::egress::AllowedHosts::parse(&hosts).map_err(|e| Error::InvalidGrant(e.to_string()))?;
         let _one = self.changing.lock().await;
         let mut deployment = self.existing(slug)?;
-        let active = self.catalog.get(slug).ok_or_else(|| Error::NotFound(slug.to_owned()))?;
         deployment.grant = Some(hosts.clone());
-        let plugin = self
-            .runtime
-            .configure(active.prepared.clone(), &self.settings(&deployment))
-            .map_err(Error::Refused)?;
+        // An unloaded connector keeps the grant for when it returns.
+        let reconfigured = match self.catalog.get(slug) {
+            Some(active) => Some(Arc::new(
+                self.runtime
+                    .configure(active.prepared.clone(), &self.settings(&deployment))
+                    .map_err(Error::Refused)?,
+            )),
+            None => None,
+        };
         self.deployments.put_deployment(&deployment)?;
-        let plugin = Arc::new(plugin);
-        self.catalog.insert_arc(plugin.clone());
+        if let Some(plugin) = &reconfigured {
+            self.catalog.insert_arc(plugin.clone());
+        }
         tracing::info!(plugin = slug, granted = ?hosts, "plugin.egress");
         self.audit.record(AuditRecord {
-            connector_version: Some(plugin.spec.version),
+            connector_version: reconfigured.as_ref().map(|p| p.spec.version),
             detail: Some(format!("granted {}", hosts.join(", "))),
             ..admin_record("plugin.egress", slug, "ok")
         });
-        Ok(plugin)
+        Ok(())
     }
 
     /// Every deployed slug, loaded or not.

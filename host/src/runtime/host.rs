@@ -34,8 +34,8 @@ pub mod bounds {
     pub const MAX_HEADERS: usize = 64;
     /// Request header names and values together.
     pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-    /// Largest request body.
-    pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+    /// Largest request body (a 25 MB e-mail with attachments fits).
+    pub const MAX_REQUEST_BODY_BYTES: usize = 32 * 1024 * 1024;
     /// Outbound requests one call may make.
     pub const MAX_REQUESTS_PER_CALL: usize = 64;
     /// Outbound records kept for the audit per call, and their bytes together.
