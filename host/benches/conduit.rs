@@ -890,7 +890,10 @@ async fn hotload() {
         let (conduit, token) = (&conduit, &token);
         async move {
             let id = conduit
-                .connection(token, json!({"connector": connector, "environment": "sandbox"}))
+                .connection(
+                    token,
+                    json!({"connector": connector, "environment": "sandbox"}),
+                )
                 .await;
             conduit.api_key(token, &id, "probe-key-0123456789").await;
             id
@@ -906,8 +909,14 @@ async fn hotload() {
             (upload + first).as_secs_f64() * 1e3
         )
     };
-    show("Rust, cold (compile)", upload_then_execute(&conduit, &v2, version()).await);
-    show("Rust, cached", upload_then_execute(&conduit, &v1, version()).await);
+    show(
+        "Rust, cold (compile)",
+        upload_then_execute(&conduit, &v2, version()).await,
+    );
+    show(
+        "Rust, cached",
+        upload_then_execute(&conduit, &v1, version()).await,
+    );
 
     let started = Instant::now();
     let r = conduit.upload(&python, false).await;
@@ -919,10 +928,20 @@ async fn hotload() {
     assert_eq!(r.status, 200, "{}", r.text);
     show("Python, cold (compile)", (cold, started.elapsed()));
     let admin = conduit.admin_token.clone();
-    let r = conduit.call(reqwest::Method::DELETE, "/admin/plugins/python-probe", Some(&admin), None).await;
+    let r = conduit
+        .call(
+            reqwest::Method::DELETE,
+            "/admin/plugins/python-probe",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let echo = conduit.execute(&token, &py, "probe.echo", json!({}));
-    show("Python, cached", upload_then_execute(&conduit, &python, echo).await);
+    show(
+        "Python, cached",
+        upload_then_execute(&conduit, &python, echo).await,
+    );
 
     // Executions from 4 clients, without swaps and then while a version is swapped in
     // every 50 ms (from the cache, as a fixed release ships).
@@ -932,7 +951,9 @@ async fn hotload() {
             let mut samples = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let started = Instant::now();
-                let r = conduit.execute(&token, &rust, "probe.echo", json!({"n": 1})).await;
+                let r = conduit
+                    .execute(&token, &rust, "probe.echo", json!({"n": 1}))
+                    .await;
                 assert_eq!(r.status, 200, "{}", r.text);
                 samples.push(started.elapsed());
             }

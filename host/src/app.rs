@@ -373,7 +373,9 @@ pub async fn serve(
         Some(dir) => Some(
             deploy::watch::watch(app.deployer.clone(), dir.clone())
                 .await
-                .map_err(|e| std::io::Error::other(format!("plugins directory {}: {e}", dir.display())))?,
+                .map_err(|e| {
+                    std::io::Error::other(format!("plugins directory {}: {e}", dir.display()))
+                })?,
         ),
         None => None,
     };

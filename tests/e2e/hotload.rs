@@ -35,7 +35,10 @@ impl Probed {
     async fn connect(conduit: Conduit) -> Self {
         let token = conduit.tenant("acme-corp").await;
         let connection = conduit
-            .connection(&token, json!({"connector": "sandbox-probe", "environment": "sandbox"}))
+            .connection(
+                &token,
+                json!({"connector": "sandbox-probe", "environment": "sandbox"}),
+            )
             .await;
         conduit
             .api_key(&token, &connection, "probe-key-0123456789")
@@ -76,7 +79,12 @@ impl Probed {
         let admin = self.conduit.admin_token.clone();
         let r = self.conduit.get("/admin/audit", &admin).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        r.body["data"].as_array().unwrap().iter().map(|r| r["attributes"].clone()).collect()
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["attributes"].clone())
+            .collect()
     }
 }
 
@@ -96,15 +104,22 @@ async fn ten_replacements_under_load_fail_no_call() {
     let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (p, stop, failures, calls, seen) =
-            (p.clone(), stop.clone(), failures.clone(), calls.clone(), seen.clone());
+        let (p, stop, failures, calls, seen) = (
+            p.clone(),
+            stop.clone(),
+            failures.clone(),
+            calls.clone(),
+            seen.clone(),
+        );
         clients.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) && calls.load(Ordering::Relaxed) < 20_000 {
                 let r = p.run("probe.version", json!({})).await;
                 calls.fetch_add(1, Ordering::Relaxed);
                 match r.status {
                     200 => {
-                        seen.lock().unwrap().insert(r.output()["version"].as_u64().unwrap());
+                        seen.lock()
+                            .unwrap()
+                            .insert(r.output()["version"].as_u64().unwrap());
                     }
                     _ => failures.lock().unwrap().push(r.text),
                 }
@@ -141,7 +156,11 @@ async fn ten_replacements_under_load_fail_no_call() {
             }
             Err(code) => {
                 r.assert_error(422, code);
-                assert!(r.body["errors"][0]["meta"]["step"].is_string(), "{}", r.text);
+                assert!(
+                    r.body["errors"][0]["meta"]["step"].is_string(),
+                    "{}",
+                    r.text
+                );
             }
         }
         // From the moment the swap (or refusal) returns, new calls see the active version.
@@ -152,9 +171,14 @@ async fn ten_replacements_under_load_fail_no_call() {
     for client in clients {
         client.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     let calls = calls.load(Ordering::Relaxed);
-    assert!(failures.is_empty(), "{} of {calls} calls failed: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
     assert!(calls > 50, "only {calls} calls ran");
     assert_eq!(*seen.lock().unwrap(), [1, 2].into());
 
@@ -200,10 +224,24 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
     assert_eq!(slow.output()["status"], 200, "{}", slow.text);
     assert_eq!(after_swap, 2);
     // The slow call ran on version 1 to its end; the call after the swap on version 2.
-    let r = p.conduit.get("/api/audit?capability=probe.fetch", &p.token).await;
-    assert_eq!(r.body["data"][0]["attributes"]["connectorVersion"], 1, "{}", r.text);
-    let r = p.conduit.get("/api/audit?capability=probe.version", &p.token).await;
-    assert_eq!(r.body["data"][0]["attributes"]["connectorVersion"], 2, "{}", r.text);
+    let r = p
+        .conduit
+        .get("/api/audit?capability=probe.fetch", &p.token)
+        .await;
+    assert_eq!(
+        r.body["data"][0]["attributes"]["connectorVersion"], 1,
+        "{}",
+        r.text
+    );
+    let r = p
+        .conduit
+        .get("/api/audit?capability=probe.version", &p.token)
+        .await;
+    assert_eq!(
+        r.body["data"][0]["attributes"]["connectorVersion"], 2,
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -211,7 +249,12 @@ async fn uploads_are_checked_for_type_and_size() {
     let conduit = Conduit::start_env(vec![], &[("CONDUIT_MAX_COMPONENT_MB", "1".into())]).await;
     let admin = conduit.admin_token.clone();
     let r = conduit
-        .call(Method::POST, "/admin/plugins", Some(&admin), Some(json!({"wasm": "no"})))
+        .call(
+            Method::POST,
+            "/admin/plugins",
+            Some(&admin),
+            Some(json!({"wasm": "no"})),
+        )
         .await;
     r.assert_error(415, "unsupported_media_type");
     let big = vec![0u8; 2 * 1024 * 1024];
@@ -224,14 +267,19 @@ async fn uploads_are_checked_for_type_and_size() {
 async fn new_python_and_javascript_connectors_are_uploaded_and_executed_in_the_same_process() {
     let conduit = Conduit::start(vec![]).await;
     let token = conduit.tenant("acme-corp").await;
-    for (wasm, slug) in [("conduit_python_probe", "python-probe"), ("conduit_js_probe", "js-probe")] {
+    for (wasm, slug) in [
+        ("conduit_python_probe", "python-probe"),
+        ("conduit_js_probe", "js-probe"),
+    ] {
         let r = conduit.upload(&bytes(wasm), false).await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(r.body["data"]["id"], slug);
         let connection = conduit
             .connection(&token, json!({"connector": slug, "environment": "sandbox"}))
             .await;
-        conduit.api_key(&token, &connection, "probe-key-0123456789").await;
+        conduit
+            .api_key(&token, &connection, "probe-key-0123456789")
+            .await;
         let r = conduit
             .execute(&token, &connection, "probe.echo", json!({"from": slug}))
             .await;
@@ -251,17 +299,41 @@ async fn rollback_unload_and_return() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(p.version().await, 1);
     // The version rolled back from is the previous one now: rolling back again returns.
-    assert_eq!(p.conduit.post(rollback, &admin, json!({})).await.status, 200);
+    assert_eq!(
+        p.conduit.post(rollback, &admin, json!({})).await.status,
+        200
+    );
     assert_eq!(p.version().await, 2);
 
-    let r = p.conduit.call(Method::DELETE, "/admin/plugins/sandbox-probe", Some(&admin), None).await;
+    let r = p
+        .conduit
+        .call(
+            Method::DELETE,
+            "/admin/plugins/sandbox-probe",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    p.run("probe.version", json!({})).await.assert_error(503, "connector_unavailable");
+    p.run("probe.version", json!({}))
+        .await
+        .assert_error(503, "connector_unavailable");
     assert_eq!(p.plugin("sandbox-probe").await["status"], "unloaded");
-    let r = p.conduit.call(Method::DELETE, "/admin/plugins/sandbox-probe", Some(&admin), None).await;
+    let r = p
+        .conduit
+        .call(
+            Method::DELETE,
+            "/admin/plugins/sandbox-probe",
+            Some(&admin),
+            None,
+        )
+        .await;
     r.assert_error(404, "not_found");
     // It comes back, and so do its connections.
-    assert_eq!(p.conduit.post(rollback, &admin, json!({})).await.status, 200);
+    assert_eq!(
+        p.conduit.post(rollback, &admin, json!({})).await.status,
+        200
+    );
     assert_eq!(p.version().await, 2);
     p.conduit
         .post("/admin/plugins/nothing-here/rollback", &admin, json!({}))
@@ -283,14 +355,20 @@ async fn a_version_dropping_a_capability_a_published_config_relies_on_is_refused
         "workflows": [],
         "branding": {}
     });
-    let r = p.conduit.put("/admin/blueprints/probe-app/versions/1", &admin, blueprint).await;
+    let r = p
+        .conduit
+        .put("/admin/blueprints/probe-app/versions/1", &admin, blueprint)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let config = json!({
         "meta": {"tenantId": "acme-corp", "blueprintName": "probe-app", "blueprintVersion": "1", "environment": "sandbox"},
         "integrations": [{"slotId": "printer", "connectionId": p.connection}],
         "branding": {}
     });
-    let r = p.conduit.post("/api/tenant-configs", &p.token, config).await;
+    let r = p
+        .conduit
+        .post("/api/tenant-configs", &p.token, config)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let publish = "/api/tenant-configs/probe-app/sandbox/versions/1/publish";
     let r = p.conduit.post(publish, &p.token, json!({})).await;
@@ -299,7 +377,10 @@ async fn a_version_dropping_a_capability_a_published_config_relies_on_is_refused
     // Version 2 no longer offers probe.print.
     let r = p.conduit.upload(&bytes(PROBE_V2), false).await;
     r.assert_error(409, "capability_in_use");
-    assert_eq!(r.body["errors"][0]["meta"]["configs"], json!(["acme-corp/probe-app@1/sandbox v1"]));
+    assert_eq!(
+        r.body["errors"][0]["meta"]["configs"],
+        json!(["acme-corp/probe-app@1/sandbox v1"])
+    );
     assert!(r.text.contains("probe.print@1"), "{}", r.text);
     assert_eq!(p.version().await, 1);
     let r = p.conduit.upload(&bytes(PROBE_V2), true).await;
@@ -328,7 +409,10 @@ async fn egress_is_the_operators_grant_not_what_a_component_declares() {
     });
     let p = Probed::start(vec![probe_decl(PROBE)], &[]).await;
     let listed = p.plugin("sandbox-probe").await;
-    assert_eq!(listed["requestedHosts"], json!(["example.com", "127.0.0.1:47831", "169.254.169.254"]));
+    assert_eq!(
+        listed["requestedHosts"],
+        json!(["example.com", "127.0.0.1:47831", "169.254.169.254"])
+    );
     assert_eq!(listed["grantedHosts"], json!(["example.com"]));
     assert_eq!(listed["operatorGrant"], false);
 
@@ -342,29 +426,54 @@ async fn egress_is_the_operators_grant_not_what_a_component_declares() {
     };
     let inside = "http://127.0.0.1:47831/ok";
     assert_eq!(fetch(inside).await["httpError"], "denied");
-    assert_eq!(fetch("http://169.254.169.254/latest/meta-data").await["httpError"], "denied");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a request left before the grant");
+    assert_eq!(
+        fetch("http://169.254.169.254/latest/meta-data").await["httpError"],
+        "denied"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a request left before the grant"
+    );
 
     let admin = p.conduit.admin_token.clone();
     let egress = "/admin/plugins/sandbox-probe/egress";
     p.conduit
-        .put(egress, &p.token, doc("egress", json!({"allowedHosts": ["127.0.0.1:47831"]})))
+        .put(
+            egress,
+            &p.token,
+            doc("egress", json!({"allowedHosts": ["127.0.0.1:47831"]})),
+        )
         .await
         .assert_error(403, "forbidden");
     p.conduit
-        .put(egress, &admin, doc("egress", json!({"allowedHosts": ["not a host"]})))
+        .put(
+            egress,
+            &admin,
+            doc("egress", json!({"allowedHosts": ["not a host"]})),
+        )
         .await
         .assert_error(422, "invalid_allowed_hosts");
     let r = p
         .conduit
-        .put(egress, &admin, doc("egress", json!({"allowedHosts": ["127.0.0.1:47831"]})))
+        .put(
+            egress,
+            &admin,
+            doc("egress", json!({"allowedHosts": ["127.0.0.1:47831"]})),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["data"]["attributes"]["grantedHosts"], json!(["127.0.0.1:47831"]));
+    assert_eq!(
+        r.body["data"]["attributes"]["grantedHosts"],
+        json!(["127.0.0.1:47831"])
+    );
     assert_eq!(fetch(inside).await["status"], 200);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // The grant replaces the request: the metadata address stays refused.
-    assert_eq!(fetch("http://169.254.169.254/latest/meta-data").await["httpError"], "denied");
+    assert_eq!(
+        fetch("http://169.254.169.254/latest/meta-data").await["httpError"],
+        "denied"
+    );
     // And it survives a version swap.
     assert_eq!(p.conduit.upload(&bytes(PROBE_V2), false).await.status, 200);
     assert_eq!(fetch(inside).await["status"], 200);
@@ -379,7 +488,10 @@ async fn until(p: &Probed, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         if done(&listed) {
             return listed;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {listed}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: {listed}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -400,37 +512,57 @@ async fn the_plugins_directory_drops_in_replaces_and_removes() {
     std::fs::rename(watched.join(".probe.wasm.tmp"), &file).unwrap();
     let token = conduit.tenant("acme-corp").await;
     let started = Instant::now();
-    while conduit.get("/api/plugins", &token).await.body["data"].as_array().unwrap().is_empty() {
+    while conduit.get("/api/plugins", &token).await.body["data"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
         assert!(started.elapsed() < Duration::from_secs(60), "never loaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let p = Probed {
         connection: conduit
-            .connection(&token, json!({"connector": "sandbox-probe", "environment": "sandbox"}))
+            .connection(
+                &token,
+                json!({"connector": "sandbox-probe", "environment": "sandbox"}),
+            )
             .await,
         conduit,
         token,
     };
-    p.conduit.api_key(&p.token, &p.connection, "probe-key-0123456789").await;
+    p.conduit
+        .api_key(&p.token, &p.connection, "probe-key-0123456789")
+        .await;
     assert_eq!(p.version().await, 1);
 
     // Replaced in place by a plain (non-atomic) write.
     std::fs::write(&file, bytes(PROBE_V2)).unwrap();
     let listed = until(&p, "replacement", |l| l["version"] == 2).await;
-    assert!(listed["source"].as_str().unwrap().contains("plugins directory"), "{listed}");
+    assert!(
+        listed["source"]
+            .as_str()
+            .unwrap()
+            .contains("plugins directory"),
+        "{listed}"
+    );
     assert_eq!(p.version().await, 2);
     // A broken file is refused and the running version stays.
     std::fs::write(&file, b"not a component").unwrap();
     let started = Instant::now();
     while !p.conduit.logs().contains("plugin.refused") {
-        assert!(started.elapsed() < Duration::from_secs(30), "the broken file was not looked at");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the broken file was not looked at"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(p.version().await, 2);
 
     std::fs::remove_file(&file).unwrap();
     until(&p, "removal", |l| l["status"] == "unloaded").await;
-    p.run("probe.version", json!({})).await.assert_error(503, "connector_unavailable");
+    p.run("probe.version", json!({}))
+        .await
+        .assert_error(503, "connector_unavailable");
 }
 
 #[tokio::test]
@@ -454,9 +586,16 @@ async fn a_restart_keeps_the_active_set_from_the_cache_and_a_tampered_cache_is_r
         .filter(|l| l.contains("connector restored"))
         .map(str::to_owned)
         .collect();
-    assert!(restored.iter().any(|l| l.contains("origin=Cache")), "{restored:?}");
+    assert!(
+        restored.iter().any(|l| l.contains("origin=Cache")),
+        "{restored:?}"
+    );
     let (token, connection) = (p.token.clone(), p.connection.clone());
-    p = Probed { conduit, token, connection };
+    p = Probed {
+        conduit,
+        token,
+        connection,
+    };
     assert_eq!(p.version().await, 2);
     p.conduit.kill();
 
@@ -474,9 +613,19 @@ async fn a_restart_keeps_the_active_set_from_the_cache_and_a_tampered_cache_is_r
     }
     assert!(tampered >= 2, "{tampered} cached artefacts");
     let conduit = Conduit::start_in_env(&data, &plugins, MASTER_KEY, &env).await;
-    assert!(conduit.logs().contains("failed authentication; recompiling"), "{}", conduit.logs());
+    assert!(
+        conduit
+            .logs()
+            .contains("failed authentication; recompiling"),
+        "{}",
+        conduit.logs()
+    );
     let (token, connection) = (p.token.clone(), p.connection.clone());
-    let p = Probed { conduit, token, connection };
+    let p = Probed {
+        conduit,
+        token,
+        connection,
+    };
     assert_eq!(p.version().await, 2);
     #[cfg(unix)]
     {
@@ -528,9 +677,20 @@ async fn a_guest_flooding_the_http_import_leaves_host_memory_flat() {
     for answer in answers {
         assert_eq!(answer, json!({"invalid": 80}));
     }
-    let r = p.conduit.get("/api/audit?capability=probe.flood", &p.token).await;
+    let r = p
+        .conduit
+        .get("/api/audit?capability=probe.flood", &p.token)
+        .await;
     let records = r.body["data"].as_array().unwrap();
     let last = &records[0]["attributes"]["outbound"];
-    assert!(last.as_array().unwrap().len() <= 33, "{} outbound records kept", last.as_array().unwrap().len());
-    assert!(r.text.len() < 512 * 1024, "the audit page is {} bytes", r.text.len());
+    assert!(
+        last.as_array().unwrap().len() <= 33,
+        "{} outbound records kept",
+        last.as_array().unwrap().len()
+    );
+    assert!(
+        r.text.len() < 512 * 1024,
+        "the audit page is {} bytes",
+        r.text.len()
+    );
 }

@@ -199,14 +199,38 @@ mod tests {
                 row(deploy::Error::TooLarge { size: 2, limit: 1 }),
                 ("payload_too_large", 413, false, false, None),
             ),
-            (row(refused(LoadStep::Parse)), ("invalid_component", 422, false, false, None)),
-            (row(refused(LoadStep::Contract)), ("unsupported_contract", 422, false, false, None)),
-            (row(refused(LoadStep::Pool)), ("exceeds_pool", 422, false, false, None)),
-            (row(refused(LoadStep::Compile)), ("compile_failed", 422, false, false, None)),
-            (row(refused(LoadStep::Link)), ("link_failed", 422, false, false, None)),
-            (row(refused(LoadStep::Info)), ("info_failed", 422, false, false, None)),
-            (row(refused(LoadStep::Describe)), ("invalid_info", 422, false, false, None)),
-            (row(refused(LoadStep::Settings)), ("invalid_settings", 422, false, false, None)),
+            (
+                row(refused(LoadStep::Parse)),
+                ("invalid_component", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Contract)),
+                ("unsupported_contract", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Pool)),
+                ("exceeds_pool", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Compile)),
+                ("compile_failed", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Link)),
+                ("link_failed", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Info)),
+                ("info_failed", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Describe)),
+                ("invalid_info", 422, false, false, None),
+            ),
+            (
+                row(refused(LoadStep::Settings)),
+                ("invalid_settings", 422, false, false, None),
+            ),
             (
                 row(deploy::Error::CapabilityInUse {
                     slug: "s".into(),
@@ -216,7 +240,10 @@ mod tests {
                 }),
                 ("capability_in_use", 409, false, false, None),
             ),
-            (row(deploy::Error::NotFound("s".into())), ("not_found", 404, false, false, None)),
+            (
+                row(deploy::Error::NotFound("s".into())),
+                ("not_found", 404, false, false, None),
+            ),
             (
                 row(deploy::Error::NoPrevious("s".into())),
                 ("no_previous_version", 409, false, false, None),

@@ -48,8 +48,13 @@ fn render(view: &PluginView) -> Value {
 }
 
 #[utoipa::path(get, path = "/api/plugins", security(("bearer" = [])), tag = "tenant", summary = "Deployed connectors: active version, wasm hash, previous versions, requested and granted hosts", responses((status = 200, description = "JSON:API document", body = schema::PluginList, content_type = "application/vnd.api+json"), Refusals))]
-pub async fn list(State(app): State<AppState>, _caller: TenantCaller) -> Result<Document, ApiError> {
-    Ok(Document::list(app.deployer.list()?.iter().map(render).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    _caller: TenantCaller,
+) -> Result<Document, ApiError> {
+    Ok(Document::list(
+        app.deployer.list()?.iter().map(render).collect(),
+    ))
 }
 
 /// `?force=true` replaces a version even if published configs rely on a capability it
@@ -69,7 +74,9 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Document, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     if content_type.map(|t| t.split(';').next().unwrap_or("").trim()) != Some("application/wasm") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -88,7 +95,11 @@ pub async fn upload(
     })?;
     let (change, plugin) = app
         .deployer
-        .install(wasm.to_vec(), PluginSource::Upload, force.force.unwrap_or(false))
+        .install(
+            wasm.to_vec(),
+            PluginSource::Upload,
+            force.force.unwrap_or(false),
+        )
         .await?;
     let view = app.deployer.view(&plugin.spec.slug)?;
     let status = match change {
@@ -115,7 +126,9 @@ pub async fn rollback(
     Path(slug): Path<String>,
     QueryParams(force): QueryParams<Force>,
 ) -> Result<Document, ApiError> {
-    app.deployer.rollback(&slug, force.force.unwrap_or(false)).await?;
+    app.deployer
+        .rollback(&slug, force.force.unwrap_or(false))
+        .await?;
     Ok(Document::data(render(&app.deployer.view(&slug)?)))
 }
 

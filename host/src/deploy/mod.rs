@@ -19,7 +19,9 @@ pub mod watch;
 
 use crate::audit::Audit;
 use crate::domain::deployment::{PluginDeployment, PluginSource, PluginVersion};
-use crate::domain::{now_ms, AuditRecord, Class, Classify, ErrorClass, IntegrationSpec, RateProfile};
+use crate::domain::{
+    now_ms, AuditRecord, Class, Classify, ErrorClass, IntegrationSpec, RateProfile,
+};
 use crate::runtime::catalog::{Catalog, PluginEntry};
 use crate::runtime::{self, Plugin, PluginSettings, Runtime};
 use crate::store::{self, BlueprintStore, ConfigStore, ConnectionStore, DeploymentStore, Stores};
@@ -92,11 +94,13 @@ impl Classify for Error {
             Error::TooLarge { limit, .. } => ErrorClass::new(Class::TooLarge, "payload_too_large")
                 .meta(json!({ "limitBytes": limit })),
             Error::Refused(runtime::Error::Refused { step, .. }) => {
-                ErrorClass::new(Class::Invalid, step.code()).meta(json!({ "step": step.to_string() }))
+                ErrorClass::new(Class::Invalid, step.code())
+                    .meta(json!({ "step": step.to_string() }))
             }
             Error::Refused(_) => ErrorClass::new(Class::Invalid, "invalid_component"),
             Error::CapabilityInUse { configs, .. } => {
-                ErrorClass::new(Class::Conflict, "capability_in_use").meta(json!({ "configs": configs }))
+                ErrorClass::new(Class::Conflict, "capability_in_use")
+                    .meta(json!({ "configs": configs }))
             }
             Error::NotFound(_) => ErrorClass::new(Class::NotFound, "not_found"),
             Error::NoPrevious(_) => ErrorClass::new(Class::Conflict, "no_previous_version"),
@@ -161,7 +165,10 @@ impl Deployer {
             blueprints: stores.blueprints.clone(),
             connections: stores.connections.clone(),
             audit,
-            entries: entries.iter().map(|e| (e.slug.clone(), e.clone())).collect(),
+            entries: entries
+                .iter()
+                .map(|e| (e.slug.clone(), e.clone()))
+                .collect(),
             max_component_bytes,
             changing: tokio::sync::Mutex::new(()),
         }
@@ -193,7 +200,8 @@ impl Deployer {
             deployment.grant = entry.allowed_hosts.clone();
             deployment.file_entry_seen = Some(seen);
             let source = PluginSource::File { path };
-            self.apply(wasm, source, Some(&entry.slug), deployment, true).await?;
+            self.apply(wasm, source, Some(&entry.slug), deployment, true)
+                .await?;
         }
         for deployment in self.deployments.deployments()? {
             if !self.entries.contains_key(&deployment.slug) {
@@ -216,10 +224,17 @@ impl Deployer {
         match loaded {
             Ok(plugin) => {
                 log_loaded("plugin.restore", &plugin);
-                self.audit_change("plugin.restore", &plugin, &active.source.label(), Instant::now());
+                self.audit_change(
+                    "plugin.restore",
+                    &plugin,
+                    &active.source.label(),
+                    Instant::now(),
+                );
                 self.catalog.insert(plugin);
             }
-            Err(e) => tracing::error!(plugin = %deployment.slug, version = active.version, error = %e, "could not restore the active connector version; it stays unloaded"),
+            Err(e) => {
+                tracing::error!(plugin = %deployment.slug, version = active.version, error = %e, "could not restore the active connector version; it stays unloaded")
+            }
         }
     }
 
@@ -240,10 +255,16 @@ impl Deployer {
         }
         let _one = self.changing.lock().await;
         let sha256 = runtime::cache::wasm_sha256(&wasm);
-        if let Some(active) = self.catalog.all().into_iter().find(|p| p.prepared.wasm_sha256 == sha256) {
+        if let Some(active) = self
+            .catalog
+            .all()
+            .into_iter()
+            .find(|p| p.prepared.wasm_sha256 == sha256)
+        {
             return Ok((Change::Unchanged, active));
         }
-        self.apply(wasm, source, None, PluginDeployment::new(""), force).await
+        self.apply(wasm, source, None, PluginDeployment::new(""), force)
+            .await
     }
 
     /// The load path and the swap, under the change lock. `deployment` is the slug's
@@ -274,7 +295,10 @@ impl Deployer {
             true => self.deployment(&slug)?,
             false => deployment,
         };
-        let plugin = match self.runtime.configure(prepared, &self.settings(&deployment)) {
+        let plugin = match self
+            .runtime
+            .configure(prepared, &self.settings(&deployment))
+        {
             Ok(plugin) => plugin,
             Err(e) => return Err(self.refuse(Some(&slug), &source, Error::Refused(e))),
         };
@@ -284,7 +308,8 @@ impl Deployer {
             }
         }
         if let Some(wasm) = kept {
-            self.deployments.put_component(&plugin.prepared.wasm_sha256, &wasm)?;
+            self.deployments
+                .put_component(&plugin.prepared.wasm_sha256, &wasm)?;
         }
         let change = match deployment.active {
             Some(_) => Change::Swapped,
@@ -365,7 +390,8 @@ impl Deployer {
     /// Replaces the operator's egress grant of a connector; the active version takes it
     /// at once (no compile), and every later version keeps it.
     pub async fn grant(&self, slug: &str, hosts: Vec<String>) -> Result<(), Error> {
-        runtime::egress::AllowedHosts::parse(&hosts).map_err(|e| Error::InvalidGrant(e.to_string()))?;
+        runtime::egress::AllowedHosts::parse(&hosts)
+            .map_err(|e| Error::InvalidGrant(e.to_string()))?;
         let _one = self.changing.lock().await;
         let mut deployment = self.existing(slug)?;
         deployment.grant = Some(hosts.clone());
@@ -427,11 +453,16 @@ impl Deployer {
     }
 
     fn deployment(&self, slug: &str) -> Result<PluginDeployment, Error> {
-        Ok(self.deployments.deployment(slug)?.unwrap_or_else(|| PluginDeployment::new(slug)))
+        Ok(self
+            .deployments
+            .deployment(slug)?
+            .unwrap_or_else(|| PluginDeployment::new(slug)))
     }
 
     fn existing(&self, slug: &str) -> Result<PluginDeployment, Error> {
-        self.deployments.deployment(slug)?.ok_or_else(|| Error::NotFound(slug.to_owned()))
+        self.deployments
+            .deployment(slug)?
+            .ok_or_else(|| Error::NotFound(slug.to_owned()))
     }
 
     /// Prepares and configures `wasm` for a known deployment (a rollback, a restart).
@@ -487,12 +518,17 @@ impl Deployer {
     /// must find each capability its slot requires in `spec`.
     fn capabilities_kept(&self, spec: &IntegrationSpec) -> Result<(), Error> {
         let provides = |key: &str, version: u32| {
-            spec.capabilities.iter().any(|c| c.key == key && c.version == version)
+            spec.capabilities
+                .iter()
+                .any(|c| c.key == key && c.version == version)
         };
         let (mut missing, mut configs) = (std::collections::BTreeSet::new(), Vec::new());
         for config in self.configs.published_configs()? {
             let meta = &config.meta;
-            let Some(blueprint) = self.blueprints.blueprint(&meta.blueprint_name, &meta.blueprint_version)? else {
+            let Some(blueprint) = self
+                .blueprints
+                .blueprint(&meta.blueprint_name, &meta.blueprint_version)?
+            else {
                 continue;
             };
             let mut relies = false;
@@ -500,11 +536,17 @@ impl Deployer {
                 let Some(connection) = self.connections.connection(&binding.connection_id)? else {
                     continue;
                 };
-                let slot = blueprint.integration_slots.iter().find(|s| s.slot_id == binding.slot_id);
+                let slot = blueprint
+                    .integration_slots
+                    .iter()
+                    .find(|s| s.slot_id == binding.slot_id);
                 if connection.connector != spec.slug {
                     continue;
                 }
-                for required in slot.map(|s| s.required_capabilities.as_slice()).unwrap_or_default() {
+                for required in slot
+                    .map(|s| s.required_capabilities.as_slice())
+                    .unwrap_or_default()
+                {
                     if !provides(&required.key, required.version) {
                         missing.insert(format!("{}@{}", required.key, required.version));
                         relies = true;

@@ -99,12 +99,15 @@ async fn forget_removed(deployer: &Deployer, dir: &Path, present: &[PathBuf]) {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     let Ok(views) = deployer.list() else { return };
     for view in views {
-        let Some(PluginSource::Directory { path }) = view.deployment.active.map(|a| a.source) else {
+        let Some(PluginSource::Directory { path }) = view.deployment.active.map(|a| a.source)
+        else {
             continue;
         };
         let path = PathBuf::from(path);
         let gone = path.parent() == Some(dir.as_path())
-            && !present.iter().any(|p| std::path::absolute(p).ok().as_deref() == Some(path.as_path()));
+            && !present
+                .iter()
+                .any(|p| std::path::absolute(p).ok().as_deref() == Some(path.as_path()));
         if gone {
             if let Err(e) = deployer.file_removed(&path).await {
                 tracing::warn!(path = %path.display(), error = %e, "could not unload a removed plugins directory file");

@@ -481,7 +481,11 @@ const OVERFLOW: &str = "further requests of this call were made but not recorded
 impl OutboundRecord {
     /// Roughly the bytes it holds.
     pub fn approximate_size(&self) -> usize {
-        let headers: usize = self.request_headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let headers: usize = self
+            .request_headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum();
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         self.method.len()
             + self.url.len()

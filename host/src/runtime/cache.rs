@@ -51,12 +51,16 @@ impl ComponentCache {
 
     /// Loads `wasm` from the cache, or compiles it and stores the artifact. Blocking:
     /// call from a blocking thread.
+    /// `sha256` is [`wasm_sha256`] of `wasm`, which the caller has already.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         wasm: &[u8],
+        sha256: &str,
     ) -> wasmtime::Result<(Component, Origin)> {
-        let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+        let path = self
+            .dir
+            .join(format!("{}.cwasm", cache_key(engine, sha256)));
         let key = match self.key() {
             Ok(key) => Some(key),
             Err(e) => {
@@ -186,10 +190,10 @@ pub fn wasm_sha256(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
 }
 
-fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+fn cache_key(engine: &Engine, sha256: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    format!("{}-{:016x}", wasm_sha256(wasm), hasher.finish())
+    format!("{sha256}-{:016x}", hasher.finish())
 }
 
 #[allow(unsafe_code)]
@@ -222,7 +226,10 @@ mod tests {
         std::fs::write(tag_path(&path), b"short").unwrap();
         assert!(verify(&key, &path).is_err());
         std::fs::remove_file(tag_path(&path)).unwrap();
-        assert!(verify(&key, &path).is_err(), "an artifact without a tag is not trusted");
+        assert!(
+            verify(&key, &path).is_err(),
+            "an artifact without a tag is not trusted"
+        );
         // Another cache's key does not open it either.
         let other = ComponentCache::new(dir.path().join("other"));
         std::fs::write(tag_path(&path), tag(&key, &artifact).as_bytes()).unwrap();

@@ -325,8 +325,12 @@ mod tests {
         assert!(check("http://localhost:8080/").is_err());
         // Asked-for names are HTTPS only, even with a port named.
         let (granted, _) = AllowedHosts::requested(&["api.example.com:8080"]);
-        assert!(granted.check(&"http://api.example.com:8080/".parse().unwrap()).is_err());
-        assert!(granted.check(&"https://api.example.com:8080/".parse().unwrap()).is_ok());
+        assert!(granted
+            .check(&"http://api.example.com:8080/".parse().unwrap())
+            .is_err());
+        assert!(granted
+            .check(&"https://api.example.com:8080/".parse().unwrap())
+            .is_ok());
     }
 
     #[test]

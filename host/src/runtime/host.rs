@@ -191,7 +191,9 @@ impl http::Host for CallState {
             // Refused before anything of it is copied or recorded at length.
             self.record(OutboundRecord {
                 method: truncate(&request.method, 16).to_owned(),
-                url: self.redactor.redact(&redact_query(truncate(&request.url, 256))),
+                url: self
+                    .redactor
+                    .redact(&redact_query(truncate(&request.url, 256))),
                 error: Some(describe(&refusal)),
                 duration_ms: 0,
                 ..OutboundRecord::default()
@@ -242,7 +244,11 @@ impl CallState {
         if !full {
             self.record_bytes += size;
             self.outbound.push(record);
-        } else if !self.outbound.last().is_some_and(OutboundRecord::is_overflow_marker) {
+        } else if !self
+            .outbound
+            .last()
+            .is_some_and(OutboundRecord::is_overflow_marker)
+        {
             self.outbound.push(OutboundRecord::overflow_marker());
         }
     }
@@ -253,7 +259,9 @@ fn over_bounds(request: &http::Request, made: usize) -> Option<http::HttpError> 
     use bounds::*;
     let invalid = |what: String| Some(http::HttpError::Invalid(what));
     if made > MAX_REQUESTS_PER_CALL {
-        return invalid(format!("more than {MAX_REQUESTS_PER_CALL} requests in one call"));
+        return invalid(format!(
+            "more than {MAX_REQUESTS_PER_CALL} requests in one call"
+        ));
     }
     if request.url.len() > MAX_URL_BYTES {
         return invalid(format!("URL longer than {MAX_URL_BYTES} bytes"));
@@ -708,7 +716,9 @@ mod tests {
         http::Request {
             method: "POST".into(),
             url: format!("https://api.example.com/{}", "a".repeat(url_bytes)),
-            headers: (0..headers).map(|i| (format!("x-{i}"), "v".into())).collect(),
+            headers: (0..headers)
+                .map(|i| (format!("x-{i}"), "v".into()))
+                .collect(),
             body: vec![0; body_bytes],
             timeout_ms: None,
         }
@@ -719,10 +729,18 @@ mod tests {
         use bounds::*;
         assert!(over_bounds(&request(10, 2, 10), 1).is_none());
         let refused = |r: &http::Request, made| over_bounds(r, made).map(|e| describe(&e));
-        assert!(refused(&request(MAX_URL_BYTES, 0, 0), 1).unwrap().contains("URL longer"));
-        assert!(refused(&request(10, MAX_HEADERS + 1, 0), 1).unwrap().contains("headers"));
-        assert!(refused(&request(10, 0, MAX_REQUEST_BODY_BYTES + 1), 1).unwrap().contains("too large"));
-        assert!(refused(&request(10, 0, 0), MAX_REQUESTS_PER_CALL + 1).unwrap().contains("requests in one call"));
+        assert!(refused(&request(MAX_URL_BYTES, 0, 0), 1)
+            .unwrap()
+            .contains("URL longer"));
+        assert!(refused(&request(10, MAX_HEADERS + 1, 0), 1)
+            .unwrap()
+            .contains("headers"));
+        assert!(refused(&request(10, 0, MAX_REQUEST_BODY_BYTES + 1), 1)
+            .unwrap()
+            .contains("too large"));
+        assert!(refused(&request(10, 0, 0), MAX_REQUESTS_PER_CALL + 1)
+            .unwrap()
+            .contains("requests in one call"));
     }
 
     #[test]

@@ -394,7 +394,8 @@ impl Runtime {
     /// [`INFO_DEADLINE`]. Each refusal names its [`LoadStep`].
     pub async fn prepare(&self, wasm: Vec<u8>) -> Result<Prepared> {
         let started = Instant::now();
-        let footprint = Footprint::of(&wasm).map_err(|e| refused(LoadStep::Parse, e.to_string()))?;
+        let footprint =
+            Footprint::of(&wasm).map_err(|e| refused(LoadStep::Parse, e.to_string()))?;
         let contract = inspect::contract_problems(&footprint);
         if !contract.is_empty() {
             return Err(refused(LoadStep::Contract, contract.join("; ")));
@@ -408,9 +409,10 @@ impl Runtime {
             return Err(refused(LoadStep::Pool, over.join("; ")));
         }
         let wasm_sha256 = cache::wasm_sha256(&wasm);
-        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let (engine, cache, sha256) =
+            (self.engine.clone(), self.cache.clone(), wasm_sha256.clone());
         let (component, origin) =
-            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm))
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &wasm, &sha256))
                 .await
                 .map_err(|e| Error::Load(format!("compile task: {e}")))?
                 .map_err(|e| refused(LoadStep::Compile, format!("{e:#}")))?;
@@ -481,7 +483,8 @@ impl Runtime {
         let mut spec = (*prepared.info).clone();
         let (allowed, granted) = match &settings.allowed_hosts {
             Some(grant) => (
-                AllowedHosts::parse(grant).map_err(|e| refused(LoadStep::Settings, e.to_string()))?,
+                AllowedHosts::parse(grant)
+                    .map_err(|e| refused(LoadStep::Settings, e.to_string()))?,
                 grant.clone(),
             ),
             None => AllowedHosts::requested(&spec.allowed_hosts),

@@ -146,7 +146,10 @@ fn flood(input: &Value) -> Value {
     let body = vec![b'x'; number("bodyBytes")];
     let mut answers = std::collections::BTreeMap::<String, u64>::new();
     for _ in 0..number("count") {
-        let answer = match Request::post(long_url.clone()).body(body.clone()).send_raw() {
+        let answer = match Request::post(long_url.clone())
+            .body(body.clone())
+            .send_raw()
+        {
             Ok(response) => format!("status {}", response.status),
             Err(HttpError::Denied(_)) => "denied".into(),
             Err(HttpError::Invalid(_)) => "invalid".into(),
