@@ -20,7 +20,7 @@ fn render_version(v: &PluginVersion) -> Value {
     json!({
         "version": v.version,
         "wasmSha256": v.sha256,
-        "source": v.source.label(),
+        "source": v.source.kind(),
         "loadedAt": rfc3339(v.loaded_at),
     })
 }
@@ -37,7 +37,7 @@ fn render(view: &PluginView) -> Value {
             "integrationKey": plugin.map(|p| p.spec.integration_key.clone()),
             "version": plugin.map(|p| p.spec.version),
             "wasmSha256": plugin.map(|p| p.prepared.wasm_sha256.clone()),
-            "source": active.map(|a| a.source.label()),
+            "source": active.map(|a| a.source.kind()),
             "loadedAt": active.map(|a| rfc3339(a.loaded_at)),
             "previous": d.previous.iter().map(render_version).collect::<Vec<_>>(),
             "requestedHosts": plugin.map(|p| p.requested_hosts.clone()).unwrap_or_default(),
@@ -85,13 +85,22 @@ pub async fn upload(
         ));
     }
     let limit = app.deployer.max_component_bytes();
-    let wasm = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("a component may be at most {limit} bytes"),
-        )
-        .with_meta(json!({ "limitBytes": limit }))
+    let wasm = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+        match too_large {
+            true => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a component may be at most {limit} bytes"),
+            )
+            .with_meta(json!({ "limitBytes": limit })),
+            false => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body could not be read",
+            ),
+        }
     })?;
     let (change, plugin) = app
         .deployer

@@ -31,7 +31,16 @@ impl PluginSource {
         !matches!(self, PluginSource::File { .. })
     }
 
-    /// Its name in listings and audit records.
+    /// Its kind, as tenants see it (no server paths).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginSource::File { .. } => "plugins.toml",
+            PluginSource::Upload => "upload",
+            PluginSource::Directory { .. } => "plugins directory",
+        }
+    }
+
+    /// Its name in logs and the operator's audit records.
     pub fn label(&self) -> String {
         match self {
             PluginSource::File { path } => format!("plugins.toml ({path})"),
