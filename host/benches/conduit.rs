@@ -928,14 +928,7 @@ async fn hotload() {
     assert_eq!(r.status, 200, "{}", r.text);
     show("Python, cold (compile)", (cold, started.elapsed()));
     let admin = conduit.admin_token.clone();
-    let r = conduit
-        .call(
-            reqwest::Method::DELETE,
-            "/admin/plugins/python-probe",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let r = conduit.delete("/admin/plugins/python-probe", &admin).await;
     assert_eq!(r.status, 204, "{}", r.text);
     let echo = conduit.execute(&token, &py, "probe.echo", json!({}));
     show(

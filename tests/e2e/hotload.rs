@@ -307,12 +307,7 @@ async fn rollback_unload_and_return() {
 
     let r = p
         .conduit
-        .call(
-            Method::DELETE,
-            "/admin/plugins/sandbox-probe",
-            Some(&admin),
-            None,
-        )
+        .delete("/admin/plugins/sandbox-probe", &admin)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     p.run("probe.version", json!({}))
@@ -321,12 +316,7 @@ async fn rollback_unload_and_return() {
     assert_eq!(p.plugin("sandbox-probe").await["status"], "unloaded");
     let r = p
         .conduit
-        .call(
-            Method::DELETE,
-            "/admin/plugins/sandbox-probe",
-            Some(&admin),
-            None,
-        )
+        .delete("/admin/plugins/sandbox-probe", &admin)
         .await;
     r.assert_error(404, "not_found");
     // It comes back, and so do its connections.

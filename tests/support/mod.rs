@@ -297,6 +297,10 @@ impl Conduit {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
         self.call(Method::PUT, path, Some(token), Some(body)).await
     }

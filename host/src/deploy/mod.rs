@@ -190,22 +190,30 @@ impl Deployer {
                 path: path.clone(),
                 source,
             })?;
-            let seen = entry_digest(&wasm, entry);
+            let sha256 = runtime::cache::wasm_sha256(&wasm);
+            let seen = entry_digest(&sha256, entry);
             let deployment = self.deployment(&entry.slug)?;
             if deployment.file_entry_seen.as_deref() == Some(seen.as_str()) {
-                self.reactivate(deployment).await;
+                // The file read just now is the active version's unless an upload or a
+                // rollback replaced it.
+                let read = deployment
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.sha256 == sha256)
+                    .then_some(wasm);
+                self.reactivate(deployment, read).await;
                 continue;
             }
             let mut deployment = deployment;
             deployment.grant = entry.allowed_hosts.clone();
             deployment.file_entry_seen = Some(seen);
             let source = PluginSource::File { path };
-            self.apply(wasm, source, Some(&entry.slug), deployment, true)
+            self.apply((wasm, sha256), source, Some(&entry.slug), deployment, true)
                 .await?;
         }
         for deployment in self.deployments.deployments()? {
             if !self.entries.contains_key(&deployment.slug) {
-                self.reactivate(deployment).await;
+                self.reactivate(deployment, None).await;
             }
         }
         Ok(())
@@ -213,12 +221,17 @@ impl Deployer {
 
     /// Loads the active version of a stored deployment again; a failure is logged and
     /// leaves the slug unloaded (its connections answer `connector_unavailable`).
-    async fn reactivate(&self, deployment: PluginDeployment) {
+    /// `read`: its bytes, when the caller has them already.
+    async fn reactivate(&self, deployment: PluginDeployment, read: Option<Vec<u8>>) {
         let Some(active) = deployment.active.clone() else {
             return;
         };
-        let loaded = match self.bytes_of(&active) {
-            Ok(wasm) => self.load(wasm, &deployment).await,
+        let wasm = match read {
+            Some(wasm) => Ok(wasm),
+            None => self.bytes_of(&active),
+        };
+        let loaded = match wasm {
+            Ok(wasm) => self.load(wasm, &active, &deployment).await,
             Err(e) => Err(e),
         };
         match loaded {
@@ -263,15 +276,21 @@ impl Deployer {
         {
             return Ok((Change::Unchanged, active));
         }
-        self.apply(wasm, source, None, PluginDeployment::new(""), force)
-            .await
+        self.apply(
+            (wasm, sha256),
+            source,
+            None,
+            PluginDeployment::new(""),
+            force,
+        )
+        .await
     }
 
     /// The load path and the swap, under the change lock. `deployment` is the slug's
     /// state when the caller already read it (at start), else a blank one to read.
     async fn apply(
         &self,
-        wasm: Vec<u8>,
+        (wasm, sha256): (Vec<u8>, String),
         source: PluginSource,
         expected_slug: Option<&str>,
         deployment: PluginDeployment,
@@ -279,7 +298,7 @@ impl Deployer {
     ) -> Result<(Change, Arc<Plugin>), Error> {
         let started = Instant::now();
         let kept = source.kept_in_store().then(|| wasm.clone());
-        let prepared = match self.runtime.prepare(wasm).await {
+        let prepared = match self.runtime.prepare_hashed(wasm, sha256).await {
             Ok(prepared) => Arc::new(prepared),
             Err(e) => return Err(self.refuse(expected_slug, &source, Error::Refused(e))),
         };
@@ -344,7 +363,7 @@ impl Deployer {
         };
         let source = previous.source.clone();
         let plugin = match self.bytes_of(&previous) {
-            Ok(wasm) => self.load(wasm, &deployment).await,
+            Ok(wasm) => self.load(wasm, &previous, &deployment).await,
             Err(e) => Err(e),
         };
         let plugin = plugin.and_then(|plugin| match force {
@@ -465,9 +484,18 @@ impl Deployer {
             .ok_or_else(|| Error::NotFound(slug.to_owned()))
     }
 
-    /// Prepares and configures `wasm` for a known deployment (a rollback, a restart).
-    async fn load(&self, wasm: Vec<u8>, deployment: &PluginDeployment) -> Result<Plugin, Error> {
-        let prepared = self.runtime.prepare(wasm).await.map_err(Error::Refused)?;
+    /// Prepares and configures `version`'s bytes for a known deployment.
+    async fn load(
+        &self,
+        wasm: Vec<u8>,
+        version: &PluginVersion,
+        deployment: &PluginDeployment,
+    ) -> Result<Plugin, Error> {
+        let prepared = self
+            .runtime
+            .prepare_hashed(wasm, version.sha256.clone())
+            .await
+            .map_err(Error::Refused)?;
         if prepared.info.slug != deployment.slug {
             return Err(Error::Unavailable(format!(
                 "the kept component is `{}`, not `{}`",
@@ -632,7 +660,7 @@ fn log_loaded(action: &str, plugin: &Plugin) {
 }
 
 /// What a `plugins.toml` entry says about its slug's version and grant.
-fn entry_digest(wasm: &[u8], entry: &PluginEntry) -> String {
+fn entry_digest(wasm_sha256: &str, entry: &PluginEntry) -> String {
     let grant = serde_json::to_string(&entry.allowed_hosts).unwrap_or_default();
-    runtime::cache::wasm_sha256(&[wasm, grant.as_bytes()].concat())
+    runtime::cache::wasm_sha256(format!("{wasm_sha256}\n{grant}").as_bytes())
 }

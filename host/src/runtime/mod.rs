@@ -393,6 +393,12 @@ impl Runtime {
     /// threads (or read the authenticated cache), link it, and ask its `info()` within
     /// [`INFO_DEADLINE`]. Each refusal names its [`LoadStep`].
     pub async fn prepare(&self, wasm: Vec<u8>) -> Result<Prepared> {
+        let sha256 = cache::wasm_sha256(&wasm);
+        self.prepare_hashed(wasm, sha256).await
+    }
+
+    /// [`Runtime::prepare`] of bytes whose [`cache::wasm_sha256`] the caller has already.
+    pub async fn prepare_hashed(&self, wasm: Vec<u8>, wasm_sha256: String) -> Result<Prepared> {
         let started = Instant::now();
         let footprint =
             Footprint::of(&wasm).map_err(|e| refused(LoadStep::Parse, e.to_string()))?;
@@ -408,7 +414,6 @@ impl Runtime {
         if !over.is_empty() {
             return Err(refused(LoadStep::Pool, over.join("; ")));
         }
-        let wasm_sha256 = cache::wasm_sha256(&wasm);
         let (engine, cache, sha256) =
             (self.engine.clone(), self.cache.clone(), wasm_sha256.clone());
         let (component, origin) =
