@@ -176,7 +176,7 @@ impl App {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        crate::store::keep_private(&config.data_dir).map_err(io(&config.data_dir))?;
         let mut generated = Generated::default();
 
         let root = match &config.master_key {

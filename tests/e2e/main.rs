@@ -11,6 +11,7 @@ mod connectors;
 mod execute;
 mod github;
 mod gmail;
+mod hardening;
 mod hotload;
 mod lifecycle;
 mod polyglot;

@@ -69,7 +69,13 @@ async fn every_stripe_capability_end_to_end() {
         sent.header("authorization"),
         Some(format!("Bearer {GOOD_KEY}").as_str())
     );
-    assert_eq!(sent.header("idempotency-key"), Some("order-42-attempt-1"));
+    // The caller's key, namespaced by its tenant (never the raw key: see
+    // `tenants_sharing_a_stripe_account_do_not_replay_each_other`).
+    let key = sent.header("idempotency-key").expect("an idempotency key");
+    assert!(
+        key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
     assert_eq!(sent.header("stripe-account"), Some("acct_1FakeConnect"));
     assert_eq!(sent.field("amount"), Some("2000"));
     assert_eq!(sent.field("currency"), Some("usd"));
@@ -460,4 +466,49 @@ async fn audit_records_each_execution_with_outbound_calls() {
         .ends_with("/v1/customers"));
     let r = conduit.get("/api/audit?limit=abc", &token).await;
     r.assert_error(400, "invalid_query");
+}
+
+/// Two tenants whose connections share one Stripe account send the same idempotency
+/// key: Stripe replays a key's first result to anyone on the account, so each tenant
+/// must reach Stripe under its own key, and get its own payment intent.
+#[tokio::test]
+async fn tenants_sharing_a_stripe_account_do_not_replay_each_other() {
+    let (fake, addr) = FakeStripe::start().await;
+    let conduit = Conduit::start(vec![
+        PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])
+    ])
+    .await;
+    let mut intents = Vec::new();
+    for (tenant, amount) in [("tenant-a", 1000), ("tenant-b", 9900)] {
+        let token = conduit.tenant(tenant).await;
+        let connection = conduit
+            .connection(
+                &token,
+                json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
+                       "config": {"baseUrl": format!("http://{addr}")}}),
+            )
+            .await;
+        conduit.api_key(&token, &connection, GOOD_KEY).await;
+        let r = conduit
+            .post(
+                &format!("/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute"),
+                &token,
+                doc("executions", json!({"input": {"amount": amount, "currency": "usd"}, "idempotencyKey": "order-1"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        intents.push(r.output().clone());
+    }
+    let keys: Vec<_> = fake
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "two tenants reached Stripe under one key");
+    assert!(keys.iter().all(|k| k != "order-1"));
+    // Tenant B got its own intent, not tenant A's replayed.
+    assert_ne!(intents[1]["id"], intents[0]["id"]);
+    assert_eq!(intents[1]["amount"], 9900);
 }

@@ -1,6 +1,8 @@
 //! A fake Stripe on loopback speaking Stripe's wire format: form-encoded requests with
 //! bracketed keys, bearer secret keys, `Idempotency-Key` and `Stripe-Account` headers,
-//! and Stripe's error objects. It records what it receives so tests can check it.
+//! and Stripe's error objects, and Stripe's replay of a known `Idempotency-Key` (the
+//! first result again, `Idempotent-Replayed: true`). It records what it receives so
+//! tests can check it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -41,6 +43,9 @@ impl Received {
 struct Inner {
     received: Vec<Received>,
     intents: HashMap<String, Value>,
+    /// Idempotency key → the intent it created, as Stripe replays a key's first result
+    /// to any request with the same key on the account.
+    replays: HashMap<String, Value>,
     counter: u64,
 }
 
@@ -160,6 +165,13 @@ async fn create_intent(
         )
             .into_response();
     }
+    let key = r.header("idempotency-key").map(str::to_owned);
+    if let Some(first) = key
+        .as_ref()
+        .and_then(|k| fake.inner.lock().unwrap().replays.get(k).cloned())
+    {
+        return ([("idempotent-replayed", "true")], Json(first)).into_response();
+    }
     let id = fake.next_id("pi");
     let intent = json!({
         "id": id, "object": "payment_intent", "amount": amount,
@@ -168,11 +180,11 @@ async fn create_intent(
         "client_secret": format!("{id}_secret_fake"),
         "metadata": {},
     });
-    fake.inner
-        .lock()
-        .unwrap()
-        .intents
-        .insert(id, intent.clone());
+    let mut inner = fake.inner.lock().unwrap();
+    inner.intents.insert(id, intent.clone());
+    if let Some(key) = key {
+        inner.replays.insert(key, intent.clone());
+    }
     Json(intent).into_response()
 }
 

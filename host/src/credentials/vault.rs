@@ -381,6 +381,14 @@ mod tests {
         connection_id: "conn_1",
     };
 
+    /// The cipher's expanded key schedule is wiped when a sealing or opening ends: this
+    /// does not compile unless `aes` is built with its `zeroize` feature.
+    #[test]
+    fn the_aes_key_schedule_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
+
     #[test]
     fn round_trip() {
         let (vault, _db) = vault_with(Key::generate());

@@ -53,9 +53,47 @@ impl Contracts {
                 let path = error.instance_path.to_string();
                 Err(Invalid {
                     path: if path.is_empty() { "/".into() } else { path },
-                    message: error.to_string(),
+                    message: rule(&error),
                 })
             }
+        }
+    }
+}
+
+/// The rule `error` broke, in words taken from the schema only. jsonschema's own
+/// message quotes the offending value, which may be a secret or personal data and would
+/// reach error details and audit records; this names the rule instead.
+fn rule(error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    match &error.kind {
+        Kind::Required { property } => format!("the required property {property} is missing"),
+        Kind::Type { kind } => format!("must be of type {}", type_name(kind)),
+        Kind::MinLength { limit } => format!("must be at least {limit} characters long"),
+        Kind::MaxLength { limit } => format!("must be at most {limit} characters long"),
+        Kind::Minimum { limit } => format!("must be at least {limit}"),
+        Kind::Maximum { limit } => format!("must be at most {limit}"),
+        Kind::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
+        Kind::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
+        Kind::MinItems { limit } => format!("must have at least {limit} items"),
+        Kind::MaxItems { limit } => format!("must have at most {limit} items"),
+        Kind::Pattern { pattern } => format!("must match the pattern {pattern}"),
+        Kind::Format { format } => format!("must be a valid {format}"),
+        Kind::Enum { options } => format!("must be one of {options}"),
+        Kind::AdditionalProperties { .. } => "has properties the contract does not allow".into(),
+        _ => {
+            let location = error.schema_path.to_string();
+            let keyword = location.rsplit('/').next().unwrap_or("schema");
+            format!("breaks the contract's `{keyword}` rule")
+        }
+    }
+}
+
+fn type_name(kind: &jsonschema::error::TypeKind) -> String {
+    match kind {
+        jsonschema::error::TypeKind::Single(t) => t.to_string(),
+        jsonschema::error::TypeKind::Multiple(ts) => {
+            let names: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+            names.join(" or ")
         }
     }
 }
@@ -284,6 +322,38 @@ mod tests {
                 &json!({"amount": 5, "currency": "usd", "metadata": {"n": 1}})
             )
             .is_err());
+    }
+
+    /// A refusal names the path and the rule, never the value: a secret pasted into
+    /// the wrong field must not reach error details or audit records.
+    #[test]
+    fn refusals_name_the_rule_not_the_value() {
+        let c = Contracts::new();
+        let secret = "sk_live_51PastedIntoTheWrongField";
+        for (input, path, words) in [
+            (
+                json!({"amount": secret, "currency": "usd"}),
+                "/amount",
+                "type integer",
+            ),
+            (
+                json!({"amount": 5, "currency": secret}),
+                "/currency",
+                "pattern",
+            ),
+            (
+                json!({"amount": 5, "currency": "usd", "metadata": {"n": [secret]}}),
+                "/metadata/n",
+                "type string",
+            ),
+        ] {
+            let e = c
+                .validate("payments.createPaymentIntent", 1, &input)
+                .unwrap_err();
+            assert_eq!(e.path, path);
+            assert!(e.message.contains(words), "{}", e.message);
+            assert!(!e.to_string().contains("sk_live"), "{e}");
+        }
     }
 
     #[test]

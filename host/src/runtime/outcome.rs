@@ -47,8 +47,23 @@ pub struct CallContext {
     pub external_account_id: Option<String>,
     /// Non-secret connection config.
     pub config: serde_json::Map<String, serde_json::Value>,
-    /// Idempotency key to pass on.
+    /// Idempotency key to pass on: the caller's, namespaced by its tenant
+    /// ([`provider_idempotency_key`]).
     pub idempotency_key: Option<String>,
+}
+
+/// The idempotency key a provider sees for `tenant_id`'s `key`: a SHA-256 over both, in
+/// hex (64 characters, within every provider's limit). Two tenants sharing one provider
+/// account with the same key must not be handed each other's stored results, and the
+/// same tenant's retries keep one key, so the provider still deduplicates them.
+pub fn provider_idempotency_key(tenant_id: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"conduit idempotency v1\0");
+    hash.update(tenant_id.as_bytes());
+    hash.update(b"\0");
+    hash.update(key.as_bytes());
+    hex::encode(hash.finalize())
 }
 
 impl CallContext {
@@ -60,7 +75,8 @@ impl CallContext {
             environment: connection.environment.as_str().to_owned(),
             external_account_id: connection.external_account_id.clone(),
             config: connection.config.clone(),
-            idempotency_key,
+            idempotency_key: idempotency_key
+                .map(|key| provider_idempotency_key(&connection.tenant_id, &key)),
         }
     }
 }
@@ -205,6 +221,21 @@ impl CallError {
 mod tests {
     use super::*;
     use crate::domain::OutboundRecord;
+
+    #[test]
+    fn provider_idempotency_keys_are_per_tenant_and_stable() {
+        let a = provider_idempotency_key("ten_a", "order-1");
+        assert_eq!(a, provider_idempotency_key("ten_a", "order-1"));
+        assert_ne!(a, provider_idempotency_key("ten_b", "order-1"));
+        assert_ne!(a, provider_idempotency_key("ten_a", "order-2"));
+        // The separator keeps `ten_a` + `b:x` apart from `ten_ab` + `:x`.
+        assert_ne!(
+            provider_idempotency_key("ten_a", "b:x"),
+            provider_idempotency_key("ten_ab", ":x")
+        );
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("order-1"));
+    }
 
     fn answered(retry_after_ms: Option<u64>) -> OutboundRecord {
         OutboundRecord {
