@@ -1,8 +1,5 @@
 //! Hardening: what is kept at rest is readable by Conduit's user alone.
 
-use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
-use crate::support::{Conduit, PluginDecl};
-use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -29,20 +26,7 @@ fn modes(dir: &Path) -> Vec<(String, bool, u32)> {
 /// (sled's files, the master key, the admin token) are the owner's alone.
 #[tokio::test]
 async fn the_data_directory_is_private_to_its_owner() {
-    let (_fake, addr) = FakeStripe::start().await;
-    let conduit = Conduit::start(vec![
-        PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])
-    ])
-    .await;
-    let token = conduit.tenant("acme").await;
-    let connection = conduit
-        .connection(
-            &token,
-            json!({"connector": "stripe", "environment": "sandbox",
-                                   "config": {"baseUrl": format!("http://{addr}")}}),
-        )
-        .await;
-    conduit.api_key(&token, &connection, GOOD_KEY).await;
+    let (conduit, _fake, token, connection) = crate::stripe::setup().await;
     assert_eq!(conduit.vend(&token, &connection).await.status, 200);
 
     let found = modes(&conduit.data_dir);

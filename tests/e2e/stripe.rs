@@ -5,7 +5,8 @@ use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
 use crate::support::{doc, Conduit, PluginDecl};
 use serde_json::json;
 
-async fn setup() -> (Conduit, FakeStripe, String, String) {
+/// Conduit with the Stripe connector, a tenant and a connection holding a good key.
+pub(crate) async fn setup() -> (Conduit, FakeStripe, String, String) {
     let (fake, addr) = FakeStripe::start().await;
     let conduit = Conduit::start(vec![
         PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])
