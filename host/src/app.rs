@@ -86,6 +86,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
     pub oauth_state_ttl: Duration,
+    /// Where an authorization may redirect, per environment.
+    pub oauth_redirects: crate::credentials::oauth::RedirectPolicy,
     /// How long audit records are kept.
     pub audit_retention: Duration,
     /// When a connection's circuit opens and for how long.
@@ -94,6 +96,10 @@ pub struct Config {
     pub max_instances: u32,
     /// What one instance may take from the pool.
     pub pool: runtime::PoolLimits,
+    /// Instances one tenant may run at once (`None`: a quarter of the pool).
+    pub tenant_concurrency: Option<u32>,
+    /// How long a call waits for room in the pool before it is refused as busy.
+    pub queue_wait: Duration,
 }
 
 /// Concurrent connector instances, by default.
@@ -116,10 +122,13 @@ impl Config {
             refresh_backoff: BackoffPolicy::default(),
             webhook: None,
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
+            oauth_redirects: Default::default(),
             audit_retention: crate::audit::DEFAULT_RETENTION,
             circuit: CircuitPolicy::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
             pool: runtime::PoolLimits::default(),
+            tenant_concurrency: None,
+            queue_wait: runtime::DEFAULT_QUEUE_WAIT,
         }
     }
 }
@@ -158,6 +167,12 @@ pub struct App {
     pub(crate) deployer: Arc<Deployer>,
     /// The watched plugins directory (started by [`serve`]).
     plugins_dir: Option<PathBuf>,
+    /// The runtime (its pool, for metrics).
+    runtime: Arc<Runtime>,
+    /// The webhook outbox (its backlog, for metrics).
+    notifier: Notifier,
+    /// The vault (readiness).
+    vault: Arc<Vault>,
 }
 
 /// What startup generated and must tell the operator once.
@@ -177,6 +192,8 @@ impl App {
             move |source| Error::Io { path, source }
         };
         crate::store::keep_private(&config.data_dir).map_err(io(&config.data_dir))?;
+        // Installed first, so everything from the first plugin load on is counted.
+        crate::observe::handle();
         let mut generated = Generated::default();
 
         let root = match &config.master_key {
@@ -207,6 +224,10 @@ impl App {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             max_instances: config.max_instances,
             pool: config.pool,
+            tenant_concurrency: config
+                .tenant_concurrency
+                .unwrap_or_else(|| runtime::default_tenant_concurrency(config.max_instances)),
+            queue_wait: config.queue_wait,
             ..RuntimeConfig::new(cache_dir)
         })?);
         let entries = match &config.plugins_file {
@@ -223,7 +244,11 @@ impl App {
                 .collect(),
         };
         let notifier = match &config.webhook {
-            Some(webhook) => Notifier::with_webhook(webhook.clone(), reqwest::Client::new()),
+            Some(webhook) => Notifier::with_webhook(
+                webhook.clone(),
+                reqwest::Client::new(),
+                stores.outbox.clone(),
+            ),
             None => Notifier::log_only(),
         };
         let tenants = Tenants::new(stores.tenants.clone(), admin_hash);
@@ -246,7 +271,7 @@ impl App {
             limits.clone(),
         ));
         let refresher = ConnectorRefresher::new(connectors.clone(), clients.clone(), audit.clone());
-        let tokens = Tokens::new(&stores, vault.clone(), notifier)
+        let tokens = Tokens::new(&stores, vault.clone(), notifier.clone())
             .with_refresher(Arc::new(refresher), leads)
             .with_backoff(config.refresh_backoff);
         let oauth = Oauth::new(
@@ -258,7 +283,8 @@ impl App {
             clients,
             audit.clone(),
         )
-        .with_state_ttl(config.oauth_state_ttl);
+        .with_state_ttl(config.oauth_state_ttl)
+        .with_redirects(config.oauth_redirects.clone());
         // Expired authorizations are dropped at startup; live ones survive a restart.
         stores.oauth.purge_oauth_states(crate::domain::now_ms())?;
         let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
@@ -297,8 +323,65 @@ impl App {
             idempotency,
             deployer,
             plugins_dir: config.plugins_dir.clone(),
+            runtime,
+            notifier,
+            vault,
         };
         Ok((app, generated))
+    }
+
+    /// The state gauges `GET /metrics` reports; a part that cannot be read is logged
+    /// and left at zero.
+    pub(crate) fn observed(&self) -> crate::observe::State {
+        let connections = match self.stores.connections.status_counts() {
+            Ok(counts) => crate::domain::ConnectionStatus::ALL
+                .iter()
+                .map(|status| {
+                    let count = counts.iter().find(|(s, _)| s == status).map_or(0, |c| c.1);
+                    (status.as_str(), count)
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "counting connections for metrics failed");
+                Vec::new()
+            }
+        };
+        let scheduler_lag_seconds = self.scheduler.lag().map_or_else(
+            |e| {
+                tracing::error!(error = %e, "reading the scheduler's lag failed");
+                0.0
+            },
+            |lag| lag.as_secs_f64(),
+        );
+        crate::observe::State {
+            instances_in_use: self.runtime.instances_in_use(),
+            instances_capacity: self.runtime.instances_capacity(),
+            audit_queue: self.audit.queued(),
+            webhooks_pending: self.notifier.pending(),
+            scheduler_lag_seconds,
+            connections,
+        }
+    }
+
+    /// What is not ready yet, by name (`store`, `vault`, `catalog`): empty when ready.
+    pub(crate) fn not_ready(&self) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if self.stores.tenants.tenant_by_token_hash(&[0; 32]).is_err() {
+            waiting.push("store");
+        }
+        let context = crate::credentials::vault::SealContext {
+            credential_id: "readyz",
+            connection_id: "readyz",
+        };
+        let sealed = self.vault.seal(context, b"probe");
+        if !matches!(self.vault.open(context, &sealed), Ok(opened) if opened.as_slice() == b"probe")
+        {
+            waiting.push("vault");
+        }
+        if !self.deployer.restored() {
+            waiting.push("catalog");
+        }
+        waiting
     }
 }
 
@@ -369,6 +452,13 @@ pub async fn serve(
     let (store, audit) = (app.stores.durable.clone(), app.audit.clone());
     let scheduler = app.scheduler.spawn();
     let housekeeping = spawn_idempotency_purge(app.idempotency.clone());
+    let upkeep = tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            crate::observe::upkeep();
+        }
+    });
     let _watching = match &app.plugins_dir {
         Some(dir) => Some(
             deploy::watch::watch(app.deployer.clone(), dir.clone())
@@ -385,6 +475,7 @@ pub async fn serve(
         .await;
     scheduler.abort();
     housekeeping.abort();
+    upkeep.abort();
     audit.flush().await;
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown failed");

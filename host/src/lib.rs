@@ -8,7 +8,8 @@
 //! api ─▶ exec ─▶ binding, credentials, accounts, deploy ─▶ runtime ─▶ audit ─▶ store ─▶ domain
 //! ```
 //!
-//! `app` wires them together; `main` is the CLI. Public are what `main`, the benches
+//! `observe` (the metrics) sits beside `domain`: anything may record into it. `app`
+//! wires them together; `main` is the CLI. Public are what `main`, the benches
 //! and the end-to-end tests use: `app`, `domain`, `store`, `runtime`, and the parts of
 //! `credentials`, `binding` and `exec` they configure or measure.
 
@@ -21,6 +22,7 @@ pub mod credentials;
 pub(crate) mod deploy;
 pub mod domain;
 pub mod exec;
+pub(crate) mod observe;
 pub mod runtime;
 pub mod store;
 pub mod toolkit;

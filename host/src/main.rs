@@ -7,6 +7,7 @@ use conduit::app::{self, App};
 use conduit::credentials::notify::WebhookConfig;
 use conduit::credentials::scheduler::SchedulerConfig;
 use conduit::credentials::tokens::BackoffPolicy;
+use conduit::credentials::{redirects_loopback, RedirectPolicy};
 use conduit::runtime::PoolLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the vault's keys.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -103,6 +104,18 @@ struct ServeArgs {
     /// Seconds an OAuth authorization may take from authorize to callback.
     #[arg(long, env = "CONDUIT_OAUTH_STATE_TTL_SECS", default_value_t = 600)]
     oauth_state_ttl_secs: u64,
+    /// Redirect URI patterns an authorization of a sandbox connection may use,
+    /// comma-separated globs over `scheme://host[:port]/path` (default: loopback).
+    #[arg(long, env = "CONDUIT_OAUTH_REDIRECTS_SANDBOX", value_delimiter = ',')]
+    oauth_redirects_sandbox: Option<Vec<String>>,
+    /// The same for production connections (default: none, so every one is refused
+    /// until listed).
+    #[arg(
+        long,
+        env = "CONDUIT_OAUTH_REDIRECTS_PRODUCTION",
+        value_delimiter = ','
+    )]
+    oauth_redirects_production: Vec<String>,
     /// Seconds audit records are kept (default 30 days).
     #[arg(long, env = "CONDUIT_AUDIT_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     audit_retention_secs: u64,
@@ -130,6 +143,12 @@ struct PoolArgs {
     /// Tables one component may define.
     #[arg(long, env = "CONDUIT_POOL_TABLES", default_value_t = PoolLimits::default().tables)]
     pool_tables: u32,
+    /// Connector instances one tenant may run at once (default: a quarter of the pool).
+    #[arg(long, env = "CONDUIT_TENANT_CONCURRENCY")]
+    tenant_concurrency: Option<u32>,
+    /// Milliseconds a call waits for room before it is refused as `503 busy`.
+    #[arg(long, env = "CONDUIT_QUEUE_MS", default_value_t = 1_000)]
+    queue_ms: u64,
 }
 
 impl PoolArgs {
@@ -200,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     install_panic_hook();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Vault(VaultCommand::Rotate(admin)) => {
             admin_call(&admin, reqwest::Method::POST, "/admin/vault/rotate").await
         }
@@ -277,6 +296,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(_), _) => bail!("CONDUIT_WEBHOOK_URL is set but CONDUIT_WEBHOOK_SECRET is not"),
         (None, _) => None,
     };
+    let oauth_redirects = RedirectPolicy::new(
+        &args
+            .oauth_redirects_sandbox
+            .unwrap_or_else(redirects_loopback),
+        &args.oauth_redirects_production,
+    )?;
     let config = app::Config {
         plugins_file: Some(args.plugins),
         plugins_dir: args.plugins_dir,
@@ -296,9 +321,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
+        oauth_redirects,
         audit_retention: Duration::from_secs(args.audit_retention_secs.max(1)),
         max_instances: args.pool.max_instances.max(1),
         pool: args.pool.limits(),
+        tenant_concurrency: args.pool.tenant_concurrency,
+        queue_wait: Duration::from_millis(args.pool.queue_ms),
         ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;

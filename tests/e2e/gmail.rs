@@ -413,6 +413,68 @@ async fn authorize_refuses_what_it_cannot_start_safely() {
         .assert_error(422, "oauth_client_missing");
 }
 
+/// The deployment lists where an authorization may return, per environment; anything
+/// else is refused before a state is stored or the user is sent anywhere.
+#[tokio::test]
+async fn redirects_outside_the_deployments_allow_list_are_refused() {
+    let (conduit, _fake, addr) = start(&[
+        (
+            "CONDUIT_OAUTH_REDIRECTS_PRODUCTION",
+            "https://app.example.com/oauth/*".into(),
+        ),
+        (
+            "CONDUIT_OAUTH_REDIRECTS_SANDBOX",
+            "http://localhost:*/**".into(),
+        ),
+    ])
+    .await;
+    let tenant = conduit.tenant("acme").await;
+    let production = conduit
+        .connection(&tenant, gmail_connection(addr, "managed"))
+        .await;
+    let mut attributes = gmail_connection(addr, "managed");
+    attributes["environment"] = json!("sandbox");
+    let sandbox = conduit.connection(&tenant, attributes).await;
+    let authorize = |id: &str, redirect: &str| {
+        format!(
+            "/api/connections/{id}/oauth/authorize?redirectUri={}",
+            urlencode(redirect)
+        )
+    };
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = |id: &str, redirect: &str| {
+        no_redirect
+            .get(format!("{}{}", conduit.base, authorize(id, redirect)))
+            .bearer_auth(&tenant)
+            .send()
+    };
+    assert_eq!(started(&production, REDIRECT).await.unwrap().status(), 302);
+    assert_eq!(
+        started(&sandbox, "http://localhost:3000/cb")
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+    for (id, refused) in [
+        (&production, "https://evil.example.net/oauth/done"),
+        (
+            &production,
+            "https://app.example.com.evil.example.net/oauth/done",
+        ),
+        (&production, "https://app.example.com/oauth/deeper/done"),
+        (&production, "http://localhost:3000/cb"),
+        (&sandbox, REDIRECT),
+    ] {
+        let r = conduit.get(&authorize(id, refused), &tenant).await;
+        r.assert_error(422, "redirect_not_allowed");
+        assert!(r.text.contains("CONDUIT_OAUTH_REDIRECTS_"), "{}", r.text);
+    }
+}
+
 #[tokio::test]
 async fn byok_connections_use_their_own_sealed_client_and_token_urls_stay_inside_allowed_hosts() {
     // The deployment's client is wrong here: only a byok client can work.

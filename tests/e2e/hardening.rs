@@ -39,3 +39,84 @@ async fn the_data_directory_is_private_to_its_owner() {
         assert_eq!(mode, expected, "{path} is {mode:o}");
     }
 }
+
+/// One tenant's burst takes its share of the instance pool, not the pool: with four
+/// instances and two per tenant, a tenant holding six slow calls has two running and
+/// four refused as `503 busy` (with `Retry-After`) after a brief queue, while another
+/// tenant's call runs at once. Without the shares the burst filled the pool and both
+/// tenants' next calls failed as `502 plugin_error`.
+#[tokio::test]
+async fn one_tenants_burst_leaves_room_for_another() {
+    use crate::support::{serve_on_loopback, Conduit, PluginDecl};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let slow = serve_on_loopback(axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "done"
+        }),
+    ))
+    .await;
+    let conduit = Conduit::start_env(
+        vec![PluginDecl::new("sandbox-probe", "conduit_sandbox_probe")
+            .allow(&[&slow.to_string()])
+            .setting("deadline_ms = 5000")],
+        &[
+            ("CONDUIT_MAX_INSTANCES", "4".into()),
+            ("CONDUIT_TENANT_CONCURRENCY", "2".into()),
+            ("CONDUIT_QUEUE_MS", "200".into()),
+        ],
+    )
+    .await;
+    let mut tenants = Vec::new();
+    for id in ["bursty", "quiet"] {
+        let token = conduit.tenant(id).await;
+        let connection = conduit
+            .connection(
+                &token,
+                json!({"connector": "sandbox-probe", "environment": "sandbox"}),
+            )
+            .await;
+        conduit
+            .api_key(&token, &connection, "probe-key-0123456789")
+            .await;
+        tenants.push((token, connection));
+    }
+    let [(bursty, bursty_conn), (quiet, quiet_conn)] = &tenants[..] else {
+        unreachable!()
+    };
+
+    let url = format!("http://{slow}/slow");
+    let burst = futures_util::future::join_all(
+        (0..6).map(|_| conduit.execute(bursty, bursty_conn, "probe.fetch", json!({"url": url}))),
+    );
+    let quiet_call = async {
+        // Once the burst holds its share and its overflow waits in the queue.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conduit
+            .execute(quiet, quiet_conn, "probe.echo", json!({"ping": 1}))
+            .await
+    };
+    let (burst, quiet_answer) = tokio::join!(burst, quiet_call);
+
+    assert_eq!(quiet_answer.status, 200, "{}", quiet_answer.text);
+    assert_eq!(quiet_answer.output(), &json!({"ping": 1}));
+    let ran = burst.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ran,
+        2,
+        "{:?}",
+        burst.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    for refused in burst.iter().filter(|r| r.status != 200) {
+        refused.assert_error(503, "busy");
+        assert_eq!(refused.headers["retry-after"], "1", "{}", refused.text);
+    }
+    // The shares were given back: the bursty tenant runs again.
+    let again = conduit
+        .execute(bursty, bursty_conn, "probe.echo", json!({"ping": 2}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+}

@@ -205,11 +205,81 @@ async fn rotating_refresh_tokens_survive_the_scheduler_and_concurrent_vends() {
     assert!(!s.conduit.logs().contains("invalid_grant"));
 }
 
+/// A receiver's check of `X-Conduit-Signature: t=<unix>,v1=<hex>`, as the README shows
+/// it: the HMAC-SHA256 of `t.body`, sent within the last five minutes.
 fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
+    let parts: Option<(&str, &str)> = signature
+        .split_once(',')
+        .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1.strip_prefix("v1=")?)));
+    let Some((t, v1)) = parts else { return false };
+    let Ok(sent) = t.parse::<u64>() else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now.abs_diff(sent) > 300 {
+        return false;
+    }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
     mac.update(body);
-    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    expected == signature
+    hex::encode(mac.finalize().into_bytes()) == v1
+}
+
+/// A webhook the receiver has not accepted yet is in the store, not in memory: after
+/// a kill -9 the restarted server delivers it (signed, once accepted, exactly that
+/// event). Before the outbox, the retry lived in a task and died with the process.
+#[tokio::test]
+async fn a_webhook_waiting_for_a_retry_survives_a_kill() {
+    let (receiver, hook) = WebhookReceiver::start(usize::MAX).await;
+    let secret = "whsec-test-0123456789";
+    let env = [
+        ("CONDUIT_WEBHOOK_URL", format!("http://{hook}/hooks")),
+        ("CONDUIT_WEBHOOK_SECRET", secret.to_owned()),
+    ];
+    let mut s = setup(&env).await;
+    let id = s.connection("1//refresh-dead", 60_000).await;
+    s.fake.set_token_failure(Some(400));
+    s.conduit
+        .vend(&s.tenant, &id)
+        .await
+        .assert_error(409, "needs_reauth");
+    eventually("a refused delivery", Duration::from_secs(10), || {
+        receiver.attempts() >= 1
+    })
+    .await;
+    s.conduit.kill();
+    assert!(receiver.deliveries().is_empty());
+
+    receiver.accept_all();
+    let data_dir = s.conduit.data_dir.clone();
+    let _restarted = Conduit::start_in_env(
+        &data_dir,
+        &[gmail_plugin(s.addr)],
+        MASTER_KEY,
+        &gmail_env(&env),
+    )
+    .await;
+    eventually(
+        "the delivery after the restart",
+        Duration::from_secs(10),
+        || !receiver.deliveries().is_empty(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 1, "delivered once accepted");
+    let event = deliveries[0].json();
+    assert_eq!(event["type"], "connection.needs_reauth");
+    assert_eq!(event["connectionId"], id.as_str());
+    assert!(verify(
+        secret,
+        &deliveries[0].body,
+        deliveries[0].signature.as_deref().unwrap()
+    ));
 }
 
 #[tokio::test]
@@ -262,6 +332,15 @@ async fn invalid_grant_flips_to_needs_reauth_and_sends_one_signed_webhook() {
         &delivery.body,
         delivery.signature.as_deref().unwrap()
     ));
+    // The timestamp is signed: a replay re-dated (by a second, inside the window) fails.
+    let (t, v1) = delivery
+        .signature
+        .as_deref()
+        .unwrap()
+        .split_once(',')
+        .unwrap();
+    let later: u64 = t.trim_start_matches("t=").parse::<u64>().unwrap() + 1;
+    assert!(!verify(secret, &delivery.body, &format!("t={later},{v1}")));
     let event = delivery.json();
     assert_eq!(event["type"], "connection.needs_reauth");
     assert_eq!(event["connectionId"], id.as_str());

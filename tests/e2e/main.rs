@@ -14,6 +14,7 @@ mod gmail;
 mod hardening;
 mod hotload;
 mod lifecycle;
+mod observe;
 mod polyglot;
 mod sandbox;
 mod seed;

@@ -124,6 +124,7 @@ async fn no_files_and_no_environment_in_every_language() {
 fn small_runtime(instances: u32, pool: PoolLimits) -> Runtime {
     let mut config = RuntimeConfig::new(crate::support::shared_cache_dir());
     config.max_instances = instances;
+    config.tenant_concurrency = instances;
     config.pool = pool;
     Runtime::new(config).unwrap()
 }

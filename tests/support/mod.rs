@@ -411,7 +411,10 @@ impl Conduit {
                 (id.as_str(), client.0.to_owned()),
                 (secret.as_str(), client.1.to_owned()),
                 ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".into()),
-            ],
+            ]
+            .into_iter()
+            .chain(app_redirects())
+            .collect::<Vec<_>>(),
         )
         .await
     }
@@ -564,11 +567,22 @@ pub fn gmail_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)
         ("CONDUIT_REFRESH_INTERVAL_MS", "3600000".to_owned()),
         ("CONDUIT_REFRESH_SPREAD_MS", "0".to_owned()),
     ];
+    env.extend(app_redirects());
     for (key, value) in extra {
         env.retain(|(k, _)| k != key);
         env.push((key, value.clone()));
     }
     env
+}
+
+/// The tests' app receives its OAuth redirects on `https://app.example.com`, in
+/// both environments (the deployment's allow-list).
+pub fn app_redirects() -> [(&'static str, String); 2] {
+    let listed = "https://app.example.com/**".to_owned();
+    [
+        ("CONDUIT_OAUTH_REDIRECTS_SANDBOX", listed.clone()),
+        ("CONDUIT_OAUTH_REDIRECTS_PRODUCTION", listed),
+    ]
 }
 
 /// Connection attributes for an OAuth connector's production connection whose API,

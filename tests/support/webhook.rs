@@ -56,6 +56,11 @@ impl WebhookReceiver {
         self.inner.deliveries.lock().unwrap().clone()
     }
 
+    /// From now on, accepts every delivery.
+    pub fn accept_all(&self) {
+        self.inner.refuse_first.store(0, Ordering::SeqCst);
+    }
+
     /// Every request, refused ones included.
     pub fn attempts(&self) -> usize {
         self.inner.attempts.load(Ordering::SeqCst)

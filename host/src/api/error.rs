@@ -408,6 +408,10 @@ mod tests {
                 ("rate_limited", 429, true, false, Some(2)),
             ),
             (
+                row(CallError::Busy(crate::runtime::Busy::Tenant)),
+                ("busy", 503, false, false, Some(1)),
+            ),
+            (
                 row(exec::Error::Connector(CallError::ConnectorUnavailable(
                     "x".into(),
                 ))),

@@ -26,6 +26,7 @@ mod vault;
 pub use error::ApiError;
 
 use crate::app::App;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Router;
 use serde_json::json;
@@ -42,6 +43,8 @@ pub type AppState = Arc<App>;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
         .routes(routes!(openapi_json))
         .routes(routes!(tenants::create))
         .routes(routes!(catalog::connectors))
@@ -130,6 +133,53 @@ async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "public", summary = "Readiness: the store, the vault and the catalog",
+    responses(
+        (status = 200, description = "Ready", body = schema::Readiness),
+        (status = 503, description = "Not ready; `waiting` names what", body = schema::Readiness)))]
+async fn readyz(State(app): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let waiting = tokio::task::spawn_blocking(move || app.not_ready())
+        .await
+        .unwrap_or_else(|_| vec!["store", "vault", "catalog"]);
+    if waiting.is_empty() {
+        (StatusCode::OK, axum::Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready", "waiting": waiting})),
+        )
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "public", summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 503, description = "No recorder in this process", body = schema::ErrorDocument)))]
+async fn metrics(State(app): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // Counting connections reads the store: off the executor's threads.
+    let rendered = tokio::task::spawn_blocking(move || crate::observe::render(&app.observed()))
+        .await
+        .ok()
+        .flatten();
+    match rendered {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            "no metrics recorder is installed in this process",
+        )
+        .into_response(),
+    }
+}
+
 #[utoipa::path(get, path = "/api/openapi.json", tag = "public", summary = "This OpenAPI document",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -153,7 +203,8 @@ mod tests {
             for (method, operation) in item.as_object().unwrap() {
                 operations += 1;
                 let responses = operation["responses"].as_object().unwrap();
-                if ["/healthz", "/api/openapi.json"].contains(&path.as_str()) {
+                if ["/healthz", "/readyz", "/metrics", "/api/openapi.json"].contains(&path.as_str())
+                {
                     continue;
                 }
                 let refused = responses.contains_key("4XX");

@@ -96,6 +96,15 @@ pub struct Liveness {
     status: String,
 }
 
+/// `GET /readyz`.
+#[derive(ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// What is not ready yet (`store`, `vault`, `catalog`), when not ready.
+    waiting: Option<Vec<String>>,
+}
+
 /// A new tenant, with its token (shown once).
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]

@@ -3,7 +3,7 @@
 //! of [`AuditRecord`]s into the store off the request path, and their retention: the
 //! writer thread deletes records older than the retention period as it goes.
 //!
-//! May import: `domain`, `store`.
+//! May import: `domain`, `store`, `observe`.
 
 mod redact;
 
@@ -11,6 +11,7 @@ pub use redact::Redactor;
 
 use crate::domain::{now_ms, AuditRecord, Connection, OutboundRecord, UnixMs};
 use crate::store::{AuditQuery, AuditStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,8 @@ pub fn new_id() -> String {
 pub struct Audit {
     store: Arc<dyn AuditStore>,
     queue: std::sync::mpsc::SyncSender<Message>,
+    /// Records queued and not yet written.
+    queued: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -82,24 +85,37 @@ impl Audit {
     /// Audit into `store`, keeping records for `retention`, starting the writer thread.
     pub fn new(store: Arc<dyn AuditStore>, retention: Duration) -> Self {
         let (queue, inbox) = std::sync::mpsc::sync_channel(QUEUE);
-        let writer = store.clone();
+        let (writer, queued) = (store.clone(), Arc::new(AtomicUsize::new(0)));
+        let written = queued.clone();
         std::thread::Builder::new()
             .name("conduit-audit".into())
-            .spawn(move || writer_loop(writer.as_ref(), &inbox, retention))
+            .spawn(move || writer_loop(writer.as_ref(), &inbox, retention, &written))
             .expect("the audit writer thread starts");
-        Audit { store, queue }
+        Audit {
+            store,
+            queue,
+            queued,
+        }
     }
 
-    /// Records `record`.
+    /// Records `record` (and counts it in the metrics, which count what is audited).
     pub fn record(&self, record: AuditRecord) {
         use std::sync::mpsc::TrySendError;
+        crate::observe::record_call(&record);
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(message) | TrySendError::Disconnected(message)) =
             self.queue.try_send(Message::Record(Box::new(record)))
         {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             if let Message::Record(record) = message {
                 write(self.store.as_ref(), &[*record]);
             }
         }
+    }
+
+    /// Records queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Waits until every record queued so far is written.
@@ -126,6 +142,7 @@ fn writer_loop(
     store: &dyn AuditStore,
     inbox: &std::sync::mpsc::Receiver<Message>,
     retention: Duration,
+    queued: &AtomicUsize,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut next_sweep = Instant::now();
@@ -164,6 +181,7 @@ fn writer_loop(
             }
         }
         write(store, &records);
+        queued.fetch_sub(records.len(), Ordering::Relaxed);
         for done in barriers {
             let _ = done.send(());
         }

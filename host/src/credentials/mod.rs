@@ -12,3 +12,5 @@ pub mod scheduler;
 pub mod tokens;
 pub mod vault;
 pub(crate) mod vending;
+
+pub use oauth::{redirects_loopback, RedirectPolicy};

@@ -2,22 +2,37 @@
 //! a connection's credential for good, `connection.recovered` when a new credential or
 //! a completed OAuth flow brings it back. Each event is one log line and, when a webhook
 //! is configured (`CONDUIT_WEBHOOK_URL`, `CONDUIT_WEBHOOK_SECRET`), one JSON POST signed
-//! `X-Conduit-Signature: sha256=<hex HMAC-SHA256 of the body>`, delivered off the
-//! request path by a background task that retries with exponential backoff.
+//! `X-Conduit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (Stripe's
+//! scheme: the timestamp lets a receiver refuse replays).
+//!
+//! Nothing is lost: an event is written to the store's outbox, flushed, before
+//! `notify` returns, and a background task delivers the outbox at least once, in order
+//! per connection (a connection's next event waits until its previous one is
+//! accepted), retrying with exponential backoff. A restart resumes where it stopped.
+//! An event still refused after [`MAX_AGE`] is given up, loudly.
 
 use crate::domain::{now_ms, rfc3339, Connection};
+use crate::store::{OutboxEntry, OutboxStore};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
 /// The header carrying the body's signature.
 pub const SIGNATURE_HEADER: &str = "x-conduit-signature";
 
-/// Delivery attempts per event before it is given up (and logged as lost).
-const MAX_ATTEMPTS: u32 = 6;
+/// How long an undelivered event is retried before it is given up (and logged as lost).
+pub const MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// Outbox entries looked at per pass.
+const BATCH: usize = 1000;
+/// Deliveries in flight at once.
+const CONCURRENT: usize = 16;
 
 /// Where webhooks go and the key they are signed with.
 #[derive(Clone)]
@@ -80,7 +95,13 @@ impl Event {
 /// Sends notifications; cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
-    webhook: Option<mpsc::UnboundedSender<Event>>,
+    outbox: Option<Outbox>,
+}
+
+#[derive(Clone)]
+struct Outbox {
+    store: Arc<dyn OutboxStore>,
+    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -95,19 +116,27 @@ impl std::fmt::Debug for WebhookConfig {
 impl Notifier {
     /// Log lines only.
     pub fn log_only() -> Self {
-        Notifier { webhook: None }
+        Notifier { outbox: None }
     }
 
-    /// Log lines and webhooks to `config`, delivered by a task on the current runtime.
-    pub fn with_webhook(config: WebhookConfig, client: reqwest::Client) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(deliver_all(config, client, receiver));
+    /// Log lines and webhooks to `config` through the durable `outbox`, delivered by a
+    /// task on the current runtime (which first delivers what an earlier run left).
+    pub fn with_webhook(
+        config: WebhookConfig,
+        client: reqwest::Client,
+        outbox: Arc<dyn OutboxStore>,
+    ) -> Self {
+        let outbox = Outbox {
+            store: outbox,
+            wake: Arc::new(Notify::new()),
+        };
+        tokio::spawn(deliver_all(config, client, outbox.clone()));
         Notifier {
-            webhook: Some(sender),
+            outbox: Some(outbox),
         }
     }
 
-    /// Logs `event` and queues its webhook.
+    /// Logs `event` and stores its webhook for delivery.
     pub fn notify(&self, event: Event) {
         tracing::warn!(
             event = ?event.kind,
@@ -117,62 +146,142 @@ impl Notifier {
             reason = %event.reason,
             "connection lifecycle event"
         );
-        if let Some(sender) = &self.webhook {
-            if sender.send(event).is_err() {
-                tracing::error!("the webhook delivery task has stopped; event not delivered");
-            }
-        }
-    }
-}
-
-/// The signature header value for `body`.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-async fn deliver_all(
-    config: WebhookConfig,
-    client: reqwest::Client,
-    mut events: mpsc::UnboundedReceiver<Event>,
-) {
-    while let Some(event) = events.recv().await {
-        // Each event is retried on its own task, so one dead receiver window does not
-        // hold back later events.
-        let (config, client) = (config.clone(), client.clone());
-        tokio::spawn(async move { deliver(&config, &client, &event).await });
-    }
-}
-
-async fn deliver(config: &WebhookConfig, client: &reqwest::Client, event: &Event) {
-    let body = serde_json::to_vec(event).expect("events serialize");
-    let signature = sign(config.secret.as_bytes(), &body);
-    let mut delay = config.first_retry;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let sent = client
-            .post(&config.url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, &signature)
-            .timeout(Duration::from_secs(10))
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => return,
-            Ok(response) => {
-                tracing::warn!(event = %event.id, attempt, status = %response.status(), "webhook refused; will retry")
-            }
+        let Some(outbox) = &self.outbox else { return };
+        let body = serde_json::to_vec(&event).expect("events serialize");
+        match outbox.store.enqueue(&event.connection_id, now_ms(), &body) {
+            Ok(_) => outbox.wake.notify_one(),
             Err(e) => {
-                tracing::warn!(event = %event.id, attempt, error = %e.without_url(), "webhook unreachable; will retry")
+                tracing::error!(event = %event.id, error = %e, "storing a webhook delivery failed; event not delivered")
             }
         }
-        if attempt < MAX_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+    }
+
+    /// Webhook deliveries waiting (for metrics).
+    pub fn pending(&self) -> usize {
+        self.outbox.as_ref().map_or(0, |o| o.store.backlog())
+    }
+}
+
+/// The signature header value for `body` sent at `timestamp` (unix seconds).
+pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Where a connection's deliveries stand after a refusal.
+struct Lane {
+    attempts: u32,
+    next_at: Instant,
+}
+
+/// Delivers the outbox forever: each pass sends the oldest waiting event of every
+/// connection not backing off (a few at a time), removes those accepted, and sleeps
+/// until the next retry is due or a new event arrives.
+async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Outbox) {
+    let mut lanes: HashMap<String, Lane> = HashMap::new();
+    loop {
+        let pending = match outbox.store.pending(BATCH) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the webhook outbox failed");
+                Vec::new()
+            }
+        };
+        let now = Instant::now();
+        let mut heads = HashSet::new();
+        let due: Vec<OutboxEntry> = pending
+            .into_iter()
+            .filter(|entry| heads.insert(entry.connection_id.clone()))
+            .filter(|entry| {
+                lanes
+                    .get(&entry.connection_id)
+                    .is_none_or(|l| l.next_at <= now)
+            })
+            .collect();
+        let mut sent = Vec::with_capacity(due.len());
+        for some in due.chunks(CONCURRENT) {
+            let attempts = some.iter().map(|entry| deliver(&config, &client, entry));
+            sent.extend(futures_util::future::join_all(attempts).await);
+        }
+        let mut accepted = false;
+        for (entry, ok) in due.iter().zip(sent) {
+            if ok || abandoned(entry) {
+                if let Err(e) = outbox.store.remove(entry.sequence) {
+                    tracing::error!(error = %e, "removing a delivered webhook failed");
+                }
+                lanes.remove(&entry.connection_id);
+                accepted = true;
+            } else {
+                let lane = lanes.entry(entry.connection_id.clone()).or_insert(Lane {
+                    attempts: 0,
+                    next_at: now,
+                });
+                lane.attempts += 1;
+                lane.next_at = Instant::now() + backoff(config.first_retry, lane.attempts);
+            }
+        }
+        if accepted {
+            continue;
+        }
+        lanes.retain(|connection, _| heads.contains(connection));
+        match lanes.values().map(|l| l.next_at).min() {
+            Some(at) => {
+                tokio::select! {
+                    _ = outbox.wake.notified() => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => outbox.wake.notified().await,
         }
     }
-    tracing::error!(event = %event.id, attempts = MAX_ATTEMPTS, "webhook delivery gave up");
+}
+
+/// One attempt; `true` when the receiver accepted it.
+async fn deliver(config: &WebhookConfig, client: &reqwest::Client, entry: &OutboxEntry) -> bool {
+    let timestamp = now_ms() / 1000;
+    let signature = sign(config.secret.as_bytes(), timestamp, &entry.body);
+    let sent = client
+        .post(&config.url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, &signature)
+        .timeout(Duration::from_secs(10))
+        .body(entry.body.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            tracing::warn!(sequence = entry.sequence, status = %response.status(), "webhook refused; will retry");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(sequence = entry.sequence, error = %e.without_url(), "webhook unreachable; will retry");
+            false
+        }
+    }
+}
+
+/// Whether an undelivered event is too old to keep trying.
+fn abandoned(entry: &OutboxEntry) -> bool {
+    let age = now_ms().saturating_sub(entry.raised_at);
+    let give_up = age > MAX_AGE.as_millis() as u64;
+    if give_up {
+        tracing::error!(sequence = entry.sequence, connection = %entry.connection_id, "webhook delivery gave up after {MAX_AGE:?}");
+    }
+    give_up
+}
+
+/// The wait after the `attempts`-th refusal: doubling from `first`, capped.
+fn backoff(first: Duration, attempts: u32) -> Duration {
+    first
+        .saturating_mul(1 << attempts.saturating_sub(1).min(20))
+        .min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -180,12 +289,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_are_hmac_sha256_of_the_body() {
-        // RFC 4231 test case 2.
-        let signature = sign(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            signature,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+    fn signatures_are_hmac_sha256_of_the_timestamp_and_the_body() {
+        // The signed message is `t.body`.
+        let signature = sign(b"Jefe", 1_700_000_000, b"body");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"1700000000.body");
+        let expected = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(signature, format!("t=1700000000,v1={expected}"));
+        // The timestamp is signed: the same body at another time signs differently.
+        assert_ne!(sign(b"Jefe", 1_700_000_001, b"body"), signature);
+    }
+
+    #[test]
+    fn retries_back_off_doubling_up_to_a_cap() {
+        let first = Duration::from_secs(1);
+        assert_eq!(backoff(first, 1), first);
+        assert_eq!(backoff(first, 3), Duration::from_secs(4));
+        assert_eq!(backoff(first, 60), MAX_BACKOFF);
     }
 }

@@ -113,6 +113,19 @@ impl Scheduler {
         })
     }
 
+    /// How long the credential due longest has waited since it became due (under the
+    /// longest lead), zero when none has: one read of the expiry index.
+    pub fn lag(&self) -> Result<Duration, store::Error> {
+        let now = now_ms();
+        let lead = self.tokens.leads().longest().as_millis() as u64;
+        Ok(match self.credentials.due(now + lead, 1)?.first() {
+            Some((expires_at, _)) => {
+                Duration::from_millis(now.saturating_sub(expires_at.saturating_sub(lead)))
+            }
+            None => Duration::ZERO,
+        })
+    }
+
     /// Refreshes up to `limit` credentials whose expiry falls within the refresh lead.
     pub async fn refresh_due(self: &Arc<Self>, limit: usize) -> Result<DueReport, store::Error> {
         let now = now_ms();

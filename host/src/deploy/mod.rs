@@ -145,6 +145,8 @@ pub struct Deployer {
     max_component_bytes: usize,
     /// One change at a time, so a deployment is never written from two stale reads.
     changing: tokio::sync::Mutex<()>,
+    /// Whether [`Deployer::restore`] has finished: the catalog is what it should be.
+    restored: std::sync::atomic::AtomicBool,
 }
 
 impl Deployer {
@@ -171,7 +173,13 @@ impl Deployer {
                 .collect(),
             max_component_bytes,
             changing: tokio::sync::Mutex::new(()),
+            restored: Default::default(),
         }
+    }
+
+    /// Whether the catalog has been restored at start.
+    pub fn restored(&self) -> bool {
+        self.restored.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The largest component accepted.
@@ -216,6 +224,8 @@ impl Deployer {
                 self.reactivate(deployment, None).await;
             }
         }
+        self.restored
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -140,6 +140,26 @@ pub enum ConnectionStatus {
     Error,
 }
 
+impl ConnectionStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [ConnectionStatus; 4] = [
+        ConnectionStatus::Active,
+        ConnectionStatus::NeedsReauth,
+        ConnectionStatus::Revoked,
+        ConnectionStatus::Error,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Active => "ACTIVE",
+            ConnectionStatus::NeedsReauth => "NEEDS_REAUTH",
+            ConnectionStatus::Revoked => "REVOKED",
+            ConnectionStatus::Error => "ERROR",
+        }
+    }
+}
+
 /// A tenant's account at one provider.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

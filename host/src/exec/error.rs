@@ -9,6 +9,9 @@ use crate::store;
 use serde_json::json;
 use std::time::Duration;
 
+/// When a call refused as busy may be retried: calls take milliseconds to seconds.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 /// Why an execution did not produce an output.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -135,6 +138,11 @@ impl Classify for CallError {
             CallError::ConnectorUnavailable(_) => {
                 ErrorClass::new(Unavailable, "connector_unavailable").failover()
             }
+            // Another binding of the same tenant spends from the same share: no
+            // failover, and a full pool is nobody's provider failing.
+            CallError::Busy(_) => ErrorClass::new(Unavailable, "busy")
+                .retry_after(BUSY_RETRY)
+                .meta(json!({"retryable": true})),
             CallError::RateLimited(wait) => ErrorClass::new(RateLimited, "rate_limited")
                 .failover()
                 .retry_after(*wait)

@@ -12,9 +12,11 @@
 //! typed [`Error`] and nothing else.
 //!
 //! Also here: the [`catalog`] of loaded connectors and the [`ratelimit`] budgets every
-//! connector call spends from. May import: `domain`, `audit` (the redactor). Nothing
+//! connector call spends from. May import: `domain`, `audit` (the redactor),
+//! `observe`. Nothing
 //! outside this folder imports wasmtime.
 
+pub mod admission;
 pub mod cache;
 pub mod catalog;
 pub mod connectors;
@@ -32,6 +34,7 @@ pub use outcome::{settle, CallContext, CallError, CallReport, ConnectorError, He
 
 use crate::audit::Redactor;
 use crate::domain::{IntegrationSpec, OauthClient, SecretFields};
+pub use admission::{Admission, Busy};
 use cache::{ComponentCache, Origin};
 use egress::AllowedHosts;
 pub use footprint::{Footprint, PoolLimits};
@@ -96,6 +99,9 @@ pub enum Error {
     /// The engine, linker or a runtime thread could not be set up.
     #[error("plugin could not be loaded: {0}")]
     Load(String),
+    /// No room to run it within the queue wait.
+    #[error("{0}")]
+    Busy(Busy),
     /// A component was refused at one step of the load path.
     #[error("{step}: {detail}")]
     Refused {
@@ -230,10 +236,23 @@ pub struct RuntimeConfig {
     /// What one instance may take from the pool; the pool holds `max_instances`
     /// instances of the largest component these admit.
     pub pool: PoolLimits,
+    /// Instances one tenant may run at once.
+    pub tenant_concurrency: u32,
+    /// How long a call waits for room before it is refused as busy.
+    pub queue_wait: Duration,
 }
 
+/// Instances one tenant may run at once, by default: a quarter of the pool, so three
+/// other tenants' bursts still fit beside it.
+pub fn default_tenant_concurrency(max_instances: u32) -> u32 {
+    (max_instances / 4).max(1)
+}
+
+/// How long a call waits for room, by default.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 impl RuntimeConfig {
-    /// Defaults: 64 MiB, 10 s, 10 MiB responses.
+    /// Defaults: 64 MiB, 10 s, 10 MiB responses, 256 instances, a quarter per tenant.
     pub fn new(cache_dir: impl Into<std::path::PathBuf>) -> Self {
         RuntimeConfig {
             cache_dir: cache_dir.into(),
@@ -242,6 +261,8 @@ impl RuntimeConfig {
             max_response_bytes: 10 * 1024 * 1024,
             max_instances: 256,
             pool: PoolLimits::default(),
+            tenant_concurrency: default_tenant_concurrency(256),
+            queue_wait: DEFAULT_QUEUE_WAIT,
         }
     }
 }
@@ -294,6 +315,7 @@ pub struct Runtime {
     cache: ComponentCache,
     client: reqwest::Client,
     config: RuntimeConfig,
+    admission: Admission,
     ticker: Arc<AtomicBool>,
 }
 
@@ -356,6 +378,11 @@ impl Runtime {
             .map_err(|e| Error::Load(format!("epoch thread: {e}")))?;
 
         Ok(Runtime {
+            admission: Admission::new(
+                config.max_instances,
+                config.tenant_concurrency,
+                config.queue_wait,
+            ),
             cache: ComponentCache::new(&config.cache_dir),
             client: egress::client(),
             engine,
@@ -421,6 +448,10 @@ impl Runtime {
                 .await
                 .map_err(|e| Error::Load(format!("compile task: {e}")))?
                 .map_err(|e| refused(LoadStep::Compile, format!("{e:#}")))?;
+        crate::observe::plugin_loaded(match origin {
+            Origin::Cache => "cached",
+            Origin::Compiled => "compiled",
+        });
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -469,7 +500,7 @@ impl Runtime {
             memory_bytes: self.config.default_memory_mb as usize * 1024 * 1024,
             deadline: INFO_DEADLINE,
         };
-        self.call(&probe, &Redactor::default(), |guest, store| {
+        self.call(&probe, None, &Redactor::default(), |guest, store| {
             Box::pin(guest.call_info(store))
         })
         .await
@@ -538,6 +569,7 @@ impl Runtime {
         capability: &str,
         input: &str,
     ) -> CallReport<std::result::Result<String, ConnectorError>> {
+        let tenant: &str = &ctx.tenant_id;
         let (ctx, secret, capability, input) = (
             ctx.to_wit(),
             WitSecret::from(secret),
@@ -546,7 +578,7 @@ impl Runtime {
         );
         let redactor = Redactor::for_secret(&secret.0);
         let report = self
-            .call(plugin, &redactor, move |guest, store| {
+            .call(plugin, Some(tenant), &redactor, move |guest, store| {
                 Box::pin(async move {
                     guest
                         .call_execute(store, &ctx, &secret.0, &capability, &input)
@@ -567,12 +599,13 @@ impl Runtime {
         client: &OauthClient,
         refresh_token: &str,
     ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
+        let tenant: &str = &ctx.tenant_id;
         let (ctx, wit_client) = (ctx.to_wit(), wit_client(client));
         let refresh_token = Zeroizing::new(refresh_token.to_owned());
         let redactor =
             Redactor::new([client.client_secret.expose_secret(), refresh_token.as_str()]);
         let report = self
-            .call(plugin, &redactor, move |guest, store| {
+            .call(plugin, Some(tenant), &redactor, move |guest, store| {
                 Box::pin(async move {
                     guest
                         .call_refresh(store, &ctx, &wit_client.0, &refresh_token)
@@ -591,6 +624,7 @@ impl Runtime {
         client: &OauthClient,
         exchange: &CodeExchange,
     ) -> CallReport<std::result::Result<SecretFields, ConnectorError>> {
+        let tenant: &str = &ctx.tenant_id;
         let (ctx, wit_client) = (ctx.to_wit(), wit_client(client));
         // Owned copies for the guest call, wiped when it is over.
         let code = Zeroizing::new(exchange.code.expose_secret().to_owned());
@@ -605,7 +639,7 @@ impl Runtime {
                 .chain(verifier.as_ref().map(|v| v.as_str())),
         );
         let report = self
-            .call(plugin, &redactor, move |guest, store| {
+            .call(plugin, Some(tenant), &redactor, move |guest, store| {
                 Box::pin(async move {
                     guest
                         .call_exchange_code(
@@ -630,10 +664,11 @@ impl Runtime {
         ctx: &CallContext,
         secret: &SecretFields,
     ) -> CallReport<std::result::Result<Health, ConnectorError>> {
+        let tenant: &str = &ctx.tenant_id;
         let (ctx, secret) = (ctx.to_wit(), WitSecret::from(secret));
         let redactor = Redactor::for_secret(&secret.0);
         let report = self
-            .call(plugin, &redactor, move |guest, store| {
+            .call(plugin, Some(tenant), &redactor, move |guest, store| {
                 Box::pin(async move { guest.call_health_check(store, &ctx, &secret.0).await })
             })
             .await;
@@ -647,14 +682,36 @@ impl Runtime {
         CallReport { result, outbound }
     }
 
-    /// Instantiates `plugin` into a fresh store and runs `body` against its exports
+    /// Instances running now.
+    pub fn instances_in_use(&self) -> usize {
+        self.admission.in_use()
+    }
+
+    /// Instances the pool holds.
+    pub fn instances_capacity(&self) -> usize {
+        self.config.max_instances as usize
+    }
+
+    /// Once admitted on `tenant`'s behalf (`None`: the host's own, loading),
+    /// instantiates `plugin` into a fresh store and runs `body` against its exports
     /// under the plugin's deadline and memory limit.
     async fn call<T: Send>(
         &self,
         plugin: &Plugin,
+        tenant: Option<&str>,
         redactor: &Redactor,
         body: impl for<'a> FnOnce(&'a Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     ) -> CallReport<T> {
+        let _room = match self.admission.admit(tenant).await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                tracing::warn!(plugin = %plugin.spec.slug, tenant, %busy, "connector call refused");
+                return CallReport {
+                    result: Err(Error::Busy(busy)),
+                    outbound: Vec::new(),
+                };
+            }
+        };
         let deadline = Instant::now() + plugin.deadline;
         let state = CallState::new(
             plugin.egress.clone(),

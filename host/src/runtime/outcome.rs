@@ -144,6 +144,10 @@ pub enum CallError {
     /// The connection's own rate budget is spent for longer than the call may wait.
     #[error("the provider's rate limit for this connection is reached; retry in {0:?}")]
     RateLimited(Duration),
+    /// No room to run the connector within the queue wait: the tenant's share of the
+    /// instance pool, or the pool itself, is taken. Nothing ran.
+    #[error("{0}; retry shortly")]
+    Busy(super::Busy),
 }
 
 /// Maps a guest call's result, with every message redacted. Pure: the caller decides
@@ -182,6 +186,7 @@ pub fn settle<T>(
         Ok(Err(ConnectorError::Internal(message))) => {
             Err(CallError::Plugin(redactor.redact(&message)))
         }
+        Err(Error::Busy(busy)) => Err(CallError::Busy(busy)),
         Err(Error::Timeout(_)) => Err(CallError::Timeout),
         Err(Error::Memory(_)) => Err(CallError::Memory),
         Err(Error::Trap(_)) => Err(CallError::Plugin("the connector trapped".into())),

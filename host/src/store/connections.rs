@@ -15,6 +15,12 @@ pub trait ConnectionStore: Send + Sync {
     /// A tenant's connections, oldest id first.
     fn connections_of(&self, tenant_id: &str) -> Result<Vec<Connection>>;
 
+    /// How many connections a tenant has (its quota counts them).
+    fn count_connections_of(&self, tenant_id: &str) -> Result<usize>;
+
+    /// How many connections there are in each status (for metrics: a full scan).
+    fn status_counts(&self) -> Result<Vec<(ConnectionStatus, usize)>>;
+
     /// Deletes a connection and its credential.
     fn delete_connection(&self, connection: &Connection) -> Result<()>;
 
@@ -55,6 +61,29 @@ impl ConnectionStore for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn count_connections_of(&self, tenant_id: &str) -> Result<usize> {
+        let prefix = tenant_key(tenant_id, "");
+        let mut count = 0;
+        for entry in self.tenant_connections.scan_prefix(&prefix) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn status_counts(&self) -> Result<Vec<(ConnectionStatus, usize)>> {
+        let mut counts: Vec<(ConnectionStatus, usize)> = Vec::new();
+        for entry in self.connections.iter() {
+            let (_, value) = entry?;
+            let status = decode::<Connection>("connections", &value)?.status;
+            match counts.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((status, 1)),
+            }
+        }
+        Ok(counts)
     }
 
     fn delete_connection(&self, connection: &Connection) -> Result<()> {

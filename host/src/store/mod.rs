@@ -2,7 +2,7 @@
 //! connections, sealed credentials with their expiry index, sealed OAuth clients and
 //! pending states, audit records with their time index, blueprints, tenant config
 //! versions, idempotent results, quota counters, connector deployments and kept
-//! components, each in its own tree. Methods are
+//! components, and the webhook outbox, each in its own tree. Methods are
 //! shaped by the use cases that call them (find a tenant by token hash, list the
 //! credentials due, publish a version) and declared as one trait per aggregate
 //! ([`CredentialStore`], [`ConfigStore`], [`AuditStore`] …): use cases hold the traits,
@@ -25,6 +25,7 @@ mod deployments;
 mod idempotency;
 mod keyring;
 mod oauth;
+mod outbox;
 mod private;
 mod quotas;
 mod revisions;
@@ -41,6 +42,7 @@ pub use deployments::DeploymentStore;
 pub use idempotency::{IdempotencyStore, IdempotentResult};
 pub use keyring::KeyringStore;
 pub use oauth::{OauthState, OauthStore, StoredClient};
+pub use outbox::{OutboxEntry, OutboxStore};
 pub use private::keep_private;
 pub use quotas::QuotaStore;
 pub use revisions::{Revisioned, Revisions};
@@ -102,6 +104,8 @@ pub struct Stores {
     pub keyring: Arc<dyn KeyringStore>,
     /// Connector deployments and kept components.
     pub deployments: Arc<dyn DeploymentStore>,
+    /// Webhook deliveries waiting.
+    pub outbox: Arc<dyn OutboxStore>,
     /// Flushing at shutdown.
     pub durable: Arc<dyn Durable>,
     /// The per-tenant change counters.
@@ -126,6 +130,7 @@ impl Stores {
             quotas: store.clone(),
             keyring: store.keyring()?,
             deployments: store.clone(),
+            outbox: store.clone(),
             durable: store,
             revisions,
         })
@@ -182,6 +187,8 @@ pub struct SledStore {
     deployments: sled::Tree,
     /// SHA-256 → the bytes of an uploaded or dropped-in component.
     components: sled::Tree,
+    /// `sequence (u64 BE)` → a webhook delivery waiting.
+    outbox: sled::Tree,
 }
 
 impl SledStore {
@@ -215,6 +222,7 @@ impl SledStore {
             quotas: db.open_tree("quotas")?,
             deployments: db.open_tree("plugin_deployments")?,
             components: db.open_tree("plugin_components")?,
+            outbox: db.open_tree("webhook_outbox")?,
             db,
         })
     }

@@ -59,6 +59,14 @@ impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
         self.inner.connections_of(tenant_id)
     }
 
+    fn count_connections_of(&self, tenant_id: &str) -> Result<usize> {
+        self.inner.count_connections_of(tenant_id)
+    }
+
+    fn status_counts(&self) -> Result<Vec<(ConnectionStatus, usize)>> {
+        self.inner.status_counts()
+    }
+
     fn delete_connection(&self, connection: &Connection) -> Result<()> {
         let deleted = self.inner.delete_connection(connection);
         self.revisions.bump(&connection.tenant_id);

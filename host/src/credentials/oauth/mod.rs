@@ -32,9 +32,11 @@ use std::time::{Duration, Instant};
 const MAX_RATE_WAIT: Duration = Duration::from_secs(5);
 
 mod clients;
+mod redirects;
 mod refresher;
 
 pub use clients::Clients;
+pub use redirects::{loopback as redirects_loopback, RedirectPolicy};
 pub use refresher::ConnectorRefresher;
 
 /// How long an authorization may take from `authorize` to `callback`, by default.
@@ -58,6 +60,10 @@ pub enum Error {
     /// No OAuth client is configured for the connection.
     #[error("{0}")]
     ClientMissing(String),
+    /// The redirect URI is not on the deployment's allow-list for the connection's
+    /// environment.
+    #[error("redirectUri is not on this deployment's allow-list for {} connections (set CONDUIT_OAUTH_REDIRECTS_{})", .0.as_str(), .0.as_str().to_ascii_uppercase())]
+    RedirectNotAllowed(crate::domain::Environment),
     /// A configured endpoint is not one of the connector's allowed hosts.
     #[error("{0}")]
     EndpointNotAllowed(String),
@@ -95,6 +101,7 @@ pub struct Oauth {
     clients: Clients,
     audit: Audit,
     state_ttl: Duration,
+    redirects: RedirectPolicy,
 }
 
 /// A started authorization: where to send the user.
@@ -124,7 +131,15 @@ impl Oauth {
             clients,
             audit,
             state_ttl: DEFAULT_STATE_TTL,
+            redirects: RedirectPolicy::default(),
         }
+    }
+
+    /// Redirect URIs are checked against `redirects` instead of the default (sandbox:
+    /// loopback; production: none).
+    pub fn with_redirects(mut self, redirects: RedirectPolicy) -> Self {
+        self.redirects = redirects;
+        self
     }
 
     /// States expire `ttl` after `authorize` instead of the default 10 minutes.
@@ -161,6 +176,9 @@ impl Oauth {
         let redirect = url::Url::parse(redirect_uri).map_err(|_| Error::InvalidRedirectUri)?;
         if !matches!(redirect.scheme(), "http" | "https") || redirect.host_str().is_none() {
             return Err(Error::InvalidRedirectUri);
+        }
+        if !self.redirects.allows(connection.environment, &redirect) {
+            return Err(Error::RedirectNotAllowed(connection.environment));
         }
         let client = self.clients.for_connection(&connection)?;
         let oauth = spec.oauth.as_ref().expect("checked by oauth_spec");
@@ -357,6 +375,7 @@ impl Classify for Error {
             Error::Revoked => ErrorClass::new(Conflict, "revoked"),
             Error::NotOauth(_) => ErrorClass::new(Invalid, "oauth_unsupported"),
             Error::InvalidRedirectUri => ErrorClass::new(Invalid, "invalid_redirect_uri"),
+            Error::RedirectNotAllowed(_) => ErrorClass::new(Invalid, "redirect_not_allowed"),
             Error::ClientMissing(_) => ErrorClass::new(Invalid, "oauth_client_missing"),
             Error::EndpointNotAllowed(_) => ErrorClass::new(Invalid, "endpoint_not_allowed"),
             Error::InvalidState(_) => ErrorClass::new(BadRequest, "invalid_state"),
