@@ -88,6 +88,8 @@ pub struct Config {
     pub oauth_state_ttl: Duration,
     /// Where an authorization may redirect, per environment.
     pub oauth_redirects: crate::credentials::oauth::RedirectPolicy,
+    /// What one tenant may keep of each kind of object.
+    pub tenant_limits: crate::domain::TenantLimits,
     /// How long audit records are kept.
     pub audit_retention: Duration,
     /// When a connection's circuit opens and for how long.
@@ -123,6 +125,7 @@ impl Config {
             webhook: None,
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             oauth_redirects: Default::default(),
+            tenant_limits: Default::default(),
             audit_retention: crate::audit::DEFAULT_RETENTION,
             circuit: CircuitPolicy::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
@@ -252,7 +255,8 @@ impl App {
             None => Notifier::log_only(),
         };
         let tenants = Tenants::new(stores.tenants.clone(), admin_hash);
-        let connections = Connections::new(stores.connections.clone(), catalog.clone());
+        let connections = Connections::new(stores.connections.clone(), catalog.clone())
+            .with_limit(config.tenant_limits.connections);
         let audit = Audit::new(stores.audit.clone(), config.audit_retention);
         let deployer = Arc::new(Deployer::new(
             runtime.clone(),
@@ -284,7 +288,8 @@ impl App {
             audit.clone(),
         )
         .with_state_ttl(config.oauth_state_ttl)
-        .with_redirects(config.oauth_redirects.clone());
+        .with_redirects(config.oauth_redirects.clone())
+        .with_state_limit(config.tenant_limits.oauth_states);
         // Expired authorizations are dropped at startup; live ones survive a restart.
         stores.oauth.purge_oauth_states(crate::domain::now_ms())?;
         let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
@@ -305,7 +310,8 @@ impl App {
         });
         let vending = Vending::new(connections.clone(), connectors.clone(), tokens.clone());
         let blueprints = Blueprints::new(stores.blueprints.clone());
-        let configs = Configs::new(&stores, connectors.clone(), Arc::new(exec.clone()));
+        let configs = Configs::new(&stores, connectors.clone(), Arc::new(exec.clone()))
+            .with_limit(config.tenant_limits.draft_configs);
         let app = App {
             tenants,
             connections,

@@ -8,6 +8,7 @@ use conduit::credentials::notify::WebhookConfig;
 use conduit::credentials::scheduler::SchedulerConfig;
 use conduit::credentials::tokens::BackoffPolicy;
 use conduit::credentials::{redirects_loopback, RedirectPolicy};
+use conduit::domain::TenantLimits;
 use conduit::runtime::PoolLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,6 +125,22 @@ struct ServeArgs {
     webhook_url: Option<String>,
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What one tenant may keep of each kind of object an API call creates.
+#[derive(Args)]
+struct LimitArgs {
+    /// Connections per tenant.
+    #[arg(long, env = "CONDUIT_MAX_CONNECTIONS_PER_TENANT", default_value_t = TenantLimits::default().connections)]
+    max_connections_per_tenant: usize,
+    /// Unpublished (draft or preview) config versions per tenant.
+    #[arg(long, env = "CONDUIT_MAX_DRAFTS_PER_TENANT", default_value_t = TenantLimits::default().draft_configs)]
+    max_drafts_per_tenant: usize,
+    /// Pending OAuth authorizations per tenant.
+    #[arg(long, env = "CONDUIT_MAX_OAUTH_STATES_PER_TENANT", default_value_t = TenantLimits::default().oauth_states)]
+    max_oauth_states_per_tenant: usize,
 }
 
 /// The connector instance pool: how many calls run at once, and what one call's
@@ -322,6 +339,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
         oauth_redirects,
+        tenant_limits: TenantLimits {
+            connections: args.limits.max_connections_per_tenant,
+            draft_configs: args.limits.max_drafts_per_tenant,
+            oauth_states: args.limits.max_oauth_states_per_tenant,
+        },
         audit_retention: Duration::from_secs(args.audit_retention_secs.max(1)),
         max_instances: args.pool.max_instances.max(1),
         pool: args.pool.limits(),

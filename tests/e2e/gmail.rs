@@ -607,3 +607,84 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// An authorization in flight survives a key rotation and the retirement of the old
+/// key: rotation re-wraps its sealed PKCE verifier, and the old key cannot be retired
+/// while a pending verifier still uses it. (Before, rotate + retire broke the
+/// callback with a 500.)
+#[tokio::test]
+async fn key_rotation_re_wraps_the_verifiers_of_pending_authorizations() {
+    let (conduit, fake, addr) = start(&[]).await;
+    let (tenant, admin) = (conduit.tenant("acme").await, conduit.admin_token.clone());
+    let id = conduit
+        .connection(&tenant, gmail_connection(addr, "managed"))
+        .await;
+    let admin_post = |path: String| {
+        let (conduit, admin) = (&conduit, admin.clone());
+        async move {
+            conduit
+                .call(reqwest::Method::POST, &path, Some(&admin), None)
+                .await
+        }
+    };
+    let old_key = conduit.get("/admin/vault", &admin).await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let query = authorize(&conduit, &tenant, &id).await;
+    let (state, challenge) = (
+        param(&query, "state").to_owned(),
+        param(&query, "code_challenge").to_owned(),
+    );
+    let rotated = admin_post("/admin/vault/rotate".into()).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(rotated.body["data"]["attributes"]["rewrapped"], 1);
+    let retired = admin_post(format!("/admin/vault/keys/{old_key}/retire")).await;
+    assert_eq!(retired.status, 200, "{}", retired.body);
+
+    let code = fake.issue_code(REDIRECT, Some(challenge));
+    let done = callback(
+        &conduit,
+        &format!("code={}&state={state}", urlencode(&code)),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["data"]["attributes"]["status"], "ACTIVE");
+}
+
+/// A pending authorization's sealed verifier is a use of its key, as a credential is
+/// (so retiring that key is refused like any key in use), and moves with a rotation.
+#[tokio::test]
+async fn pending_verifiers_count_as_uses_of_their_key() {
+    let (conduit, _fake, addr) = start(&[]).await;
+    let (tenant, admin) = (conduit.tenant("acme").await, conduit.admin_token.clone());
+    let id = conduit
+        .connection(&tenant, gmail_connection(addr, "managed"))
+        .await;
+    let _pending = authorize(&conduit, &tenant, &id).await;
+    let keys = conduit.get("/admin/vault", &admin).await;
+    let key = &keys.body["data"][0];
+    assert_eq!(key["attributes"]["credentials"], 1, "{}", keys.body);
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let rotated = conduit
+        .call(
+            reqwest::Method::POST,
+            "/admin/vault/rotate",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    // Re-wrapped, so the old key is free now; the new one holds the verifier.
+    let keys = conduit.get("/admin/vault", &admin).await;
+    let uses = |id: &str| {
+        keys.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .map(|k| k["attributes"]["credentials"].as_u64().unwrap())
+    };
+    assert_eq!(uses(&key_id), Some(0), "{}", keys.body);
+}

@@ -120,3 +120,112 @@ async fn one_tenants_burst_leaves_room_for_another() {
         .await;
     assert_eq!(again.status, 200, "{}", again.text);
 }
+
+/// Each kind of object a tenant's API calls create without bound has a per-tenant
+/// limit, refused as `422 limit_exceeded` naming the setting; other tenants are not
+/// affected, and deleting one makes room again.
+#[tokio::test]
+async fn per_tenant_object_limits_refuse_the_one_too_many() {
+    use crate::binding::World;
+    use serde_json::json;
+
+    let w = World::start_with(
+        &[],
+        &[
+            // World makes six connections for its tenant.
+            ("CONDUIT_MAX_CONNECTIONS_PER_TENANT", "7".into()),
+            ("CONDUIT_MAX_DRAFTS_PER_TENANT", "2".into()),
+            ("CONDUIT_MAX_OAUTH_STATES_PER_TENANT", "2".into()),
+        ],
+    )
+    .await;
+    let c = &w.conduit;
+    let stripe = json!({"connector": "stripe", "environment": "sandbox"});
+
+    // Connections.
+    let seventh = c.connection(&w.token, stripe.clone()).await;
+    let refused = c
+        .post(
+            "/api/connections",
+            &w.token,
+            crate::support::doc("connections", stripe.clone()),
+        )
+        .await;
+    refused.assert_error(422, "limit_exceeded");
+    assert!(
+        refused.text.contains("CONDUIT_MAX_CONNECTIONS_PER_TENANT"),
+        "{}",
+        refused.text
+    );
+    let other = c.tenant("globex").await;
+    c.connection(&other, stripe.clone()).await;
+    assert_eq!(
+        c.delete(&format!("/api/connections/{seventh}"), &w.token)
+            .await
+            .status,
+        204
+    );
+    c.connection(&w.token, stripe.clone()).await;
+
+    // Unpublished config versions; a discarded one makes room.
+    w.put_blueprint().await;
+    let bindings = w.production_bindings();
+    let mut drafts = Vec::new();
+    for _ in 0..2 {
+        let r = w.post_config("production", bindings.clone()).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        drafts.push(
+            r.body["data"]["attributes"]["meta"]["version"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    w.post_config("production", bindings.clone())
+        .await
+        .assert_error(422, "limit_exceeded");
+    let discard = format!(
+        "/api/tenant-configs/invoice-app/production/versions/{}",
+        drafts[0]
+    );
+    assert_eq!(c.delete(&discard, &w.token).await.status, 204);
+    c.get(&discard, &w.token)
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(
+        w.post_config("production", bindings.clone()).await.status,
+        201
+    );
+    // A published version cannot be discarded.
+    let second = format!(
+        "/api/tenant-configs/invoice-app/production/versions/{}",
+        drafts[1]
+    );
+    assert_eq!(c.delete(&second, &w.token).await.status, 204);
+    let published = w.publish("production", bindings).await;
+    let path = format!("/api/tenant-configs/invoice-app/production/versions/{published}");
+    c.delete(&path, &w.token)
+        .await
+        .assert_error(409, "invalid_transition");
+
+    // Pending OAuth authorizations; one completed (or expired) makes room.
+    let (gmail, redirect) = (&w.conn.gmail, "https://app.example.com/done");
+    let authorize = format!("/api/connections/{gmail}/oauth/authorize?redirectUri={redirect}");
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        states.push(c.consent(&w.token, gmail, redirect).await.1);
+    }
+    c.get(&authorize, &w.token)
+        .await
+        .assert_error(422, "limit_exceeded");
+    // Taking a state (here: a callback the provider denied) frees its place.
+    let denied = c
+        .call(
+            reqwest::Method::GET,
+            &format!("/oauth/callback?error=access_denied&state={}", states[0]),
+            None,
+            None,
+        )
+        .await;
+    denied.assert_error(400, "oauth_denied");
+    c.consent(&w.token, gmail, redirect).await;
+}

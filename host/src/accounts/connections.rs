@@ -3,7 +3,8 @@
 //! connection is indistinguishable from a missing one.
 
 use crate::domain::{
-    now_ms, Class, Classify, Connection, ConnectionStatus, Environment, ErrorClass, OwnershipMode,
+    now_ms, Class, Classify, Connection, ConnectionStatus, Environment, ErrorClass, LimitExceeded,
+    OwnershipMode, TenantLimits,
 };
 use crate::runtime::catalog::Catalog;
 use crate::store::{self, ConnectionStore};
@@ -29,6 +30,9 @@ pub enum Error {
     /// A field is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The tenant has as many connections as it may.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -43,6 +47,7 @@ impl Classify for Error {
                 ErrorClass::new(Class::Invalid, "ownership_mode_not_supported")
             }
             Error::Invalid(_) => ErrorClass::new(Class::Invalid, "invalid_attributes"),
+            Error::Limit(e) => e.classify(),
             Error::Store(e) => e.classify(),
         }
     }
@@ -95,12 +100,23 @@ pub struct NewConnection {
 pub struct Connections {
     store: Arc<dyn ConnectionStore>,
     catalog: Arc<Catalog>,
+    max_per_tenant: usize,
 }
 
 impl Connections {
     /// Connections over `store`, checked against `catalog`.
     pub fn new(store: Arc<dyn ConnectionStore>, catalog: Arc<Catalog>) -> Self {
-        Connections { store, catalog }
+        Connections {
+            store,
+            catalog,
+            max_per_tenant: TenantLimits::default().connections,
+        }
+    }
+
+    /// At most `max` connections per tenant.
+    pub fn with_limit(mut self, max: usize) -> Self {
+        self.max_per_tenant = max;
+        self
     }
 
     /// Creates an `ACTIVE` connection without a credential.
@@ -155,6 +171,12 @@ impl Connections {
                 "externalAccountId must be 1-255 characters".into(),
             ));
         }
+        LimitExceeded::check(
+            "connections",
+            self.store.count_connections_of(tenant_id)?,
+            self.max_per_tenant,
+            "CONDUIT_MAX_CONNECTIONS_PER_TENANT",
+        )?;
         let now = now_ms();
         let connection = Connection {
             id: format!("conn_{}", uuid::Uuid::new_v4().simple()),

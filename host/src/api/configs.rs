@@ -143,6 +143,18 @@ pub async fn get(
     Ok(Document::data(render(&config)))
 }
 
+#[utoipa::path(delete, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}", security(("bearer" = [])), tag = "tenant", summary = "Discard a version that was never published (draft or preview)", params(("blueprint" = String, Path), ("environment" = Environment, Path), ("version" = u32, Path)), responses((status = 204, description = "Discarded"), Refusals))]
+pub async fn discard(
+    State(app): State<AppState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(path): VersionPath,
+) -> Result<StatusCode, ApiError> {
+    let (blueprint, environment, version) = version_path(path)?;
+    app.configs
+        .discard(&tenant, &blueprint, environment, version)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/api/tenant-configs/{blueprint}/{environment}/versions/{version}/preview", security(("bearer" = [])), tag = "tenant", summary = "Move a draft to preview", params(("blueprint" = String, Path), ("environment" = Environment, Path), ("version" = u32, Path)), responses((status = 200, description = "JSON:API document", body = schema::TenantConfigDocument, content_type = "application/vnd.api+json"), Refusals))]
 pub async fn preview(
     State(app): State<AppState>,

@@ -64,7 +64,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(blueprints::list))
         .routes(routes!(blueprints::get))
         .routes(routes!(configs::create, configs::list))
-        .routes(routes!(configs::get))
+        .routes(routes!(configs::get, configs::discard))
         .routes(routes!(configs::preview))
         .routes(routes!(configs::publish))
         .routes(routes!(configs::resolved))

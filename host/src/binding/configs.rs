@@ -8,7 +8,8 @@
 use crate::binding::policy::CompiledScope;
 use crate::domain::{
     looks_like_secret_name, now_ms, Binding, Blueprint, Class, Classify, ConfigMeta, ConfigStatus,
-    Connection, ConnectionStatus, Environment, ErrorClass, Slot, TenantConfig,
+    Connection, ConnectionStatus, Environment, ErrorClass, LimitExceeded, Slot, TenantConfig,
+    TenantLimits,
 };
 use crate::runtime::connectors::Connectors;
 use crate::runtime::Health;
@@ -41,6 +42,9 @@ pub enum Error {
     /// The version cannot make that transition.
     #[error("{0}")]
     Transition(String),
+    /// The tenant has as many unpublished versions as it may.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -58,6 +62,7 @@ impl Classify for Error {
             }
             Error::NotFound => ErrorClass::new(Class::NotFound, "not_found"),
             Error::Transition(_) => ErrorClass::new(Class::Conflict, "invalid_transition"),
+            Error::Limit(e) => e.classify(),
             Error::Store(e) => e.classify(),
         }
     }
@@ -106,6 +111,7 @@ pub struct Configs {
     connections: Arc<dyn ConnectionStore>,
     connectors: Arc<dyn Connectors>,
     health: Arc<dyn HealthProbe>,
+    max_pending: usize,
 }
 
 impl Configs {
@@ -122,11 +128,51 @@ impl Configs {
             connections: stores.connections.clone(),
             connectors,
             health,
+            max_pending: TenantLimits::default().draft_configs,
+        }
+    }
+
+    /// At most `max` unpublished (`draft` or `preview`) versions per tenant.
+    pub fn with_limit(mut self, max: usize) -> Self {
+        self.max_pending = max;
+        self
+    }
+
+    /// Deletes a version that was never published.
+    pub fn discard(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<(), Error> {
+        match self
+            .configs
+            .discard_config(tenant_id, blueprint, environment, version)
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::NotFound),
+            Err(store::Error::Conflict) => Err(Error::Transition(
+                "only a draft or preview version can be discarded".into(),
+            )),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Validates `new` and stores it as the next `draft` version.
     pub async fn create(&self, tenant_id: &str, new: NewConfig) -> Result<TenantConfig, Error> {
+        let pending = self
+            .configs
+            .configs_of(tenant_id, None)?
+            .iter()
+            .filter(|c| matches!(c.meta.status, ConfigStatus::Draft | ConfigStatus::Preview))
+            .count();
+        LimitExceeded::check(
+            "unpublished config versions",
+            pending,
+            self.max_pending,
+            "CONDUIT_MAX_DRAFTS_PER_TENANT",
+        )?;
         let now = now_ms();
         let mut config = TenantConfig {
             meta: ConfigMeta {

@@ -1,14 +1,18 @@
 //! Key rotation while serving: a new primary KEK is added to the keyring and every
-//! stored data key (credentials and `byok` OAuth clients) is re-wrapped under it; the
+//! stored data key (credentials, `byok` OAuth clients and the PKCE verifiers of pending
+//! authorizations) is re-wrapped under it; the
 //! secrets' own ciphertexts never change. Old KEKs keep opening what they wrap until
 //! they are retired, which is refused while anything still uses them. Credentials are
 //! re-wrapped under their connection's flight lock, so a rotation never races a
 //! refresh and never loses a rotated refresh token.
 
+use crate::credentials::oauth::verifier_seal_id;
 use crate::credentials::tokens::{self, Tokens};
 use crate::credentials::vault::{self, Vault};
 use crate::domain::Connection;
-use crate::store::{self, ConnectionStore, CredentialStore, OauthStore, StoredClient, Stores};
+use crate::store::{
+    self, ConnectionStore, CredentialStore, OauthState, OauthStore, StoredClient, Stores,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,6 +128,13 @@ impl Rotation {
                 rewrapped += usize::from(self.rewrap_client(&connection, client)?);
             }
         }
+        let pending: Vec<(Vec<u8>, OauthState)> = self
+            .oauth_store
+            .all_oauth_states()
+            .collect::<Result<_, _>>()?;
+        for (state_hash, state) in pending {
+            rewrapped += usize::from(self.rewrap_verifier(&state_hash, state)?);
+        }
         tracing::info!(key = %key_id, rewrapped, "key rotation done");
         Ok(RotationReport { key_id, rewrapped })
     }
@@ -164,6 +175,31 @@ impl Rotation {
         }
     }
 
+    /// Re-wraps a pending authorization's sealed PKCE verifier; one taken by its
+    /// callback meanwhile needs nothing.
+    fn rewrap_verifier(&self, state_hash: &[u8], state: OauthState) -> Result<bool, Error> {
+        let Some(sealed) = &state.code_verifier else {
+            return Ok(false);
+        };
+        if sealed.key_id == self.vault.primary_key_id() {
+            return Ok(false);
+        }
+        let Some(connection) = self.connections.connection(&state.connection_id)? else {
+            return Ok(false);
+        };
+        let id = verifier_seal_id(state_hash);
+        let next = OauthState {
+            code_verifier: Some(
+                self.vault
+                    .rewrap(tokens::seal_context(&id, &connection), sealed)?,
+            ),
+            ..state.clone()
+        };
+        Ok(self
+            .oauth_store
+            .replace_oauth_state(state_hash, &state, &next)?)
+    }
+
     fn usage(&self) -> Result<BTreeMap<String, usize>, Error> {
         let mut usage = BTreeMap::new();
         for entry in self.credentials.all_credentials() {
@@ -173,6 +209,12 @@ impl Rotation {
         for entry in self.oauth_store.all_oauth_clients() {
             let (_, client) = entry?;
             *usage.entry(client.sealed.key_id).or_default() += 1;
+        }
+        for entry in self.oauth_store.all_oauth_states() {
+            let (_, state) = entry?;
+            if let Some(sealed) = state.code_verifier {
+                *usage.entry(sealed.key_id).or_default() += 1;
+            }
         }
         Ok(usage)
     }

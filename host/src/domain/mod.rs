@@ -4,6 +4,7 @@
 pub mod binding;
 pub mod deployment;
 mod error;
+mod limits;
 mod sealed;
 
 pub use binding::{
@@ -11,6 +12,7 @@ pub use binding::{
     RequiredCapability, Scope, Slot, TenantConfig,
 };
 pub use error::{Class, Classify, ErrorClass};
+pub use limits::{LimitExceeded, TenantLimits};
 pub use sealed::{Sealed, SealedSecret};
 
 use secrecy::{ExposeSecret, SecretString};

@@ -56,6 +56,16 @@ pub trait ConfigStore: Send + Sync {
         now: UnixMs,
     ) -> Result<Option<TenantConfig>>;
 
+    /// Deletes a version that was never published (`draft` or `preview`): `Ok(false)`
+    /// when no such version exists, `Err` (conflict) when it is published or archived.
+    fn discard_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<bool>;
+
     /// Publishes a version and archives the one it replaces, in one transaction.
     fn publish(
         &self,
@@ -174,6 +184,36 @@ impl ConfigStore for SledStore {
         }
         self.configs.flush()?;
         Ok(Some(config))
+    }
+
+    fn discard_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<bool> {
+        let key = config_key(&config_prefix(tenant_id, blueprint, environment), version);
+        let Some(bytes) = self.configs.get(&key)? else {
+            return Ok(false);
+        };
+        let config: TenantConfig = decode("tenant_configs", &bytes)?;
+        if !matches!(
+            config.meta.status,
+            ConfigStatus::Draft | ConfigStatus::Preview
+        ) {
+            return Err(Error::Conflict);
+        }
+        // Only the very version read: a publication meanwhile wins.
+        if self
+            .configs
+            .compare_and_swap(&key, Some(bytes), None as Option<&[u8]>)?
+            .is_err()
+        {
+            return Err(Error::Conflict);
+        }
+        self.configs.flush()?;
+        Ok(true)
     }
 
     fn publish(

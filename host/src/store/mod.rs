@@ -174,6 +174,8 @@ pub struct SledStore {
     oauth_clients: sled::Tree,
     /// Pending authorizations by SHA-256 of their state.
     oauth_states: sled::Tree,
+    /// `tenant \0 state hash` → expiry (u64 BE): pending authorizations per tenant.
+    oauth_states_by_tenant: sled::Tree,
     audit: sled::Tree,
     /// `time (u64 BE) ‖ audit key` → (), for retention.
     audit_time: sled::Tree,
@@ -213,6 +215,7 @@ impl SledStore {
             expiry: db.open_tree("credential_expiry")?,
             oauth_clients: db.open_tree("oauth_clients")?,
             oauth_states: db.open_tree("oauth_states")?,
+            oauth_states_by_tenant: db.open_tree("oauth_states_by_tenant")?,
             audit: db.open_tree("audit")?,
             audit_time: db.open_tree("audit_time")?,
             blueprints: db.open_tree("blueprints")?,

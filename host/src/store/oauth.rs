@@ -58,6 +58,30 @@ pub trait OauthStore: Send + Sync {
 
     /// Drops pending authorizations that expired before `now`.
     fn purge_oauth_states(&self, now: UnixMs) -> Result<usize>;
+
+    /// How many of a tenant's authorizations are pending (not expired at `now`).
+    fn count_oauth_states_of(&self, tenant_id: &str, now: UnixMs) -> Result<usize>;
+
+    /// Every pending authorization with the hash of its state (for key rotation and
+    /// key usage counts).
+    fn all_oauth_states(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, OauthState)>> + '_>;
+
+    /// Replaces a pending authorization if it is still `previous` (key rotation
+    /// re-wrapping its verifier); `Ok(false)` when it was taken or changed meanwhile.
+    fn replace_oauth_state(
+        &self,
+        state_hash: &[u8],
+        previous: &OauthState,
+        next: &OauthState,
+    ) -> Result<bool>;
+}
+
+/// `tenant \0 state hash` in the per-tenant index of pending states.
+fn tenant_state_key(tenant_id: &str, state_hash: &[u8]) -> Vec<u8> {
+    let mut key = tenant_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(state_hash);
+    key
 }
 
 impl OauthStore for SledStore {
@@ -102,15 +126,27 @@ impl OauthStore for SledStore {
     }
 
     fn put_oauth_state(&self, state_hash: &[u8], state: &OauthState) -> Result<()> {
+        // The index entry first: a crash between the two leaves an entry that expires
+        // (and is purged) with the state it would have counted, never a state uncounted.
+        self.oauth_states_by_tenant.insert(
+            tenant_state_key(&state.tenant_id, state_hash),
+            &state.expires_at.to_be_bytes(),
+        )?;
         self.oauth_states.insert(state_hash, encode(state))?;
         Ok(())
     }
 
     fn take_oauth_state(&self, state_hash: &[u8]) -> Result<Option<OauthState>> {
-        self.oauth_states
+        let taken: Option<OauthState> = self
+            .oauth_states
             .remove(state_hash)?
             .map(|v| decode("oauth_states", &v))
-            .transpose()
+            .transpose()?;
+        if let Some(state) = &taken {
+            self.oauth_states_by_tenant
+                .remove(tenant_state_key(&state.tenant_id, state_hash))?;
+        }
+        Ok(taken)
     }
 
     fn purge_oauth_states(&self, now: UnixMs) -> Result<usize> {
@@ -123,6 +159,54 @@ impl OauthStore for SledStore {
                 purged += 1;
             }
         }
+        for entry in self.oauth_states_by_tenant.iter() {
+            let (key, value) = entry?;
+            if expiry_of(&value) < now {
+                self.oauth_states_by_tenant.remove(key)?;
+            }
+        }
         Ok(purged)
     }
+
+    fn count_oauth_states_of(&self, tenant_id: &str, now: UnixMs) -> Result<usize> {
+        let mut count = 0;
+        for entry in self
+            .oauth_states_by_tenant
+            .scan_prefix(tenant_state_key(tenant_id, b""))
+        {
+            let (_, value) = entry?;
+            if expiry_of(&value) >= now {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn all_oauth_states(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, OauthState)>> + '_> {
+        Box::new(self.oauth_states.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((key.to_vec(), decode("oauth_states", &value)?))
+        }))
+    }
+
+    fn replace_oauth_state(
+        &self,
+        state_hash: &[u8],
+        previous: &OauthState,
+        next: &OauthState,
+    ) -> Result<bool> {
+        let swapped = self.oauth_states.compare_and_swap(
+            state_hash,
+            Some(encode(previous)),
+            Some(encode(next)),
+        )?;
+        if swapped.is_ok() {
+            self.oauth_states.flush()?;
+        }
+        Ok(swapped.is_ok())
+    }
+}
+
+fn expiry_of(value: &[u8]) -> UnixMs {
+    <[u8; 8]>::try_from(value).map_or(0, UnixMs::from_be_bytes)
 }

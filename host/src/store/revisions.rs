@@ -133,6 +133,17 @@ impl<S: ConfigStore> ConfigStore for Revisioned<S> {
             .preview_config(tenant_id, blueprint, environment, version, now)
     }
 
+    fn discard_config(
+        &self,
+        tenant_id: &str,
+        blueprint: &str,
+        environment: Environment,
+        version: u32,
+    ) -> Result<bool> {
+        self.inner
+            .discard_config(tenant_id, blueprint, environment, version)
+    }
+
     fn publish(
         &self,
         tenant_id: &str,

@@ -270,6 +270,101 @@ fn oauth_states_are_single_use_and_purged_at_expiry() {
 }
 
 #[test]
+fn pending_oauth_states_are_counted_per_tenant_and_replaced_by_value() {
+    let stores = sled();
+    let state = |tenant: &str, expires_at| OauthState {
+        tenant_id: tenant.into(),
+        connection_id: "conn_a".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_verifier: Some(sealed("kek_1")),
+        expires_at,
+    };
+    let oauth = &stores.oauth;
+    oauth.put_oauth_state(b"a1", &state("acme", 100)).unwrap();
+    oauth.put_oauth_state(b"a2", &state("acme", 10)).unwrap();
+    oauth.put_oauth_state(b"g1", &state("globex", 100)).unwrap();
+    assert_eq!(
+        oauth.count_oauth_states_of("acme", 50).unwrap(),
+        1,
+        "one expired"
+    );
+    assert_eq!(oauth.count_oauth_states_of("acme", 5).unwrap(), 2);
+    assert_eq!(
+        oauth.count_oauth_states_of("acm", 5).unwrap(),
+        0,
+        "no prefix match"
+    );
+    oauth.take_oauth_state(b"a1").unwrap();
+    assert_eq!(oauth.count_oauth_states_of("acme", 5).unwrap(), 1);
+    oauth.purge_oauth_states(50).unwrap();
+    assert_eq!(
+        oauth.count_oauth_states_of("acme", 0).unwrap(),
+        0,
+        "purged too"
+    );
+
+    let all: Vec<_> = oauth.all_oauth_states().collect::<Result<_>>().unwrap();
+    assert_eq!(all, vec![(b"g1".to_vec(), state("globex", 100))]);
+    let mut next = state("globex", 100);
+    next.code_verifier = Some(sealed("kek_2"));
+    assert!(oauth
+        .replace_oauth_state(b"g1", &state("globex", 100), &next)
+        .unwrap());
+    assert!(!oauth
+        .replace_oauth_state(b"g1", &state("globex", 100), &next)
+        .unwrap());
+    oauth.take_oauth_state(b"g1").unwrap();
+    assert!(
+        !oauth.replace_oauth_state(b"g1", &next, &next).unwrap(),
+        "taken"
+    );
+}
+
+#[test]
+fn the_outbox_keeps_order_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let stores = Stores::open(dir.path()).unwrap();
+        let a = stores.outbox.enqueue("conn_a", 1, b"one").unwrap();
+        stores.outbox.enqueue("conn_b", 2, b"two").unwrap();
+        stores.outbox.enqueue("conn_a", 3, b"three").unwrap();
+        stores.outbox.remove(a).unwrap();
+        a
+    };
+    let stores = Stores::open(dir.path()).unwrap();
+    let pending = stores.outbox.pending(10).unwrap();
+    let bodies: Vec<&[u8]> = pending.iter().map(|e| e.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"two"[..], &b"three"[..]]);
+    assert!(pending.iter().all(|e| e.sequence > first));
+    assert_eq!(stores.outbox.backlog(), 2);
+    // Sequences keep growing after a reopen.
+    let next = stores.outbox.enqueue("conn_c", 4, b"four").unwrap();
+    assert!(next > pending[1].sequence);
+}
+
+#[test]
+fn only_unpublished_config_versions_are_discarded() {
+    let stores = sled();
+    let store = &stores.configs;
+    let env = Environment::Production;
+    let (mut one, mut two) = (draft("acme"), draft("acme"));
+    store.insert_config_version(&mut one).unwrap();
+    store.insert_config_version(&mut two).unwrap();
+    store.publish("acme", "app", env, 1, 5).unwrap().unwrap();
+    assert!(matches!(
+        store.discard_config("acme", "app", env, 1),
+        Err(Error::Conflict)
+    ));
+    assert!(
+        !store.discard_config("globex", "app", env, 2).unwrap(),
+        "not theirs"
+    );
+    assert!(store.discard_config("acme", "app", env, 2).unwrap());
+    assert!(store.config("acme", "app", env, 2).unwrap().is_none());
+    assert!(!store.discard_config("acme", "app", env, 2).unwrap());
+}
+
+#[test]
 fn audit_pages_are_per_tenant_newest_first_and_purged_by_age() {
     let stores = sled();
     let record = |id: &str, tenant: &str, time| AuditRecord {

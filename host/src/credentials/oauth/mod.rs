@@ -79,6 +79,9 @@ pub enum Error {
     /// The connector call failed, was refused its budget, or has no loaded connector.
     #[error(transparent)]
     Connector(#[from] CallError),
+    /// The tenant has as many pending authorizations as it may.
+    #[error(transparent)]
+    Limit(#[from] crate::domain::LimitExceeded),
     /// Sealing the tokens failed.
     #[error(transparent)]
     Tokens(#[from] tokens::Error),
@@ -102,6 +105,7 @@ pub struct Oauth {
     audit: Audit,
     state_ttl: Duration,
     redirects: RedirectPolicy,
+    max_pending: usize,
 }
 
 /// A started authorization: where to send the user.
@@ -132,7 +136,14 @@ impl Oauth {
             audit,
             state_ttl: DEFAULT_STATE_TTL,
             redirects: RedirectPolicy::default(),
+            max_pending: crate::domain::TenantLimits::default().oauth_states,
         }
+    }
+
+    /// At most `max` pending authorizations per tenant.
+    pub fn with_state_limit(mut self, max: usize) -> Self {
+        self.max_pending = max;
+        self
     }
 
     /// Redirect URIs are checked against `redirects` instead of the default (sandbox:
@@ -181,19 +192,28 @@ impl Oauth {
             return Err(Error::RedirectNotAllowed(connection.environment));
         }
         let client = self.clients.for_connection(&connection)?;
+        crate::domain::LimitExceeded::check(
+            "pending OAuth authorizations",
+            self.store.count_oauth_states_of(tenant_id, now_ms())?,
+            self.max_pending,
+            "CONDUIT_MAX_OAUTH_STATES_PER_TENANT",
+        )?;
         let oauth = spec.oauth.as_ref().expect("checked by oauth_spec");
         let mut url = consent_endpoint(&spec, &connection, &oauth.authorize_url)?;
 
         let state = random_token();
         let verifier = oauth.pkce.then(random_token);
         let expires_at = now_ms() + self.state_ttl.as_millis() as u64;
-        // The verifier is sealed bound to its state, so it opens for this flow only.
+        // The verifier is sealed bound to its state (by the hash the store keeps, so key
+        // rotation can re-wrap it), and opens for this flow only.
+        let state_hash = hash(&state);
+        let verifier_id = verifier_seal_id(&state_hash);
         let code_verifier = verifier.as_ref().map(|v| {
             self.vault
-                .seal(seal_context(&state, &connection), v.as_bytes())
+                .seal(seal_context(&verifier_id, &connection), v.as_bytes())
         });
         self.store.put_oauth_state(
-            &hash(&state),
+            &state_hash,
             &OauthState {
                 tenant_id: tenant_id.to_owned(),
                 connection_id: connection.id.clone(),
@@ -250,7 +270,16 @@ impl Oauth {
         let code = outcome.map_err(|error| Error::Denied(truncate(error)))?;
         let code_verifier = match &pending.code_verifier {
             Some(sealed) => {
-                let plain = self.vault.open(seal_context(state, &connection), sealed)?;
+                let verifier_id = verifier_seal_id(&hash(state));
+                let plain = match self
+                    .vault
+                    .open(seal_context(&verifier_id, &connection), sealed)
+                {
+                    Ok(plain) => plain,
+                    // Sealed by an earlier version, bound to the state itself (for the
+                    // authorizations in flight across an upgrade: at most one TTL).
+                    Err(_) => self.vault.open(seal_context(state, &connection), sealed)?,
+                };
                 Some(SecretString::from(
                     String::from_utf8_lossy(&plain).into_owned(),
                 ))
@@ -369,6 +398,7 @@ impl Classify for Error {
         match self {
             Error::Connection(e) => e.classify(),
             Error::Connector(e) => e.classify(),
+            Error::Limit(e) => e.classify(),
             Error::Tokens(e) => e.classify(),
             Error::Vault(e) => e.classify(),
             Error::Store(e) => e.classify(),
@@ -400,6 +430,13 @@ pub fn pkce_challenge(verifier: &str) -> String {
 
 fn hash(state: &str) -> [u8; 32] {
     Sha256::digest(state.as_bytes()).into()
+}
+
+/// What a pending state's PKCE verifier is sealed for (the vault's credential id):
+/// derived from the hash the store keeps, never from the state itself, so whoever
+/// holds the store (key rotation) can name it, and only the state's holder can find it.
+pub(crate) fn verifier_seal_id(state_hash: &[u8]) -> String {
+    format!("oauth-state/{}", hex::encode(state_hash))
 }
 
 /// Provider-supplied error text, bounded so a callback cannot flood the logs.
