@@ -152,6 +152,7 @@ fn bench_connection(id: &str) -> conduit::domain::Connection {
         external_account_id: None,
         config: Default::default(),
         status: ConnectionStatus::Active,
+        status_reason: None,
         daily_quota: None,
         created_at: 0,
         updated_at: 0,
@@ -316,6 +317,7 @@ fn due_selection() {
             refreshable: true,
             sealed,
             updated_at: now,
+            index_at: None,
         };
         (id, stored)
     };

@@ -190,6 +190,7 @@ impl Connections {
             external_account_id: new.external_account_id,
             config: new.config,
             status: ConnectionStatus::Active,
+            status_reason: None,
             daily_quota: new.daily_quota,
             created_at: now,
             updated_at: now,

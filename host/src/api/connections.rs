@@ -32,6 +32,7 @@ pub(super) fn render(c: &Connection) -> Value {
             "config": c.config,
             "secretRef": c.secret_ref(),
             "status": c.status,
+            "statusReason": c.status_reason,
             "dailyQuota": c.daily_quota,
             "createdAt": rfc3339(c.created_at),
             "updatedAt": rfc3339(c.updated_at),

@@ -198,6 +198,8 @@ pub struct ConnectionView {
     config: serde_json::Value,
     secret_ref: String,
     status: ConnectionStatus,
+    /// Why it is not `ACTIVE`, when it is not.
+    status_reason: Option<String>,
     daily_quota: Option<u32>,
     created_at: String,
     updated_at: String,

@@ -3,9 +3,13 @@
 //! within the refresh lead through the store's expiry index (a range scan, so the cost
 //! follows the number due, not the number stored) and refreshes them with bounded
 //! concurrency through the same single-flight path vends use. Non-ACTIVE connections
-//! are dropped from the index; credentials backing off after a transient failure (see
-//! `tokens`) are skipped until their next attempt. Each pass also drops
-//! expired OAuth states.
+//! are dropped from the index. An entry that cannot be refreshed now leaves the window
+//! the next passes read: one backing off after a transient failure (see `tokens`), or
+//! due only under a longer lead than its connector's, is re-indexed where the window
+//! reaches it at its next attempt, so however many wait, they never crowd out the
+//! ones that are due. One that can never refresh (a `byok` connection without a client)
+//! is flagged `ERROR` by `tokens` and dropped. Each pass also drops expired OAuth
+//! states.
 
 use crate::credentials::tokens::{self, Refreshed, Tokens};
 use crate::domain::{now_ms, ConnectionStatus, UnixMs};
@@ -137,9 +141,16 @@ impl Scheduler {
         };
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut running = JoinSet::new();
-        for (expires_at, connection_id) in due {
-            if self.tokens.backing_off(&connection_id, now) {
+        for (indexed_at, connection_id) in due {
+            if let Some(retry_at) = self
+                .tokens
+                .next_attempt(&connection_id)
+                .filter(|&at| at > now)
+            {
+                // Out of the window until its next attempt, so it takes no place in
+                // the next passes' batches.
                 report.backing_off += 1;
+                self.wait_until(indexed_at, &connection_id, retry_at);
                 continue;
             }
             let scheduler = self.clone();
@@ -148,7 +159,7 @@ impl Scheduler {
             running.spawn(async move {
                 tokio::time::sleep(delay).await;
                 let _slot = slots.acquire_owned().await.expect("never closed");
-                scheduler.refresh_one(expires_at, &connection_id).await
+                scheduler.refresh_one(indexed_at, &connection_id).await
             });
         }
         while let Some(done) = running.join_next().await {
@@ -164,34 +175,64 @@ impl Scheduler {
         Ok(report)
     }
 
-    async fn refresh_one(&self, expires_at: UnixMs, connection_id: &str) -> Outcome {
+    /// `indexed_at` is the entry's place in the index: the credential's expiry, or
+    /// where an earlier pass moved it to wait.
+    async fn refresh_one(&self, indexed_at: UnixMs, connection_id: &str) -> Outcome {
         let connection = match self.connections.connection(connection_id) {
             Ok(Some(c)) if c.status == ConnectionStatus::Active => c,
-            Ok(_) => return self.drop_entry(expires_at, connection_id),
+            Ok(_) => return self.drop_entry(indexed_at, connection_id),
             Err(e) => {
                 tracing::error!(connection = %connection_id, error = %e, "reading a due connection failed");
                 return Outcome::Failed;
             }
         };
+        let expires_at = match self.credentials.credential(connection_id) {
+            Ok(Some(stored)) => stored.expires_at.unwrap_or(indexed_at),
+            Ok(None) => return self.drop_entry(indexed_at, connection_id),
+            Err(e) => {
+                tracing::error!(connection = %connection_id, error = %e, "reading a due credential failed");
+                return Outcome::Failed;
+            }
+        };
         let lead = self.tokens.leads().for_connector(&connection.connector);
-        if expires_at > now_ms() + lead.as_millis() as u64 {
-            // Due only under a longer lead than this connector's.
+        let due_at = expires_at.saturating_sub(lead.as_millis() as u64);
+        if due_at > now_ms() {
+            // Due only under a longer lead than this connector's: wait for its own.
+            self.wait_until(indexed_at, connection_id, due_at);
             return Outcome::AlreadyFresh;
         }
         match self.tokens.refresh(&connection).await {
             Ok(Refreshed::Renewed(_)) => Outcome::Renewed,
             Ok(Refreshed::NotDue(_)) => Outcome::AlreadyFresh,
             Ok(Refreshed::Deferred(_, _)) | Err(tokens::Error::RefreshFailed(_)) => {
+                if let Some(retry_at) = self.tokens.next_attempt(connection_id) {
+                    self.wait_until(indexed_at, connection_id, retry_at);
+                }
                 Outcome::Deferred
             }
             Err(tokens::Error::NeedsReauth) => Outcome::Rejected,
             Err(tokens::Error::Revoked | tokens::Error::Broken | tokens::Error::NoCredential) => {
-                self.drop_entry(expires_at, connection_id)
+                self.drop_entry(indexed_at, connection_id)
             }
             Err(e) => {
                 tracing::error!(connection = %connection_id, error = %e, "scheduled refresh failed");
                 Outcome::Failed
             }
+        }
+    }
+
+    /// Moves an entry out of the window until `wake`: re-indexed where the window
+    /// (`now + the longest lead`) reaches it at `wake`.
+    fn wait_until(&self, indexed_at: UnixMs, connection_id: &str, wake: UnixMs) {
+        let to = wake.saturating_add(self.tokens.leads().longest().as_millis() as u64);
+        if to <= indexed_at {
+            return;
+        }
+        if let Err(e) = self
+            .credentials
+            .reindex_expiry(connection_id, indexed_at, to)
+        {
+            tracing::error!(connection = %connection_id, error = %e, "re-indexing a waiting credential failed");
         }
     }
 
@@ -212,3 +253,158 @@ fn spread_delay(spread: Duration) -> Duration {
 }
 
 use crate::credentials::tokens::random_up_to;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::notify::Notifier;
+    use crate::credentials::tokens::{BoxFuture, RefreshError, RefreshLeads, Refresher};
+    use crate::credentials::vault::{Key, Vault};
+    use crate::domain::{Connection, CredentialKind, OwnershipMode, SecretFields};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A token endpoint that is down for `conn_down*`, cannot serve `conn_noclient*`
+    /// (a byok connection without a client) and renews everything else.
+    #[derive(Default)]
+    struct Endpoint {
+        renewed: AtomicUsize,
+    }
+
+    impl Refresher for Endpoint {
+        fn refresh<'a>(
+            &'a self,
+            connection: &'a Connection,
+            _refresh_token: &'a str,
+        ) -> BoxFuture<'a, Result<SecretFields, RefreshError>> {
+            Box::pin(async move {
+                if connection.id.starts_with("conn_down") {
+                    return Err(RefreshError::Transient(
+                        "503 from the token endpoint".into(),
+                    ));
+                }
+                if connection.id.starts_with("conn_noclient") {
+                    return Err(RefreshError::Unrefreshable("no OAuth client yet".into()));
+                }
+                self.renewed.fetch_add(1, Ordering::SeqCst);
+                Ok(SecretFields {
+                    access_token: Some("renewed".into()),
+                    expires_at: Some(now_ms() + 3_600_000),
+                    ..SecretFields::default()
+                })
+            })
+        }
+    }
+
+    struct World {
+        stores: Stores,
+        tokens: Tokens,
+        endpoint: Arc<Endpoint>,
+    }
+
+    fn world() -> World {
+        let stores = Stores::temporary().unwrap();
+        let vault = Arc::new(Vault::load(stores.keyring.clone(), Key::generate()).unwrap());
+        let endpoint = Arc::new(Endpoint::default());
+        let tokens = Tokens::new(&stores, vault, Notifier::log_only())
+            .with_refresher(endpoint.clone(), RefreshLeads::default());
+        World {
+            stores,
+            tokens,
+            endpoint,
+        }
+    }
+
+    impl World {
+        /// A connection whose token expires `in_ms` from now (inside the lead).
+        fn connection(&self, id: &str, in_ms: u64) -> Connection {
+            let connection = Connection::fixture(id, OwnershipMode::Byok);
+            self.stores.connections.put_connection(&connection).unwrap();
+            let secret = SecretFields {
+                access_token: Some("old".into()),
+                refresh_token: Some("refresh".into()),
+                expires_at: Some(now_ms() + in_ms),
+                ..SecretFields::default()
+            };
+            self.tokens
+                .put(&connection, CredentialKind::Oauth2, &secret)
+                .unwrap();
+            connection
+        }
+
+        fn scheduler(&self, batch: usize) -> Arc<Scheduler> {
+            let config = SchedulerConfig {
+                batch,
+                spread: Duration::ZERO,
+                ..SchedulerConfig::default()
+            };
+            Scheduler::new(&self.stores, self.tokens.clone(), config)
+        }
+    }
+
+    /// Twenty credentials that keep failing expire first and fill a batch of ten
+    /// twice over; the one that can be refreshed comes after them. Each pass moves
+    /// what failed out of the window, so the third pass reaches it. (Skipped in
+    /// place, the failing ones took every batch and it was never refreshed.)
+    #[tokio::test]
+    async fn credentials_that_cannot_refresh_now_do_not_crowd_out_those_that_can() {
+        let w = world();
+        for i in 0..20 {
+            w.connection(&format!("conn_down{i:02}"), 1_000 + i);
+        }
+        w.connection("conn_fine", 60_000);
+        let scheduler = w.scheduler(10);
+        let mut passes = Vec::new();
+        for _ in 0..5 {
+            passes.push(scheduler.refresh_due(10).await.unwrap());
+            if w.endpoint.renewed.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+        }
+        assert_eq!(w.endpoint.renewed.load(Ordering::SeqCst), 1, "{passes:?}");
+        assert_eq!(passes.len(), 3, "{passes:?}");
+        assert_eq!(passes[0].deferred, 10);
+        assert_eq!(passes[1].deferred, 10);
+        // Waiting, they are still indexed: none is lost, each comes back at its time.
+        let lead = w.tokens.leads().longest().as_millis() as u64;
+        let later = w
+            .stores
+            .credentials
+            .due(now_ms() + lead + 3_600_000, 100)
+            .unwrap();
+        assert_eq!(
+            later
+                .iter()
+                .filter(|(_, id)| id.starts_with("conn_down"))
+                .count(),
+            20
+        );
+    }
+
+    /// A byok connection without its OAuth client can never refresh: it is flagged
+    /// `ERROR` with the reason, leaves the index, and is back once fixed.
+    #[tokio::test]
+    async fn a_credential_that_can_never_refresh_is_flagged_and_leaves_the_index() {
+        let w = world();
+        let connection = w.connection("conn_noclient", 1_000);
+        let report = w.scheduler(10).refresh_due(10).await.unwrap();
+        assert_eq!(report.dropped, 1, "{report:?}");
+        let flagged = w
+            .stores
+            .connections
+            .connection(&connection.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(flagged.status, ConnectionStatus::Error);
+        assert_eq!(
+            flagged.status_reason.as_deref(),
+            Some("no OAuth client yet")
+        );
+        let far = now_ms() + 365 * 24 * 3_600_000;
+        assert!(w.stores.credentials.due(far, 10).unwrap().is_empty());
+
+        let fixed = w.tokens.reinstate(&flagged).unwrap();
+        assert_eq!(fixed.status, ConnectionStatus::Active);
+        assert_eq!(fixed.status_reason, None);
+        assert_eq!(w.stores.credentials.due(far, 10).unwrap().len(), 1);
+    }
+}

@@ -188,6 +188,9 @@ pub struct Connection {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Lifecycle state.
     pub status: ConnectionStatus,
+    /// Why it left `ACTIVE` (`NEEDS_REAUTH`, `ERROR`), free of secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     /// Executions allowed per UTC day, if capped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_quota: Option<u32>,
@@ -220,6 +223,7 @@ impl Connection {
             external_account_id: None,
             config: Default::default(),
             status: ConnectionStatus::Active,
+            status_reason: None,
             daily_quota: None,
             created_at: 0,
             updated_at: 0,

@@ -24,13 +24,15 @@ pub trait ConnectionStore: Send + Sync {
     /// Deletes a connection and its credential.
     fn delete_connection(&self, connection: &Connection) -> Result<()>;
 
-    /// Moves a connection from `from` to `to` atomically; `None` when it was not in
-    /// `from` (someone else moved it first), so each transition happens once.
+    /// Moves a connection from `from` to `to` atomically, with why (`None` clears
+    /// it); `None` when it was not in `from` (someone else moved it first), so each
+    /// transition happens once.
     fn transition_status(
         &self,
         id: &str,
         from: ConnectionStatus,
         to: ConnectionStatus,
+        reason: Option<&str>,
     ) -> Result<Option<Connection>>;
 }
 
@@ -105,6 +107,7 @@ impl ConnectionStore for SledStore {
         id: &str,
         from: ConnectionStatus,
         to: ConnectionStatus,
+        reason: Option<&str>,
     ) -> Result<Option<Connection>> {
         loop {
             let Some(current) = self.connections.get(id)? else {
@@ -115,6 +118,7 @@ impl ConnectionStore for SledStore {
                 return Ok(None);
             }
             connection.status = to;
+            connection.status_reason = reason.map(str::to_owned);
             connection.updated_at = crate::domain::now_ms();
             let swapped =
                 self.connections

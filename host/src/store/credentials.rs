@@ -24,12 +24,25 @@ pub struct StoredCredential {
     pub sealed: SealedSecret,
     /// Last written.
     pub updated_at: UnixMs,
+    /// Where the scheduler re-indexed it, when not at its expiry: a credential that
+    /// cannot be refreshed now waits under the time of its next attempt, out of the
+    /// window the scheduler reads (see [`CredentialStore::reindex_expiry`]). A new
+    /// credential is indexed at its expiry again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_at: Option<UnixMs>,
 }
 
 impl StoredCredential {
-    /// When the scheduler should look at it: refreshable credentials with an expiry.
+    /// Its place in the expiry index, if it has one: refreshable credentials with an
+    /// expiry, at the expiry unless re-indexed.
+    pub fn indexed_at(&self) -> Option<UnixMs> {
+        self.expires_at
+            .filter(|_| self.refreshable)
+            .map(|expiry| self.index_at.unwrap_or(expiry))
+    }
+
     pub(super) fn due_at(&self) -> Option<UnixMs> {
-        self.expires_at.filter(|_| self.refreshable)
+        self.indexed_at()
     }
 }
 
@@ -60,9 +73,14 @@ pub trait CredentialStore: Send + Sync {
     /// number due, not the number stored.
     fn due(&self, until: UnixMs, limit: usize) -> Result<Vec<(UnixMs, String)>>;
 
-    /// Drops a connection's expiry index entry (it is not ACTIVE, so the scheduler
-    /// leaves it alone until a new credential indexes it again).
-    fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()>;
+    /// Drops a connection's expiry index entry at `indexed_at` (it is not ACTIVE, so
+    /// the scheduler leaves it alone until a new credential indexes it again).
+    fn unindex_expiry(&self, indexed_at: UnixMs, connection_id: &str) -> Result<()>;
+
+    /// Moves a connection's index entry from `from` to `to`, the credential itself
+    /// unchanged; `Ok(false)` when it is no longer at `from` (a new credential was
+    /// written meanwhile, which indexed itself).
+    fn reindex_expiry(&self, connection_id: &str, from: UnixMs, to: UnixMs) -> Result<bool>;
 
     /// Every stored credential with its connection id (for key rotation and counts).
     fn all_credentials(&self) -> Box<dyn Iterator<Item = Result<(String, StoredCredential)>> + '_>;
@@ -116,9 +134,36 @@ impl CredentialStore for SledStore {
             .collect()
     }
 
-    fn unindex_expiry(&self, expires_at: UnixMs, connection_id: &str) -> Result<()> {
-        self.expiry.remove(expiry_key(expires_at, connection_id))?;
+    fn unindex_expiry(&self, indexed_at: UnixMs, connection_id: &str) -> Result<()> {
+        self.expiry.remove(expiry_key(indexed_at, connection_id))?;
         Ok(())
+    }
+
+    fn reindex_expiry(&self, connection_id: &str, from: UnixMs, to: UnixMs) -> Result<bool> {
+        use sled::transaction::{abort, TransactionError};
+        use sled::Transactional;
+        let outcome = (&self.credentials, &self.expiry).transaction(|(credentials, expiry)| {
+            let Some(bytes) = credentials.get(connection_id)? else {
+                return Ok(false);
+            };
+            let mut current: StoredCredential = match decode("credentials", &bytes) {
+                Ok(current) => current,
+                Err(e) => return abort(e),
+            };
+            if current.due_at() != Some(from) {
+                return Ok(false);
+            }
+            expiry.remove(expiry_key(from, connection_id))?;
+            current.index_at = Some(to);
+            expiry.insert(expiry_key(to, connection_id), &[])?;
+            credentials.insert(connection_id.as_bytes(), encode(&current))?;
+            Ok(true)
+        });
+        match outcome {
+            Ok(moved) => Ok(moved),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
     }
 
     fn all_credentials(&self) -> Box<dyn Iterator<Item = Result<(String, StoredCredential)>> + '_> {

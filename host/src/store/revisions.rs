@@ -78,8 +78,9 @@ impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
         id: &str,
         from: ConnectionStatus,
         to: ConnectionStatus,
+        reason: Option<&str>,
     ) -> Result<Option<Connection>> {
-        let moved = self.inner.transition_status(id, from, to)?;
+        let moved = self.inner.transition_status(id, from, to, reason)?;
         if let Some(connection) = &moved {
             self.revisions.bump(&connection.tenant_id);
         }

@@ -103,6 +103,7 @@ fn credential(version: u64, expires_at: Option<UnixMs>) -> StoredCredential {
         refreshable: true,
         sealed: sealed("kek_1"),
         updated_at: 0,
+        index_at: None,
     }
 }
 
@@ -151,13 +152,15 @@ fn connections_are_listed_by_owner_and_change_status_once() {
     let (active, reauth) = (ConnectionStatus::Active, ConnectionStatus::NeedsReauth);
     let flipped = stores
         .connections
-        .transition_status("conn_a", active, reauth)
+        .transition_status("conn_a", active, reauth, Some("revoked"))
+        .unwrap()
         .unwrap();
-    assert_eq!(flipped.map(|c| c.status), Some(reauth));
+    assert_eq!(flipped.status, reauth);
+    assert_eq!(flipped.status_reason.as_deref(), Some("revoked"));
     assert!(
         stores
             .connections
-            .transition_status("conn_a", active, reauth)
+            .transition_status("conn_a", active, reauth, None)
             .unwrap()
             .is_none(),
         "the second flip finds it moved already"
@@ -209,6 +212,39 @@ fn credentials_swap_by_version_and_are_due_by_expiry() {
     store.unindex_expiry(5_000, "conn_late").unwrap();
     assert_eq!(store.due(10_000, 10).unwrap().len(), 1);
     assert_eq!(store.all_credentials().count(), 3);
+}
+
+#[test]
+fn a_reindexed_credential_waits_at_its_new_place_until_a_new_one_is_written() {
+    let stores = sled();
+    let store = &stores.credentials;
+    store
+        .put_credential("conn_a", &credential(1, Some(1_000)))
+        .unwrap();
+    assert!(
+        !store.reindex_expiry("conn_a", 999, 50_000).unwrap(),
+        "not there"
+    );
+    assert!(store.reindex_expiry("conn_a", 1_000, 50_000).unwrap());
+    assert_eq!(store.due(10_000, 10).unwrap(), vec![], "out of the window");
+    assert_eq!(
+        store.due(60_000, 10).unwrap(),
+        vec![(50_000, "conn_a".to_owned())]
+    );
+    let moved = store.credential("conn_a").unwrap().unwrap();
+    assert_eq!(
+        (moved.version, moved.expires_at),
+        (1, Some(1_000)),
+        "unchanged"
+    );
+    // A new credential indexes itself at its expiry, and leaves nothing behind.
+    assert!(store
+        .replace_credential("conn_a", 1, &credential(2, Some(2_000)))
+        .unwrap());
+    assert_eq!(
+        store.due(60_000, 10).unwrap(),
+        vec![(2_000, "conn_a".to_owned())]
+    );
 }
 
 #[test]

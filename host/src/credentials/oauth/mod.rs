@@ -169,7 +169,8 @@ impl Oauth {
         let connection = self.connections.get(tenant_id, connection_id)?;
         self.oauth_spec(&connection)?;
         self.clients.put(&connection, client)?;
-        Ok(connection)
+        // A connection flagged because it had no client can refresh again.
+        Ok(self.tokens.reinstate(&connection)?)
     }
 
     /// Starts an authorization for the tenant's connection.

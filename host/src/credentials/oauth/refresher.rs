@@ -4,7 +4,7 @@
 use super::{Clients, MAX_RATE_WAIT};
 use crate::audit::{self, Audit};
 use crate::credentials::tokens::{BoxFuture, RefreshError, Refresher};
-use crate::domain::{now_ms, Connection, SecretFields};
+use crate::domain::{now_ms, Connection, OwnershipMode, SecretFields};
 use crate::runtime::connectors::{Answer, ConnectorCall, Connectors, Export};
 use crate::runtime::{CallContext, CallError};
 use std::sync::Arc;
@@ -37,10 +37,16 @@ impl ConnectorRefresher {
             .connectors
             .require(connection)
             .map_err(|e| RefreshError::Transient(e.to_string()))?;
-        let client = self
-            .clients
-            .for_connection(connection)
-            .map_err(|e| RefreshError::Transient(e.to_string()))?;
+        let client = self.clients.for_connection(connection).map_err(|e| {
+            match (e, connection.ownership_mode) {
+                // Only its tenant can fix a byok connection without a client: until
+                // then no retry can pass.
+                (super::Error::ClientMissing(reason), OwnershipMode::Byok) => {
+                    RefreshError::Unrefreshable(reason)
+                }
+                (e, _) => RefreshError::Transient(e.to_string()),
+            }
+        })?;
         let called = self
             .connectors
             .call(ConnectorCall {
@@ -59,6 +65,7 @@ impl ConnectorRefresher {
             Ok(_) => ("ok", None),
             Err(RefreshError::Rejected(reason)) => ("needs_reauth", Some(reason.clone())),
             Err(RefreshError::Transient(reason)) => ("refresh_failed", Some(reason.clone())),
+            Err(RefreshError::Unrefreshable(reason)) => ("connection_error", Some(reason.clone())),
         };
         self.audit.record(audit::connector_call(
             &connection.tenant_id,

@@ -77,6 +77,9 @@ pub enum RefreshError {
     Rejected(String),
     /// A temporary failure (5xx, timeout): try again later.
     Transient(String),
+    /// No attempt can succeed until someone changes the connection (a `byok`
+    /// connection without its OAuth client): it is flagged `ERROR`.
+    Unrefreshable(String),
 }
 
 /// A boxed future, for the object-safe [`Refresher`].
@@ -235,10 +238,13 @@ impl Tokens {
 
     /// Whether the connection's refresh is waiting out an earlier transient failure.
     pub fn backing_off(&self, connection_id: &str, now: UnixMs) -> bool {
+        self.next_attempt(connection_id).is_some_and(|at| at > now)
+    }
+
+    /// When the connection's refresh may be tried again after transient failures.
+    pub fn next_attempt(&self, connection_id: &str) -> Option<UnixMs> {
         let failures = self.failures.lock().expect("failures lock");
-        failures
-            .get(connection_id)
-            .is_some_and(|f| f.next_attempt > now)
+        failures.get(connection_id).map(|f| f.next_attempt)
     }
 
     fn record_failure(&self, connection_id: &str) {
@@ -306,9 +312,12 @@ impl Tokens {
         ) {
             return Ok(connection.clone());
         }
-        let Some(active) =
-            self.connections
-                .transition_status(&connection.id, from, ConnectionStatus::Active)?
+        let Some(active) = self.connections.transition_status(
+            &connection.id,
+            from,
+            ConnectionStatus::Active,
+            None,
+        )?
         else {
             // Someone else moved it meanwhile; report what is stored.
             return Ok(self
@@ -333,17 +342,12 @@ impl Tokens {
             connection_id,
             ConnectionStatus::Active,
             ConnectionStatus::NeedsReauth,
+            Some(reason),
         )?
         else {
             return Ok(());
         };
-        if let Some(at) = self
-            .credentials
-            .credential(connection_id)?
-            .and_then(|c| c.expires_at)
-        {
-            self.credentials.unindex_expiry(at, connection_id)?;
-        }
+        self.unindex(connection_id)?;
         self.notifier
             .notify(Event::new(EventKind::NeedsReauth, &flipped, reason));
         Ok(())
@@ -421,7 +425,62 @@ impl Tokens {
                     Err(Error::RefreshFailed(reason))
                 }
             }
+            Err(RefreshError::Unrefreshable(reason)) => {
+                self.mark_broken(&connection.id, &reason)?;
+                Err(Error::Broken)
+            }
         }
+    }
+
+    /// Flags an `ACTIVE` connection `ERROR` with `reason` and takes it out of the
+    /// expiry index: nothing will refresh it until it is fixed ([`Tokens::reinstate`]).
+    fn mark_broken(&self, connection_id: &str, reason: &str) -> Result<(), Error> {
+        let flagged = self.connections.transition_status(
+            connection_id,
+            ConnectionStatus::Active,
+            ConnectionStatus::Error,
+            Some(reason),
+        )?;
+        if flagged.is_some() {
+            tracing::warn!(connection = %connection_id, reason, "the credential can never refresh as configured; connection flagged ERROR");
+            self.unindex(connection_id)?;
+        }
+        Ok(())
+    }
+
+    fn unindex(&self, connection_id: &str) -> Result<(), Error> {
+        if let Some(at) = self
+            .credentials
+            .credential(connection_id)?
+            .and_then(|c| c.indexed_at())
+        {
+            self.credentials.unindex_expiry(at, connection_id)?;
+        }
+        Ok(())
+    }
+
+    /// A connection flagged `ERROR` was fixed (its OAuth client was stored): it is
+    /// `ACTIVE` again and its credential back in the expiry index, at its expiry.
+    pub fn reinstate(&self, connection: &Connection) -> Result<Connection, Error> {
+        let Some(active) = self.connections.transition_status(
+            &connection.id,
+            ConnectionStatus::Error,
+            ConnectionStatus::Active,
+            None,
+        )?
+        else {
+            return Ok(connection.clone());
+        };
+        // A compare-and-swap: a credential written meanwhile indexed itself already.
+        if let Some(stored) = self.credentials.credential(&connection.id)? {
+            let reindexed = StoredCredential {
+                index_at: None,
+                ..stored.clone()
+            };
+            self.credentials
+                .replace_credential(&connection.id, stored.version, &reindexed)?;
+        }
+        Ok(active)
     }
 
     /// Re-wraps the connection's data key under the vault's primary KEK, under the
@@ -486,6 +545,7 @@ impl Tokens {
             expires_at: secret.expires_at,
             refreshable: secret.refresh_token.is_some(),
             updated_at: now_ms(),
+            index_at: None,
         }
     }
 
