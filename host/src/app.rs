@@ -295,7 +295,7 @@ impl App {
         let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
         let scheduler = Scheduler::new(&stores, tokens.clone(), config.scheduler.clone());
         let resolver = Resolver::new(&stores, connectors.clone());
-        let idempotency = Idempotency::new(stores.idempotency.clone());
+        let idempotency = Idempotency::new(stores.idempotency.clone(), vault.clone());
         let exec = Exec::new(exec::Parts {
             quotas: stores.quotas.clone(),
             connections: connections.clone(),

@@ -11,7 +11,8 @@ use crate::credentials::tokens::{self, Tokens};
 use crate::credentials::vault::{self, Vault};
 use crate::domain::Connection;
 use crate::store::{
-    self, ConnectionStore, CredentialStore, OauthState, OauthStore, StoredClient, Stores,
+    self, ConnectionStore, CredentialStore, IdempotencyStore, IdempotentResult, OauthState,
+    OauthStore, StoredClient, Stores,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub struct Rotation {
     credentials: Arc<dyn CredentialStore>,
     connections: Arc<dyn ConnectionStore>,
     oauth_store: Arc<dyn OauthStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
     vault: Arc<Vault>,
     tokens: Tokens,
 }
@@ -83,6 +85,7 @@ impl Rotation {
             credentials: stores.credentials.clone(),
             connections: stores.connections.clone(),
             oauth_store: stores.oauth.clone(),
+            idempotency: stores.idempotency.clone(),
             vault,
             tokens,
         }
@@ -134,6 +137,13 @@ impl Rotation {
             .collect::<Result<_, _>>()?;
         for (state_hash, state) in pending {
             rewrapped += usize::from(self.rewrap_verifier(&state_hash, state)?);
+        }
+        let results: Vec<(String, String, IdempotentResult)> = self
+            .idempotency
+            .all_idempotent_results()
+            .collect::<Result<_, _>>()?;
+        for (tenant, key, result) in results {
+            rewrapped += usize::from(self.rewrap_result(&tenant, &key, result)?);
         }
         tracing::info!(key = %key_id, rewrapped, "key rotation done");
         Ok(RotationReport { key_id, rewrapped })
@@ -200,6 +210,33 @@ impl Rotation {
             .replace_oauth_state(state_hash, &state, &next)?)
     }
 
+    /// Re-wraps a stored idempotent result's sealed output.
+    fn rewrap_result(
+        &self,
+        tenant: &str,
+        key: &str,
+        result: IdempotentResult,
+    ) -> Result<bool, Error> {
+        let Some(sealed) = &result.sealed_output else {
+            return Ok(false);
+        };
+        if sealed.key_id == self.vault.primary_key_id() {
+            return Ok(false);
+        }
+        let id = store::output_seal_id(&result.execution_id);
+        let context = vault::SealContext {
+            credential_id: &id,
+            connection_id: &result.connection_id,
+        };
+        let next = IdempotentResult {
+            sealed_output: Some(self.vault.rewrap(context, sealed)?),
+            ..result.clone()
+        };
+        Ok(self
+            .idempotency
+            .replace_idempotent_result(tenant, key, &result, &next)?)
+    }
+
     fn usage(&self) -> Result<BTreeMap<String, usize>, Error> {
         let mut usage = BTreeMap::new();
         for entry in self.credentials.all_credentials() {
@@ -209,6 +246,12 @@ impl Rotation {
         for entry in self.oauth_store.all_oauth_clients() {
             let (_, client) = entry?;
             *usage.entry(client.sealed.key_id).or_default() += 1;
+        }
+        for entry in self.idempotency.all_idempotent_results() {
+            let (_, _, result) = entry?;
+            if let Some(sealed) = result.sealed_output {
+                *usage.entry(sealed.key_id).or_default() += 1;
+            }
         }
         for entry in self.oauth_store.all_oauth_states() {
             let (_, state) = entry?;
@@ -246,21 +289,33 @@ mod tests {
             client_secret: "client-secret".into(),
         };
         clients.put(&conn, &client).unwrap();
+        let idempotency =
+            crate::exec::idempotency::Idempotency::new(stores.idempotency.clone(), vault.clone());
+        let request = serde_json::json!({"n": 1});
+        let crate::exec::idempotency::Begin::Run(flight) =
+            idempotency.begin("acme", "k", &request).await.unwrap()
+        else {
+            panic!("a new key runs");
+        };
+        let output = serde_json::json!({"id": "pi_1"});
+        idempotency
+            .complete(flight, "exe_1", &output, &conn.id, "email.gmail")
+            .unwrap();
         let old = vault.primary_key_id();
 
-        // A new primary without re-wrapping: the old key still wraps both records.
+        // A new primary without re-wrapping: the old key still wraps all three records.
         vault.add_primary_key().unwrap();
         assert!(matches!(
             rotation.retire(&old),
-            Err(Error::Vault(vault::Error::KeyInUse(_, 2)))
+            Err(Error::Vault(vault::Error::KeyInUse(_, 3)))
         ));
         let report = rotation.rotate().await.unwrap();
-        assert_eq!(report.rewrapped, 2);
+        assert_eq!(report.rewrapped, 3);
         let keys = rotation.keys().unwrap();
-        assert_eq!(keys.iter().map(|k| k.in_use).sum::<usize>(), 2);
+        assert_eq!(keys.iter().map(|k| k.in_use).sum::<usize>(), 3);
         assert!(keys
             .iter()
-            .any(|k| k.key_id == report.key_id && k.primary && k.in_use == 2));
+            .any(|k| k.key_id == report.key_id && k.primary && k.in_use == 3));
         for key in keys.iter().filter(|k| !k.primary) {
             rotation.retire(&key.key_id).unwrap();
         }
@@ -268,6 +323,12 @@ mod tests {
             tokens.vend(&conn).await.unwrap().api_key(),
             Some("sk_test_rotation")
         );
+        match idempotency.begin("acme", "k", &request).await.unwrap() {
+            crate::exec::idempotency::Begin::Replay(replayed) => {
+                assert_eq!(replayed.output, output)
+            }
+            _ => panic!("the re-wrapped result replays"),
+        }
         let opened = clients.for_connection(&conn).unwrap();
         assert_eq!(
             (opened.client_id, opened.client_secret.expose_secret()),

@@ -1,10 +1,12 @@
 //! Idempotency keys: a caller that repeats a request with the same key gets the stored
 //! result instead of a second provider call; the same key with a different request is
-//! a conflict. Results are kept (flushed) for [`RETENTION`]. Requests under one key run
-//! one at a time, so a retry racing the original waits for it and then replays it.
+//! a conflict. Results are kept (flushed) for [`RETENTION`], their outputs sealed in
+//! the vault. Requests under one key run one at a time, so a retry racing the original
+//! waits for it and then replays it.
 
+use crate::credentials::vault::{SealContext, Vault};
 use crate::domain::{now_ms, UnixMs};
-use crate::store::{self, IdempotencyStore, IdempotentResult};
+use crate::store::{self, output_seal_id, IdempotencyStore, IdempotentResult};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,12 +18,25 @@ pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// What to do with a request carrying a key.
 pub enum Begin {
     /// Seen with the same request: answer this.
-    Replay(IdempotentResult),
+    Replay(Replayed),
     /// Seen with another request.
     Conflict,
     /// New: run it, then [`Idempotency::complete`] it on success; dropping the flight
     /// without completing lets a retry run again.
     Run(Flight),
+}
+
+/// A stored result, opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    /// The original execution's id.
+    pub execution_id: String,
+    /// Its output.
+    pub output: serde_json::Value,
+    /// The connection that served it.
+    pub connection_id: String,
+    /// Its integration key.
+    pub integration_key: String,
 }
 
 /// Held while a keyed request runs; later requests with the key wait for it.
@@ -53,14 +68,16 @@ impl Drop for Flight {
 #[derive(Clone)]
 pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
+    vault: Arc<Vault>,
     flights: Flights,
 }
 
 impl Idempotency {
-    /// Over `store`.
-    pub fn new(store: Arc<dyn IdempotencyStore>) -> Self {
+    /// Over `store`, outputs sealed by `vault`.
+    pub fn new(store: Arc<dyn IdempotencyStore>, vault: Arc<Vault>) -> Self {
         Idempotency {
             store,
+            vault,
             flights: Arc::default(),
         }
     }
@@ -89,14 +106,39 @@ impl Idempotency {
         };
         if let Some(stored) = self.store.idempotent_result(tenant_id, key)? {
             if !expired(stored.created_at) {
-                return Ok(if stored.fingerprint == flight.fingerprint {
-                    Begin::Replay(stored)
-                } else {
-                    Begin::Conflict
-                });
+                if stored.fingerprint != flight.fingerprint {
+                    return Ok(Begin::Conflict);
+                }
+                if let Some(replayed) = self.open(stored) {
+                    return Ok(Begin::Replay(replayed));
+                }
             }
         }
         Ok(Begin::Run(flight))
+    }
+
+    /// The stored result opened; `None` when it cannot be (a record of an earlier
+    /// version without a sealed output, or one the vault refuses: logged).
+    fn open(&self, stored: IdempotentResult) -> Option<Replayed> {
+        let sealed = stored.sealed_output.as_ref()?;
+        let id = output_seal_id(&stored.execution_id);
+        let context = SealContext {
+            credential_id: &id,
+            connection_id: &stored.connection_id,
+        };
+        let output = match self.vault.open(context, sealed) {
+            Ok(plain) => serde_json::from_slice(&plain).ok()?,
+            Err(e) => {
+                tracing::error!(execution = %stored.execution_id, error = %e, "a stored idempotent result does not open; running the request again");
+                return None;
+            }
+        };
+        Some(Replayed {
+            execution_id: stored.execution_id,
+            output,
+            connection_id: stored.connection_id,
+            integration_key: stored.integration_key,
+        })
     }
 
     /// Stores a successful result under the flight's key and ends the flight.
@@ -108,10 +150,16 @@ impl Idempotency {
         connection_id: &str,
         integration_key: &str,
     ) -> Result<(), store::Error> {
+        let id = output_seal_id(execution_id);
+        let context = SealContext {
+            credential_id: &id,
+            connection_id,
+        };
+        let plain = zeroize::Zeroizing::new(output.to_string().into_bytes());
         let result = IdempotentResult {
             fingerprint: flight.fingerprint.clone(),
             execution_id: execution_id.to_owned(),
-            output: output.clone(),
+            sealed_output: Some(self.vault.seal(context, &plain)),
             connection_id: connection_id.to_owned(),
             integration_key: integration_key.to_owned(),
             created_at: now_ms(),

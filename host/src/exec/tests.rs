@@ -97,7 +97,7 @@ struct World {
 fn world(rate_profile: RateProfile) -> World {
     let stores = Stores::temporary().unwrap();
     let vault = Arc::new(Vault::load(stores.keyring.clone(), Key::generate()).unwrap());
-    let tokens = Tokens::new(&stores, vault, Notifier::log_only());
+    let tokens = Tokens::new(&stores, vault.clone(), Notifier::log_only());
     let connectors = Arc::new(Scripted {
         spec: Arc::new(IntegrationSpec {
             slug: SLUG.into(),
@@ -130,7 +130,7 @@ fn world(rate_profile: RateProfile) -> World {
         resolver: Resolver::new(&stores, connectors.clone()),
         limits: RateLimits::new(),
         circuits: Circuits::new(CircuitPolicy::default()),
-        idempotency: Idempotency::new(stores.idempotency.clone()),
+        idempotency: Idempotency::new(stores.idempotency.clone(), vault),
     });
     World {
         exec,
@@ -397,6 +397,31 @@ async fn an_idempotent_repeat_replays_and_another_request_under_the_key_conflict
         .await;
     assert_eq!(code(other), "idempotency_conflict");
     assert_eq!(w.connectors.calls(), ["conn_a"]);
+}
+
+/// The result kept for replays is sealed: what the store holds names no part of the
+/// output, and the replay still answers it whole.
+#[tokio::test]
+async fn a_stored_result_is_sealed_and_still_replays() {
+    let w = world(generous());
+    let connection = w.connection("conn_a", "acme", |_| {});
+    let body = json!({"message": "the quarterly numbers are in the attachment"});
+    w.connectors
+        .answer("conn_a", Ok(Answer::Output(body.to_string())));
+    let first = w.execute(&connection, Some("order-7")).await.unwrap();
+    let stored = w
+        .stores
+        .idempotency
+        .idempotent_result("acme", "order-7")
+        .unwrap()
+        .unwrap();
+    let kept = serde_json::to_string(&stored).unwrap();
+    assert!(stored.sealed_output.is_some());
+    assert!(!kept.contains("quarterly"), "{kept}");
+    let again = w.execute(&connection, Some("order-7")).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.output, first.output);
+    assert_eq!(again.output["message"], body["message"]);
 }
 
 #[tokio::test]

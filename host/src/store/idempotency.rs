@@ -1,7 +1,8 @@
-//! Results of idempotent executions, by tenant and key, kept for replays.
+//! Results of idempotent executions, by tenant and key, kept for replays. The output
+//! (message bodies, payment objects) is sealed by the vault like a credential.
 
 use super::{decode, encode, tenant_key, Result, SledStore};
-use crate::domain::UnixMs;
+use crate::domain::{SealedSecret, UnixMs};
 use serde::{Deserialize, Serialize};
 
 /// A successful execution kept under its idempotency key.
@@ -12,14 +13,24 @@ pub struct IdempotentResult {
     pub fingerprint: String,
     /// The execution's id.
     pub execution_id: String,
-    /// The connector's output.
-    pub output: serde_json::Value,
+    /// The connector's output (JSON), sealed for `idempotency/<execution id>` on the
+    /// connection. `None` in a record of an earlier version, which kept it in the
+    /// clear: such a record is not replayed (the provider's own idempotency, under the
+    /// same key, answers the repeat).
+    #[serde(default)]
+    pub sealed_output: Option<SealedSecret>,
     /// The connection that served.
     pub connection_id: String,
     /// Its integration key.
     pub integration_key: String,
     /// When it was stored.
     pub created_at: UnixMs,
+}
+
+/// What a result's output is sealed for (the vault's credential id, on the result's
+/// connection): its execution.
+pub fn output_seal_id(execution_id: &str) -> String {
+    format!("idempotency/{execution_id}")
 }
 
 /// Results of idempotent executions, for replays.
@@ -38,6 +49,21 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// Drops results stored before `before`; returns how many.
     fn purge_idempotent_results(&self, before: UnixMs) -> Result<usize>;
+
+    /// Every stored result with its tenant and key (key rotation, key usage).
+    fn all_idempotent_results(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(String, String, IdempotentResult)>> + '_>;
+
+    /// Replaces a result if it is still `previous` (key rotation); `Ok(false)` when it
+    /// changed or went meanwhile.
+    fn replace_idempotent_result(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        previous: &IdempotentResult,
+        next: &IdempotentResult,
+    ) -> Result<bool>;
 }
 
 impl IdempotencyStore for SledStore {
@@ -58,6 +84,39 @@ impl IdempotencyStore for SledStore {
             .insert(tenant_key(tenant_id, key), encode(result))?;
         self.idempotency.flush()?;
         Ok(())
+    }
+
+    fn all_idempotent_results(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(String, String, IdempotentResult)>> + '_> {
+        Box::new(self.idempotency.iter().map(|entry| {
+            let (stored_key, value) = entry?;
+            let text = String::from_utf8_lossy(&stored_key);
+            let (tenant, key) = text.split_once('\0').unwrap_or((&text, ""));
+            Ok((
+                tenant.to_owned(),
+                key.to_owned(),
+                decode("idempotency", &value)?,
+            ))
+        }))
+    }
+
+    fn replace_idempotent_result(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        previous: &IdempotentResult,
+        next: &IdempotentResult,
+    ) -> Result<bool> {
+        let swapped = self.idempotency.compare_and_swap(
+            tenant_key(tenant_id, key),
+            Some(encode(previous)),
+            Some(encode(next)),
+        )?;
+        if swapped.is_ok() {
+            self.idempotency.flush()?;
+        }
+        Ok(swapped.is_ok())
     }
 
     fn purge_idempotent_results(&self, before: UnixMs) -> Result<usize> {

@@ -39,7 +39,7 @@ pub use configs::{ConfigStore, PublishRefusal};
 pub use connections::ConnectionStore;
 pub use credentials::{CredentialStore, StoredCredential};
 pub use deployments::DeploymentStore;
-pub use idempotency::{IdempotencyStore, IdempotentResult};
+pub use idempotency::{output_seal_id, IdempotencyStore, IdempotentResult};
 pub use keyring::KeyringStore;
 pub use oauth::{OauthState, OauthStore, StoredClient};
 pub use outbox::{OutboxEntry, OutboxStore};

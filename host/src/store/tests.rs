@@ -452,7 +452,7 @@ fn idempotent_results_are_per_tenant_and_purged_by_age() {
     let result = IdempotentResult {
         fingerprint: "f".into(),
         execution_id: "exe_1".into(),
-        output: serde_json::json!({"id": "pi_1"}),
+        sealed_output: Some(sealed("kek_1")),
         connection_id: "conn_a".into(),
         integration_key: "payments.stripe".into(),
         created_at: 10,
@@ -463,8 +463,26 @@ fn idempotent_results_are_per_tenant_and_purged_by_age() {
         .unwrap();
     assert_eq!(
         stores.idempotency.idempotent_result("acme", "k").unwrap(),
-        Some(result)
+        Some(result.clone())
     );
+    let all: Vec<_> = stores
+        .idempotency
+        .all_idempotent_results()
+        .collect::<Result<_>>()
+        .unwrap();
+    assert_eq!(all, vec![("acme".into(), "k".into(), result.clone())]);
+    let next = IdempotentResult {
+        sealed_output: Some(sealed("kek_2")),
+        ..result.clone()
+    };
+    let replace = |previous: &IdempotentResult| {
+        stores
+            .idempotency
+            .replace_idempotent_result("acme", "k", previous, &next)
+            .unwrap()
+    };
+    assert!(replace(&result));
+    assert!(!replace(&result), "compare-and-swap");
     assert_eq!(
         stores.idempotency.idempotent_result("globex", "k").unwrap(),
         None
