@@ -50,9 +50,20 @@ impl AuditStore for SledStore {
             by_tenant.insert(key, encode(record));
             by_time.insert(time_key, &[]);
         }
-        self.audit.apply_batch(by_tenant)?;
-        self.audit_time.apply_batch(by_time)?;
-        Ok(())
+        // One transaction over both trees: a crash never leaves a record its retention
+        // index does not know (it would never be purged), nor an index entry without it.
+        use sled::transaction::TransactionError;
+        use sled::Transactional;
+        (&self.audit, &self.audit_time)
+            .transaction(|(audit, audit_time)| {
+                audit.apply_batch(&by_tenant)?;
+                audit_time.apply_batch(&by_time)?;
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => e.into(),
+                TransactionError::Abort(()) => unreachable!("nothing aborts"),
+            })
     }
 
     fn page(
