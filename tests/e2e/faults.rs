@@ -51,7 +51,9 @@ async fn misbehave(mut stream: TcpStream, fault: Fault) {
             }
         }
         Fault::Reset => {
-            // Linger zero: closing sends RST instead of FIN.
+            // Linger zero: closing sends RST instead of FIN (and, being zero, never
+            // blocks the thread on drop, which is why tokio deprecates the setter).
+            #[allow(deprecated)]
             let _ = stream.set_linger(Some(Duration::ZERO));
             drop(stream);
         }
