@@ -11,6 +11,7 @@ mod connectors;
 mod crash;
 mod execute;
 mod faults;
+mod fuzz;
 mod github;
 mod gmail;
 mod hardening;

@@ -65,8 +65,15 @@ impl Blueprints {
         &self,
         name: &str,
         version: &str,
-        blueprint: Blueprint,
+        mut blueprint: Blueprint,
     ) -> Result<(Blueprint, bool), Error> {
+        // Left out (or null), they are empty: what is stored and served is always an
+        // object (or, for workflows, a list).
+        for opaque in [&mut blueprint.workflows, &mut blueprint.branding] {
+            if opaque.is_null() {
+                *opaque = serde_json::Value::Object(Default::default());
+            }
+        }
         if !valid_segment(name) || !valid_segment(version) {
             return Err(Error::Invalid(
                 "blueprint names and versions are 1-64 letters, digits, `.`, `_` or `-`".into(),

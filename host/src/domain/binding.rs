@@ -18,7 +18,7 @@ pub struct Blueprint {
     /// The app's workflows, as the app describes them (opaque to Conduit): an object
     /// keyed by workflow id, or a list.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = object_or_list)]
     pub workflows: Value,
     /// The app's branding (opaque to Conduit).
     #[serde(default)]
@@ -283,4 +283,19 @@ mod tests {
             serde_json::from_value(serde_json::json!({"name": "a", "version": 1})).unwrap();
         assert_eq!(meta.version, "1");
     }
+}
+
+/// The schema of a blueprint's `workflows`: an object keyed by workflow id, or a list
+/// of workflow objects.
+fn object_or_list() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let workflow = || ObjectBuilder::new().schema_type(Type::Object);
+    OneOfBuilder::new()
+        .item(workflow())
+        .item(ArrayBuilder::new().items(workflow()))
+        .description(Some(
+            "The app's workflows (opaque to Conduit): an object keyed by workflow id, or a list",
+        ))
+        .build()
+        .into()
 }
