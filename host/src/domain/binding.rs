@@ -243,6 +243,21 @@ pub fn version_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     string_or_number(deserializer)
 }
 
+/// The schema of a blueprint's `workflows`: an object keyed by workflow id, or a list
+/// of workflow objects.
+fn object_or_list() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let workflow = || ObjectBuilder::new().schema_type(Type::Object);
+    OneOfBuilder::new()
+        .item(workflow())
+        .item(ArrayBuilder::new().items(workflow()))
+        .description(Some(
+            "The app's workflows (opaque to Conduit): an object keyed by workflow id, or a list",
+        ))
+        .build()
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,19 +298,4 @@ mod tests {
             serde_json::from_value(serde_json::json!({"name": "a", "version": 1})).unwrap();
         assert_eq!(meta.version, "1");
     }
-}
-
-/// The schema of a blueprint's `workflows`: an object keyed by workflow id, or a list
-/// of workflow objects.
-fn object_or_list() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
-    let workflow = || ObjectBuilder::new().schema_type(Type::Object);
-    OneOfBuilder::new()
-        .item(workflow())
-        .item(ArrayBuilder::new().items(workflow()))
-        .description(Some(
-            "The app's workflows (opaque to Conduit): an object keyed by workflow id, or a list",
-        ))
-        .build()
-        .into()
 }
