@@ -90,6 +90,8 @@ pub struct Config {
     pub oauth_redirects: crate::credentials::oauth::RedirectPolicy,
     /// What one tenant may keep of each kind of object.
     pub tenant_limits: crate::domain::TenantLimits,
+    /// Bytes of store pages kept in memory.
+    pub store_cache_bytes: u64,
     /// How long audit records are kept.
     pub audit_retention: Duration,
     /// When a connection's circuit opens and for how long.
@@ -126,6 +128,7 @@ impl Config {
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             oauth_redirects: Default::default(),
             tenant_limits: Default::default(),
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             audit_retention: crate::audit::DEFAULT_RETENTION,
             circuit: CircuitPolicy::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
@@ -218,7 +221,7 @@ impl App {
             }
         };
 
-        let stores = Stores::open(&config.data_dir)?;
+        let stores = Stores::open_with_cache(&config.data_dir, config.store_cache_bytes)?;
         let vault = Arc::new(Vault::load(stores.keyring.clone(), root)?);
         let cache_dir = config
             .cache_dir

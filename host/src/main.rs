@@ -127,6 +127,9 @@ struct ServeArgs {
     pool: PoolArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    /// MiB of store pages kept in memory (sled's page cache).
+    #[arg(long, env = "CONDUIT_STORE_CACHE_MB", default_value_t = conduit::store::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    store_cache_mb: u64,
 }
 
 /// What one tenant may keep of each kind of object an API call creates.
@@ -339,6 +342,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         webhook,
         oauth_state_ttl: Duration::from_secs(args.oauth_state_ttl_secs),
         oauth_redirects,
+        store_cache_bytes: args.store_cache_mb.max(1) * 1024 * 1024,
         tenant_limits: TenantLimits {
             connections: args.limits.max_connections_per_tenant,
             draft_configs: args.limits.max_drafts_per_tenant,

@@ -22,6 +22,7 @@ mod polyglot;
 mod sandbox;
 mod seed;
 mod slack;
+mod soak;
 mod stripe;
 mod toolkit;
 mod twilio;

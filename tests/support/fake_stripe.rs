@@ -47,6 +47,8 @@ struct Inner {
     /// to any request with the same key on the account.
     replays: HashMap<String, Value>,
     counter: u64,
+    /// How long each payment intent takes to answer (a slow provider).
+    delay: std::time::Duration,
 }
 
 /// Handle to a running fake.
@@ -68,6 +70,11 @@ impl FakeStripe {
             .with_state(fake.clone());
         let addr = super::serve_on_loopback(router).await;
         (fake, addr)
+    }
+
+    /// Answers each payment intent only after `delay`.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delay = delay;
     }
 
     /// Everything received so far.
@@ -141,6 +148,10 @@ async fn create_intent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = fake.inner.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let r = match receive(&fake, "POST", "/v1/payment_intents".into(), &headers, &body) {
         Ok(r) => r,
         Err(response) => return response,

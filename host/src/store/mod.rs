@@ -141,6 +141,11 @@ impl Stores {
         Self::sled(SledStore::open(dir)?)
     }
 
+    /// [`Stores::open`] with sled's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        Self::sled(SledStore::open_with_cache(dir, cache_bytes)?)
+    }
+
     /// Every store over a throwaway database, for tests and benchmarks.
     pub fn temporary() -> Result<Self> {
         Self::sled(SledStore::temporary()?)
@@ -194,9 +199,19 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir.join("db")).open()?;
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database in `dir`; sled keeps at most `cache_bytes` of
+    /// pages in memory (its own default is 1 GiB, so memory would grow with the data,
+    /// the audit trail above all, until then).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
+            .open()?;
         Self::from_db(db)
     }
 
@@ -230,6 +245,9 @@ impl SledStore {
         })
     }
 }
+
+/// sled's page cache, by default.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// `tenant \0 rest`: tenant ids cannot contain NUL, so prefixes never collide.
 fn expiry_key(expires_at: UnixMs, connection_id: &str) -> Vec<u8> {
