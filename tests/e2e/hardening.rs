@@ -88,18 +88,51 @@ async fn one_tenants_burst_leaves_room_for_another() {
         unreachable!()
     };
 
+    // A blueprint the bursty tenant's config binds its probe connection to: posting
+    // the config runs the connection's health check.
+    let blueprint = json!({
+        "meta": {"name": "probe-app", "version": "1"},
+        "integrationSlots": [{"slotId": "probe", "requiredCategory": "testing",
+            "requiredCapabilities": [{"key": "probe.echo", "version": 1}], "required": true}],
+        "workflows": [], "branding": {}
+    });
+    let admin = conduit.admin_token.clone();
+    let put = conduit
+        .put("/admin/blueprints/probe-app/versions/1", &admin, blueprint)
+        .await;
+    assert_eq!(put.status, 201, "{}", put.text);
+    let config = json!({
+        "meta": {"blueprintName": "probe-app", "blueprintVersion": "1", "environment": "sandbox"},
+        "integrations": [{"slotId": "probe", "connectionId": bursty_conn, "priority": 1}]
+    });
+
     let url = format!("http://{slow}/slow");
     let burst = futures_util::future::join_all(
         (0..6).map(|_| conduit.execute(bursty, bursty_conn, "probe.fetch", json!({"url": url}))),
     );
-    let quiet_call = async {
+    let during = async {
         // Once the burst holds its share and its overflow waits in the queue.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        conduit
+        let quiet = conduit
             .execute(quiet, quiet_conn, "probe.echo", json!({"ping": 1}))
-            .await
+            .await;
+        // The bursty tenant's health checks and config validation spend from the
+        // same share: they wait, then are busy, neither failed nor unhealthy.
+        let health = conduit
+            .post(
+                &format!("/api/connections/{bursty_conn}/health"),
+                bursty,
+                json!({}),
+            )
+            .await;
+        let validated = conduit
+            .post("/api/tenant-configs", bursty, config.clone())
+            .await;
+        (quiet, health, validated)
     };
-    let (burst, quiet_answer) = tokio::join!(burst, quiet_call);
+    let (burst, (quiet_answer, health, validated)) = tokio::join!(burst, during);
+    health.assert_error(503, "busy");
+    validated.assert_error(503, "busy");
 
     assert_eq!(quiet_answer.status, 200, "{}", quiet_answer.text);
     assert_eq!(quiet_answer.output(), &json!({"ping": 1}));
@@ -119,6 +152,8 @@ async fn one_tenants_burst_leaves_room_for_another() {
         .execute(bursty, bursty_conn, "probe.echo", json!({"ping": 2}))
         .await;
     assert_eq!(again.status, 200, "{}", again.text);
+    let validated = conduit.post("/api/tenant-configs", bursty, config).await;
+    assert_eq!(validated.status, 201, "{}", validated.text);
 }
 
 /// Each kind of object a tenant's API calls create without bound has a per-tenant

@@ -45,6 +45,9 @@ pub enum Error {
     /// The tenant has as many unpublished versions as it may.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
+    /// A health check could not run for want of room in the instance pool.
+    #[error("{0}")]
+    Busy(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -63,6 +66,9 @@ impl Classify for Error {
             Error::NotFound => ErrorClass::new(Class::NotFound, "not_found"),
             Error::Transition(_) => ErrorClass::new(Class::Conflict, "invalid_transition"),
             Error::Limit(e) => e.classify(),
+            Error::Busy(_) => ErrorClass::new(Class::Unavailable, "busy")
+                .retry_after(std::time::Duration::from_secs(1))
+                .meta(json!({"retryable": true})),
             Error::Store(e) => e.classify(),
         }
     }
@@ -92,15 +98,25 @@ pub struct NewConfig {
 }
 
 /// A connection's health check, as the binding layer needs it: the composition root
-/// hands in the execute use case, a unit test a double. The error is the probe's own,
-/// shown as the check's detail.
+/// hands in the execute use case, a unit test a double.
 pub trait HealthProbe: Send + Sync {
     /// Runs the health check of the tenant's `connection_id`.
     fn probe<'a>(
         &'a self,
         tenant_id: &'a str,
         connection_id: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Health, String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Health, ProbeError>> + Send + 'a>>;
+}
+
+/// Why a health check gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// It could not run now: the tenant's share of the instance pool (which health
+    /// checks spend from, as executes do) or the pool is taken. Says nothing about
+    /// the connection.
+    Busy(String),
+    /// It ran and failed; the detail is shown as the check's.
+    Failed(String),
 }
 
 /// Tenant config use cases.
@@ -459,11 +475,16 @@ impl Configs {
             .iter()
             .filter(|(_, c)| distinct.insert(c.id.clone()))
             .map(|(i, c)| async move { (*i, c, self.health.probe(tenant_id, &c.id).await) });
+        let mut busy = None;
         for (i, connection, outcome) in futures_util::future::join_all(checks).await {
             let detail = match outcome {
                 Ok(health) if health.healthy => continue,
                 Ok(health) => health.detail,
-                Err(why) => why,
+                Err(ProbeError::Failed(why)) => why,
+                Err(ProbeError::Busy(why)) => {
+                    busy = Some(why);
+                    continue;
+                }
             };
             return Err(invalid(
                 "health_check_failed",
@@ -474,7 +495,11 @@ impl Configs {
                 ),
             ));
         }
-        Ok(())
+        // A check that could not run neither passes nor fails the config: retry.
+        match busy {
+            Some(why) => Err(Error::Busy(why)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -527,12 +527,21 @@ impl crate::binding::configs::HealthProbe for Exec {
         &'a self,
         tenant_id: &'a str,
         connection_id: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Health, String>> + Send + 'a>>
-    {
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Health, crate::binding::configs::ProbeError>>
+                + Send
+                + 'a,
+        >,
+    > {
+        use crate::binding::configs::ProbeError;
         Box::pin(async move {
             self.health(tenant_id, connection_id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    Error::Connector(CallError::Busy(_)) => ProbeError::Busy(e.to_string()),
+                    e => ProbeError::Failed(e.to_string()),
+                })
         })
     }
 }
