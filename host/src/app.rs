@@ -179,7 +179,14 @@ pub struct App {
     notifier: Notifier,
     /// The vault (readiness).
     vault: Arc<Vault>,
+    /// The last scan for `/metrics`: when, connections by status, webhooks pending.
+    scanned: std::sync::Mutex<Option<Scanned>>,
 }
+
+type Scanned = (std::time::Instant, Vec<(&'static str, usize)>, usize);
+
+/// How long a store scan for `/metrics` is reused.
+const SCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// What startup generated and must tell the operator once.
 #[derive(Debug, Default)]
@@ -335,6 +342,7 @@ impl App {
             runtime,
             notifier,
             vault,
+            scanned: Default::default(),
         };
         Ok((app, generated))
     }
@@ -342,6 +350,34 @@ impl App {
     /// The state gauges `GET /metrics` reports; a part that cannot be read is logged
     /// and left at zero.
     pub(crate) fn observed(&self) -> crate::observe::State {
+        let (connections, webhooks_pending) = self.scanned();
+        let scheduler_lag_seconds = self.scheduler.lag().map_or_else(
+            |e| {
+                tracing::error!(error = %e, "reading the scheduler's lag failed");
+                0.0
+            },
+            |lag| lag.as_secs_f64(),
+        );
+        crate::observe::State {
+            instances_in_use: self.runtime.instances_in_use(),
+            instances_capacity: self.runtime.instances_capacity(),
+            audit_queue: self.audit.queued(),
+            webhooks_pending,
+            scheduler_lag_seconds,
+            connections,
+        }
+    }
+
+    /// The gauges that scan the store (connections by status, the outbox), at most
+    /// once per [`SCAN_EVERY`]: `/metrics` is open to anyone, and a scrape must not
+    /// cost a full scan each time.
+    fn scanned(&self) -> (Vec<(&'static str, usize)>, usize) {
+        let mut last = self.scanned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, connections, pending)) = &*last {
+            if at.elapsed() < SCAN_EVERY {
+                return (connections.clone(), *pending);
+            }
+        }
         let connections = match self.stores.connections.status_counts() {
             Ok(counts) => crate::domain::ConnectionStatus::ALL
                 .iter()
@@ -355,21 +391,9 @@ impl App {
                 Vec::new()
             }
         };
-        let scheduler_lag_seconds = self.scheduler.lag().map_or_else(
-            |e| {
-                tracing::error!(error = %e, "reading the scheduler's lag failed");
-                0.0
-            },
-            |lag| lag.as_secs_f64(),
-        );
-        crate::observe::State {
-            instances_in_use: self.runtime.instances_in_use(),
-            instances_capacity: self.runtime.instances_capacity(),
-            audit_queue: self.audit.queued(),
-            webhooks_pending: self.notifier.pending(),
-            scheduler_lag_seconds,
-            connections,
-        }
+        let pending = self.notifier.pending();
+        *last = Some((std::time::Instant::now(), connections.clone(), pending));
+        (connections, pending)
     }
 
     /// What is not ready yet, by name (`store`, `vault`, `catalog`): empty when ready.

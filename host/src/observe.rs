@@ -6,8 +6,9 @@
 //! scraped. The recorder is `metrics-exporter-prometheus`, rendering text only.
 //!
 //! Labels are bounded: connector slugs come from loaded connectors, outcomes from the
-//! error table, and a capability a caller named that no connector offers is counted
-//! as `unknown`, so no caller can grow the label set.
+//! error table; a capability a caller named that no connector offers is counted as
+//! `unknown`, and past [`MAX_CAPABILITIES`] distinct names (whatever path let one
+//! through) as `other`, so no caller can grow the label set.
 //!
 //! May import: `domain`.
 
@@ -45,6 +46,31 @@ const BUCKETS: &[f64] = &[
 
 /// Outcomes of a call whose capability was never matched to a connector's.
 const UNMATCHED: &[&str] = &["unsupported_capability", "no_binding", "not_found"];
+
+/// Distinct capability labels kept; every catalog of connectors fits many times over.
+pub const MAX_CAPABILITIES: usize = 1024;
+
+/// The capability label of `capability`: itself while the set of labels has room.
+fn capability_label(capability: &str, outcome: &str) -> String {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    if UNMATCHED.contains(&outcome) {
+        return "unknown".into();
+    }
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if seen.contains(capability) {
+        return capability.to_owned();
+    }
+    if seen.len() >= MAX_CAPABILITIES {
+        return "other".into();
+    }
+    seen.insert(capability.to_owned());
+    capability.to_owned()
+}
 
 /// The process's recorder, installed on first use; `None` if another recorder was
 /// installed first (metrics then go there, and `/metrics` says it cannot render).
@@ -103,11 +129,7 @@ pub fn record_call(record: &AuditRecord) {
         return;
     }
     let connector = record.connector.clone().unwrap_or_else(|| "none".into());
-    let capability = if UNMATCHED.contains(&record.outcome.as_str()) {
-        "unknown".to_owned()
-    } else {
-        record.capability.clone()
-    };
+    let capability = capability_label(&record.capability, &record.outcome);
     metrics::counter!(EXECUTIONS,
         "connector" => connector.clone(),
         "capability" => capability,

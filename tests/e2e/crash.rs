@@ -252,6 +252,14 @@ async fn kill_9_during_a_key_rotation_leaves_every_credential_opening() {
     let _ = rotate.await.unwrap();
     // Each start mints its own admin token.
     let admin = c.conduit.admin_token.clone();
+    // The rotation had begun (its new key is the first thing it stores).
+    let keys = c.conduit.get("/admin/vault", &admin).await;
+    assert_eq!(
+        keys.body["data"].as_array().unwrap().len(),
+        2,
+        "{}",
+        keys.text
+    );
 
     for id in &connections {
         let r = c.conduit.vend(&c.token, id).await;

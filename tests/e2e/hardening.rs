@@ -54,7 +54,7 @@ async fn one_tenants_burst_leaves_room_for_another() {
     let slow = serve_on_loopback(axum::Router::new().route(
         "/slow",
         axum::routing::get(|| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(Duration::from_millis(3000)).await;
             "done"
         }),
     ))
@@ -62,7 +62,7 @@ async fn one_tenants_burst_leaves_room_for_another() {
     let conduit = Conduit::start_env(
         vec![PluginDecl::new("sandbox-probe", "conduit_sandbox_probe")
             .allow(&[&slow.to_string()])
-            .setting("deadline_ms = 5000")],
+            .setting("deadline_ms = 8000")],
         &[
             ("CONDUIT_MAX_INSTANCES", "4".into()),
             ("CONDUIT_TENANT_CONCURRENCY", "2".into()),

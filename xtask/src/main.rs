@@ -34,7 +34,26 @@ fn main() -> Result<()> {
             build_plugins(&root, Profile::Dev)?;
             let mut test = vec!["test", "--workspace"];
             test.extend(args[1..].iter().map(String::as_str));
-            cargo(&root, &test)
+            cargo(&root, &test)?;
+            // Tests that measure time (the soak) run after the rest, alone, so other
+            // tests' load is not in their figures.
+            if args.len() == 1 {
+                cargo(
+                    &root,
+                    &[
+                        "test",
+                        "-p",
+                        "conduit",
+                        "--test",
+                        "e2e",
+                        "--",
+                        "--ignored",
+                        "--test-threads",
+                        "1",
+                    ],
+                )?;
+            }
+            Ok(())
         }
         Some("bench") => {
             build_plugins(&root, Profile::Release)?;

@@ -29,8 +29,9 @@ pub const SIGNATURE_HEADER: &str = "x-conduit-signature";
 pub const MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
-/// Outbox entries looked at per pass.
-const BATCH: usize = 1000;
+/// Outbox entries looked at per pass: connections whose receiver keeps refusing
+/// wait in it, so it is large enough that they do not hide the others'.
+const BATCH: usize = 10_000;
 /// Deliveries in flight at once.
 const CONCURRENT: usize = 16;
 
@@ -189,8 +190,10 @@ async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Out
         let pending = match outbox.store.pending(BATCH) {
             Ok(pending) => pending,
             Err(e) => {
-                tracing::error!(error = %e, "reading the webhook outbox failed");
-                Vec::new()
+                // Retried on its own: a new event is not needed to look again.
+                tracing::error!(error = %e, "reading the webhook outbox failed; retrying");
+                tokio::time::sleep(config.first_retry.max(Duration::from_secs(1))).await;
+                continue;
             }
         };
         let now = Instant::now();
@@ -211,10 +214,16 @@ async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Out
         }
         let mut accepted = false;
         for (entry, ok) in due.iter().zip(sent) {
-            if ok || abandoned(entry) {
-                if let Err(e) = outbox.store.remove(entry.sequence) {
-                    tracing::error!(error = %e, "removing a delivered webhook failed");
-                }
+            let done = (ok || abandoned(entry))
+                && match outbox.store.remove(entry.sequence) {
+                    Ok(()) => true,
+                    // Kept, so delivered again after a backoff (at least once).
+                    Err(e) => {
+                        tracing::error!(error = %e, "removing a delivered webhook failed");
+                        false
+                    }
+                };
+            if done {
                 lanes.remove(&entry.connection_id);
                 accepted = true;
             } else {

@@ -136,14 +136,24 @@ impl Rotation {
             .all_oauth_states()
             .collect::<Result<_, _>>()?;
         for (state_hash, state) in pending {
-            rewrapped += usize::from(self.rewrap_verifier(&state_hash, state)?);
+            // One that does not open (sealed by an earlier version for the state
+            // itself, or expiring) must not stop the rotation; it keeps the key it has.
+            match self.rewrap_verifier(&state_hash, state) {
+                Ok(done) => rewrapped += usize::from(done),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a pending authorization's verifier was not re-wrapped")
+                }
+            }
         }
         let results: Vec<(String, String, IdempotentResult)> = self
             .idempotency
             .all_idempotent_results()
             .collect::<Result<_, _>>()?;
         for (tenant, key, result) in results {
-            rewrapped += usize::from(self.rewrap_result(&tenant, &key, result)?);
+            match self.rewrap_result(&tenant, &key, result) {
+                Ok(done) => rewrapped += usize::from(done),
+                Err(e) => tracing::warn!(error = %e, "an idempotent result was not re-wrapped"),
+            }
         }
         tracing::info!(key = %key_id, rewrapped, "key rotation done");
         Ok(RotationReport { key_id, rewrapped })

@@ -88,6 +88,15 @@ impl Circuits {
             tracing::warn!(connection = %connection_id, failures = state.failures, "circuit opened");
         }
     }
+
+    /// A call `check` let through never reached the provider: a half-open trial it
+    /// held is free again, and nothing else changes.
+    pub fn release(&self, connection_id: &str) {
+        let mut states = self.states.lock().expect("circuits lock");
+        if let Some(state) = states.get_mut(connection_id) {
+            state.trial_until = None;
+        }
+    }
 }
 
 #[cfg(test)]

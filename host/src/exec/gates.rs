@@ -13,11 +13,12 @@ impl Exec {
     /// The gates before a provider call: the connection's circuit, the provider
     /// account's rate budget (shared by every connection to the same account), and the
     /// connection's daily quota. A refusal never reaches the plugin.
+    /// Returns the day a quota unit was taken on, if one was (see [`Exec::give_back`]).
     pub(super) async fn admit(
         &self,
         connection: &Connection,
         spec: &IntegrationSpec,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<u64>, Error> {
         self.circuits
             .check(&connection.id)
             .map_err(Error::CircuitOpen)?;
@@ -41,17 +42,29 @@ impl Exec {
                 ),
                 retry_after,
             })?;
-        if let Some(quota) = connection.daily_quota {
-            let now = now_ms();
-            let day = now / DAY_MS;
-            if !self.quotas.take_quota(&connection.id, day, quota)? {
-                return Err(Error::RateLimited {
-                    reason: format!("the connection's daily quota of {quota} executions is spent"),
-                    retry_after: Duration::from_millis((day + 1) * DAY_MS - now),
-                });
+        let Some(quota) = connection.daily_quota else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let day = now / DAY_MS;
+        if !self.quotas.take_quota(&connection.id, day, quota)? {
+            return Err(Error::RateLimited {
+                reason: format!("the connection's daily quota of {quota} executions is spent"),
+                retry_after: Duration::from_millis((day + 1) * DAY_MS - now),
+            });
+        }
+        Ok(Some(day))
+    }
+
+    /// A call admitted by the gates that never ran (no room in the instance pool)
+    /// gives its quota unit back. (The account's rate budget is a token bucket and
+    /// keeps what was spent: a tenant flooding past its share spends only its own.)
+    pub(super) fn give_back(&self, connection: &Connection, quota_day: Option<u64>) {
+        if let Some(day) = quota_day {
+            if let Err(e) = self.quotas.give_back_quota(&connection.id, day) {
+                tracing::error!(connection = %connection.id, error = %e, "giving back a quota unit failed");
             }
         }
-        Ok(())
     }
 }
 

@@ -320,7 +320,7 @@ impl Exec {
         if let Some(refusal) = gates::unusable(connection.status) {
             return Err(Error::Vend(refusal));
         }
-        self.admit(connection, spec).await?;
+        let quota_day = self.admit(connection, spec).await?;
         let secret = self.tokens.vend(connection).await?;
         let mut context = CallContext::for_connection(connection, attempt.idempotency_key);
         context.config = attempt
@@ -343,7 +343,17 @@ impl Exec {
             .await;
         trace.redactor = trace.redactor.merged(&called.redactor);
         trace.outbound.extend(called.outbound);
-        let result = self.answered(called.result, attempt.capability, &mut trace.connection);
+        let answer = match called.result {
+            // Nothing ran: no quota spent, and nothing the circuit should learn from
+            // (a success would close it, a failure open it).
+            Err(busy @ CallError::Busy(_)) => {
+                self.give_back(connection, quota_day);
+                self.circuits.release(&connection.id);
+                return Err(busy.into());
+            }
+            answer => answer,
+        };
+        let result = self.answered(answer, attempt.capability, &mut trace.connection);
         self.circuits.record(
             &connection.id,
             result.as_ref().is_err_and(|e| e.classify().circuit),

@@ -314,6 +314,22 @@ async fn the_daily_quota_refuses_without_calling() {
     assert_eq!(w.connectors.calls(), ["conn_a"]);
 }
 
+/// A call refused for want of room in the instance pool never ran: it gives its
+/// quota unit back and teaches the circuit nothing.
+#[tokio::test]
+async fn a_busy_refusal_spends_no_quota_and_leaves_the_circuit_alone() {
+    let w = world(generous());
+    let connection = w.connection("conn_a", "acme", |c| c.daily_quota = Some(1));
+    for _ in 0..5 {
+        w.connectors
+            .answer("conn_a", Err(CallError::Busy(crate::runtime::Busy::Tenant)));
+        assert_eq!(code(w.execute(&connection, None).await), "busy");
+    }
+    // Five busy answers: the circuit is closed, the day's one execution still there.
+    assert_eq!(code(w.execute(&connection, None).await), "ok");
+    assert_eq!(code(w.execute(&connection, None).await), "rate_limited");
+}
+
 #[tokio::test]
 async fn one_tenants_connections_to_one_account_share_its_budget_and_no_other_tenant_does() {
     let w = world(RateProfile {

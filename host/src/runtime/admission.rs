@@ -96,10 +96,10 @@ impl Admission {
         let mut slot = TenantSlot {
             admission: self,
             tenant: tenant.to_owned(),
-            share,
+            share: Some(share.clone()),
             permit: None,
         };
-        let permit = tokio::time::timeout_at(until, slot.share.clone().acquire_owned())
+        let permit = tokio::time::timeout_at(until, share.acquire_owned())
             .await
             .map_err(|_| Busy::Tenant)?
             .map_err(|_| Busy::Tenant)?;
@@ -122,17 +122,23 @@ impl Admission {
 struct TenantSlot<'a> {
     admission: &'a Admission,
     tenant: String,
-    share: Arc<Semaphore>,
+    share: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for TenantSlot<'_> {
     fn drop(&mut self) {
-        self.permit.take();
         let mut tenants = self.admission.lock();
-        // Every holder and waiter took its clone under this lock: the map's and ours
-        // being the only ones left means no call of this tenant is running or waiting.
-        if Arc::strong_count(&self.share) == 2 {
+        // Our references go while the lock is held, so two slots dropping at once
+        // cannot each see the other's and leave the entry behind.
+        self.permit.take();
+        self.share.take();
+        // Every holder and waiter took its clone under this lock: the map's being the
+        // only one left means no call of this tenant is running or waiting.
+        if tenants
+            .get(&self.tenant)
+            .is_some_and(|share| Arc::strong_count(share) == 1)
+        {
             tenants.remove(&self.tenant);
         }
     }

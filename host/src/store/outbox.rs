@@ -52,14 +52,19 @@ impl OutboxStore for SledStore {
     }
 
     fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|entry| {
-                let (_, value) = entry?;
-                super::decode("webhook_outbox", &value)
-            })
-            .collect()
+        let mut pending = Vec::new();
+        for entry in self.outbox.iter().take(limit) {
+            let (key, value) = entry?;
+            match super::decode("webhook_outbox", &value) {
+                Ok(entry) => pending.push(entry),
+                // It can never be delivered; kept, it would stop every other.
+                Err(e) => {
+                    tracing::error!(error = %e, "an unreadable webhook delivery was dropped");
+                    self.outbox.remove(key)?;
+                }
+            }
+        }
+        Ok(pending)
     }
 
     fn remove(&self, sequence: u64) -> Result<()> {

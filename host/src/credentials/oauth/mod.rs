@@ -292,7 +292,14 @@ impl Oauth {
             redirect_uri: pending.redirect_uri.clone(),
             code_verifier,
         };
-        let secret = self.exchange(&connection, &exchange).await?;
+        let secret = match self.exchange(&connection, &exchange).await {
+            // The code was never sent: the same callback, retried, may complete it.
+            Err(busy @ Error::Connector(CallError::Busy(_))) => {
+                self.store.put_oauth_state(&hash(state), &pending)?;
+                return Err(busy);
+            }
+            other => other?,
+        };
         let (_, connection) = self
             .tokens
             .put(&connection, CredentialKind::Oauth2, &secret)?;

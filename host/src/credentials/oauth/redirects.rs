@@ -63,10 +63,18 @@ impl RedirectPolicy {
     /// Whether `redirect` (already parsed as an absolute http(s) URL) is listed for
     /// `environment`.
     pub fn allows(&self, environment: Environment, redirect: &url::Url) -> bool {
-        let mut bare = redirect.clone();
-        bare.set_query(None);
-        bare.set_fragment(None);
-        self.patterns(environment).set.is_match(bare.as_str())
+        // A user part would let a wildcard reach past the host
+        // (`http://localhost:1@evil.test/` is evil.test's): never listed.
+        if !redirect.username().is_empty() || redirect.password().is_some() {
+            return false;
+        }
+        let Some(host) = redirect.host_str() else {
+            return false;
+        };
+        // Rebuilt from the parsed parts, so what is matched is what the browser visits.
+        let port = redirect.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let bare = format!("{}://{host}{port}{}", redirect.scheme(), redirect.path());
+        self.patterns(environment).set.is_match(bare)
     }
 
     /// The patterns listed for `environment`, for the refusal's message.
@@ -127,6 +135,7 @@ mod tests {
             "http://app.example.com/oauth/done",
             "https://app.example.com:8443/oauth/done",
             "https://user@app.example.com/oauth/done",
+            "https://app.example.com:443@evil.test/oauth/done",
         ] {
             assert!(!policy.allows(Production, &url(refused)), "{refused}");
         }
@@ -140,6 +149,9 @@ mod tests {
         assert!(policy.allows(Sandbox, &url("http://localhost:3000/")));
         assert!(!policy.allows(Sandbox, &url("https://app.example.com/done")));
         assert!(!policy.allows(Sandbox, &url("http://localhost.evil.test/done")));
+        // A wildcard port must not swallow a user part and the real host after it.
+        assert!(!policy.allows(Sandbox, &url("http://localhost:1@evil.test/steal")));
+        assert!(!policy.allows(Sandbox, &url("http://localhost:1@evil.test:8/steal")));
         assert!(!policy.allows(Production, &url("http://localhost:3000/callback")));
     }
 
