@@ -18,7 +18,7 @@ const FLOODERS: usize = 48;
 /// How long the slow tenant's provider takes per request.
 const SLOW_PROVIDER: Duration = Duration::from_millis(400);
 /// The fast tenants alone: their unloaded baseline.
-const BASELINE: Duration = Duration::from_secs(8);
+const BASELINE: Duration = Duration::from_secs(15);
 /// Everyone, before memory is measured: the pool's slots the flood uses, sled's
 /// caches and the allocators' arenas are touched for the first time here.
 const WARM_UP: Duration = Duration::from_secs(20);
@@ -193,9 +193,16 @@ async fn eight_tenants_for_a_minute_with_one_slow_and_flooding() {
                 bad[0]
             ));
         }
-        if p99 > p99_before * 3 {
-            failures.push(format!("tenant-{i}: p99 {p99:?} over 3x {p99_before:?}"));
-        }
+    }
+    // Their p99 together: a single tenant's is its 12th-slowest of 1,200, too noisy on
+    // a shared machine to hold to a ratio; pooled, the seven give thousands.
+    let pooled = |phase: &[Vec<Sample>]| percentile(&phase.concat(), 0.99);
+    let (p99_unloaded, p99_loaded) = (pooled(&unloaded), pooled(&loaded));
+    report += &format!("fast tenants together: p99 {p99_loaded:?} (unloaded {p99_unloaded:?})\n");
+    if p99_loaded > p99_unloaded * 3 {
+        failures.push(format!(
+            "the fast tenants' p99 {p99_loaded:?} is over 3x their unloaded {p99_unloaded:?}"
+        ));
     }
     let flooded: Vec<Sample> = flooded.into_iter().flatten().collect();
     let served = flooded.iter().filter(|s| s.0 == 200).count();
