@@ -39,16 +39,7 @@ impl Crashable {
     }
 
     async fn stripe_connection(&self) -> String {
-        let id = self
-            .conduit
-            .connection(
-                &self.token,
-                json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
-                       "config": {"baseUrl": format!("http://{}", self.fake_addr)}}),
-            )
-            .await;
-        self.conduit.api_key(&self.token, &id, GOOD_KEY).await;
-        id
+        crate::stripe::byok_connection(&self.conduit, &self.token, self.fake_addr).await
     }
 
     /// SIGKILL, then a restart on the same data directory.

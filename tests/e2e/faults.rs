@@ -100,20 +100,7 @@ async fn faulty_providers_get_typed_errors_within_the_deadline_and_others_are_se
         .setting(&format!("deadline_ms = {DEADLINE_MS}"))])
     .await;
     let token = conduit.tenant("acme").await;
-    let connect = |addr: SocketAddr| {
-        let (conduit, token) = (&conduit, &token);
-        async move {
-            let id = conduit
-                .connection(
-                    token,
-                    json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
-                           "config": {"baseUrl": format!("http://{addr}")}}),
-                )
-                .await;
-            conduit.api_key(token, &id, GOOD_KEY).await;
-            id
-        }
-    };
+    let connect = |addr| crate::stripe::byok_connection(&conduit, &token, addr);
     let healthy = connect(good_addr).await;
     let mut faulty_connections = Vec::new();
     for (fault, addr) in &addrs {

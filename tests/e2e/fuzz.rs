@@ -4,7 +4,7 @@
 //! that no answer is a 5xx and every answer matches its documented status, content
 //! type and schema. Bounded in examples and seeded, so a run is reproducible.
 
-use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
+use crate::support::fake_stripe::FakeStripe;
 use crate::support::{Conduit, PluginDecl};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -87,14 +87,7 @@ async fn the_whole_api_holds_under_schema_driven_fuzzing() {
     .await;
     // Something to find: a connection with a credential, a blueprint.
     let token = conduit.tenant("fuzz").await;
-    let connection = conduit
-        .connection(
-            &token,
-            json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
-                   "config": {"baseUrl": format!("http://{addr}")}}),
-        )
-        .await;
-    conduit.api_key(&token, &connection, GOOD_KEY).await;
+    crate::stripe::byok_connection(&conduit, &token, addr).await;
     let blueprint = json!({
         "meta": {"name": "pay-app", "version": "1"},
         "integrationSlots": [{"slotId": "payments.primary", "requiredCategory": "payments",

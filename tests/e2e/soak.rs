@@ -5,9 +5,8 @@
 //! the soak is within 10 % of what it was after warm-up. `CONDUIT_SOAK_SECS` (60)
 //! sets the length of the loaded phase; the figures are printed (`--nocapture`).
 
-use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
+use crate::support::fake_stripe::FakeStripe;
 use crate::support::{Conduit, PluginDecl};
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 const FAST_TENANTS: usize = 7;
@@ -124,14 +123,7 @@ async fn eight_tenants_for_a_minute_with_one_slow_and_flooding() {
     let mut tenants = Vec::new();
     for (i, (_, addr)) in fakes.iter().enumerate() {
         let token = conduit.tenant(&format!("tenant-{i}")).await;
-        let id = conduit
-            .connection(
-                &token,
-                json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
-                       "config": {"baseUrl": format!("http://{addr}")}}),
-            )
-            .await;
-        conduit.api_key(&token, &id, GOOD_KEY).await;
+        let id = crate::stripe::byok_connection(&conduit, &token, *addr).await;
         let url = format!(
             "{}/api/connections/{id}/capabilities/payments.createPaymentIntent/execute",
             conduit.base

@@ -6,6 +6,24 @@ use crate::support::{doc, Conduit, PluginDecl};
 use serde_json::json;
 
 /// Conduit with the Stripe connector, a tenant and a connection holding a good key.
+/// A sandbox `byok` Stripe connection of `token`'s tenant to the fake on `addr`,
+/// holding the fake's good key.
+pub(crate) async fn byok_connection(
+    conduit: &Conduit,
+    token: &str,
+    addr: std::net::SocketAddr,
+) -> String {
+    let connection = conduit
+        .connection(
+            token,
+            json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
+                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    conduit.api_key(token, &connection, GOOD_KEY).await;
+    connection
+}
+
 pub(crate) async fn setup() -> (Conduit, FakeStripe, String, String) {
     let (fake, addr) = FakeStripe::start().await;
     let conduit = Conduit::start(vec![
@@ -482,14 +500,7 @@ async fn tenants_sharing_a_stripe_account_do_not_replay_each_other() {
     let mut intents = Vec::new();
     for (tenant, amount) in [("tenant-a", 1000), ("tenant-b", 9900)] {
         let token = conduit.tenant(tenant).await;
-        let connection = conduit
-            .connection(
-                &token,
-                json!({"connector": "stripe", "environment": "sandbox", "ownershipMode": "byok",
-                       "config": {"baseUrl": format!("http://{addr}")}}),
-            )
-            .await;
-        conduit.api_key(&token, &connection, GOOD_KEY).await;
+        let connection = byok_connection(&conduit, &token, addr).await;
         let r = conduit
             .post(
                 &format!("/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute"),
