@@ -12,7 +12,11 @@
 //!    rate budget, vend, sandbox, audit) against the fake Stripe vs the same request
 //!    straight to the fake; resolution of 1,000 tenants × 10 bindings, cached vs not;
 //! 6. hot-loading: upload to first execution on the new version (Rust and Python, cold
-//!    and from the cache), and the p99 of executions while versions are swapped vs not.
+//!    and from the cache), and the p99 of executions while versions are swapped vs not;
+//! 7. the fast path: the host's own work per execute with one provider request, (via
+//!    Conduit − straight to the fake) − `GET /healthz`, on both routes, interleaved in
+//!    one run; then, under wrk with 16 connections, executes/s vs healthz/s, the CPU the
+//!    Conduit process spends per execute, and executes/s on 1 and 2 worker threads.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -119,6 +123,9 @@ async fn main() {
     }
     if run("binding") || run("resolve") {
         resolution().await;
+    }
+    if run("fastpath") {
+        fast_path().await;
     }
 }
 
@@ -985,4 +992,278 @@ async fn hotload() {
         us(b99),
         b99.as_secs_f64() / q99.as_secs_f64()
     );
+}
+
+/// A Conduit serving Stripe against the fake on both execute routes, as the fast-path
+/// section measures it.
+struct StripeRoutes {
+    conduit: support::Conduit,
+    token: String,
+    /// `POST /api/connections/{id}/capabilities/customers.create/execute`.
+    on_connection: String,
+    /// `POST /api/capabilities/customers.create/execute`.
+    bound: String,
+    on_connection_body: String,
+    bound_body: String,
+    direct: String,
+}
+
+const DIRECT_BODY: &str = "email=ada%40example.com&name=Ada";
+
+impl StripeRoutes {
+    async fn start(fake_addr: std::net::SocketAddr, env: &[(&str, String)]) -> Self {
+        let conduit = support::Conduit::start_for_bench_env(
+            vec![support::PluginDecl::new("stripe", "conduit_stripe")
+                .allow(&[&fake_addr.to_string()])
+                .setting(
+                    "rate_profile = { requests = 1000000, per_seconds = 1, burst = 1000000 }",
+                )],
+            env,
+        )
+        .await;
+        let token = conduit.tenant("bench").await;
+        let connection = conduit
+            .connection(&token, json!({"connector": "stripe", "environment": "production", "config": {"baseUrl": format!("http://{fake_addr}")}}))
+            .await;
+        conduit.api_key(&token, &connection, GOOD_KEY).await;
+        let r = conduit
+            .put(
+                "/admin/blueprints/bench-app/versions/1",
+                &conduit.admin_token.clone(),
+                bench_blueprint(1),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = conduit
+            .post("/api/tenant-configs", &token, json!({"meta": {"blueprintName": "bench-app", "blueprintVersion": "1", "environment": "production"},
+                   "integrations": [{"slotId": "slot-0", "connectionId": connection, "scope": {"workflows": ["checkout"], "operations": ["payments.stripe.*"]}}]}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = conduit
+            .post(
+                "/api/tenant-configs/bench-app/production/versions/1/publish",
+                &token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let input = json!({"email": "ada@example.com", "name": "Ada"});
+        StripeRoutes {
+            on_connection: format!(
+                "{}/api/connections/{connection}/capabilities/customers.create/execute",
+                conduit.base
+            ),
+            bound: format!("{}/api/capabilities/customers.create/execute", conduit.base),
+            on_connection_body: support::doc("executions", json!({"input": input})).to_string(),
+            bound_body: support::doc(
+                "executions",
+                json!({"blueprint": "bench-app", "environment": "production", "workflow": "checkout", "input": input}),
+            )
+            .to_string(),
+            direct: format!("http://{fake_addr}/v1/customers"),
+            conduit,
+            token,
+        }
+    }
+
+    fn healthz(&self) -> String {
+        format!("{}/healthz", self.conduit.base)
+    }
+}
+
+async fn fast_path() {
+    let (_fake, fake_addr) = FakeStripe::start().await;
+    let routes = StripeRoutes::start(fake_addr, &[]).await;
+    host_work(&routes).await;
+    if !wrk_available() {
+        println!("fast path throughput: skipped (wrk is not installed: `apt-get install wrk`)");
+        return;
+    }
+    let healthz = wrk(&routes.healthz(), None, &routes.conduit);
+    let execute = wrk(
+        &routes.on_connection,
+        Some((&routes.token, &routes.on_connection_body)),
+        &routes.conduit,
+    );
+    let bound = wrk(
+        &routes.bound,
+        Some((&routes.token, &routes.bound_body)),
+        &routes.conduit,
+    );
+    println!(
+        "throughput, wrk 16 connections: GET /healthz {:.0} req/s; execute {:.0} req/s ({:.1} % of healthz), executeCapability {:.0} req/s ({:.1} %)  [target >= 15 %]",
+        healthz.per_second,
+        execute.per_second,
+        100.0 * execute.per_second / healthz.per_second,
+        bound.per_second,
+        100.0 * bound.per_second / healthz.per_second,
+    );
+    println!(
+        "conduit CPU per request: execute {:.0} µs, executeCapability {:.0} µs, healthz {:.1} µs  [target execute <= 100 µs]",
+        execute.cpu_us, bound.cpu_us, healthz.cpu_us
+    );
+    drop(routes);
+    let mut by_threads = Vec::new();
+    for threads in [1, 2] {
+        let routes = StripeRoutes::start(
+            fake_addr,
+            &[("CONDUIT_WORKER_THREADS", threads.to_string())],
+        )
+        .await;
+        let run = wrk(
+            &routes.on_connection,
+            Some((&routes.token, &routes.on_connection_body)),
+            &routes.conduit,
+        );
+        by_threads.push(format!(
+            "{threads} worker thread(s) {:.0} req/s ({:.0} µs CPU each)",
+            run.per_second, run.cpu_us
+        ));
+    }
+    println!(
+        "execute throughput by worker threads: {}",
+        by_threads.join(", ")
+    );
+}
+
+/// Per round: execute on the connection, executeCapability, the same request straight
+/// to the fake and `GET /healthz`, one after another, so all four see the same machine.
+async fn host_work(routes: &StripeRoutes) {
+    let client = reqwest::Client::new();
+    let healthz_url = routes.healthz();
+    let healthz = || async {
+        let r = client.get(&healthz_url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    };
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    let rounds = std::env::var("CONDUIT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3000);
+    let mut samples = [(); 4].map(|_| Vec::with_capacity(rounds));
+    for round in 0..rounds + 300 {
+        let mut timed = Vec::with_capacity(4);
+        let started = Instant::now();
+        post_ok(
+            &client,
+            &routes.on_connection,
+            &routes.token,
+            json,
+            &routes.on_connection_body,
+        )
+        .await;
+        timed.push(started.elapsed());
+        let started = Instant::now();
+        post_ok(
+            &client,
+            &routes.bound,
+            &routes.token,
+            json,
+            &routes.bound_body,
+        )
+        .await;
+        timed.push(started.elapsed());
+        let started = Instant::now();
+        post_ok(&client, &routes.direct, GOOD_KEY, form, DIRECT_BODY).await;
+        timed.push(started.elapsed());
+        let started = Instant::now();
+        healthz().await;
+        timed.push(started.elapsed());
+        // The first 300 rounds warm the connections and caches.
+        if round >= 300 {
+            for (kept, sample) in samples.iter_mut().zip(timed) {
+                kept.push(sample);
+            }
+        }
+    }
+    let [mut on_connection, mut bound, mut direct, mut health] = samples;
+    let at = |p: f64, s: &mut [Duration]| us(percentile(s, p));
+    for (name, via) in [
+        ("execute", &mut on_connection),
+        ("executeCapability", &mut bound),
+    ] {
+        let (v50, v99) = (at(0.5, via), at(0.99, via));
+        let (d50, d99) = (at(0.5, &mut direct), at(0.99, &mut direct));
+        let (h50, h99) = (at(0.5, &mut health), at(0.99, &mut health));
+        println!(
+            "host work per {name}: via conduit p50 {v50:.1} / p99 {v99:.1} µs, direct p50 {d50:.1} / p99 {d99:.1} µs, healthz p50 {h50:.1} / p99 {h99:.1} µs → (via − direct) − healthz p50 {:.1} µs, p99 {:.1} µs  [target p50 <= 100, p99 <= 250]",
+            v50 - d50 - h50,
+            v99 - d99 - h99,
+        );
+    }
+}
+
+fn wrk_available() -> bool {
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+/// One wrk run's figures.
+struct Load {
+    per_second: f64,
+    /// CPU (user + system) of the Conduit process per request answered.
+    cpu_us: f64,
+}
+
+/// Drives `url` with wrk (2 threads, 16 connections, 5 s; a POST of `body` with the
+/// bearer token when given) and reads the Conduit process's CPU around it.
+fn wrk(url: &str, post: Option<(&str, &str)>, conduit: &support::Conduit) -> Load {
+    let script = tempfile::NamedTempFile::new().unwrap();
+    if let Some((token, body)) = post {
+        std::fs::write(
+            script.path(),
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\nwrk.headers[\"authorization\"] = \"Bearer {token}\"\nwrk.headers[\"content-type\"] = \"application/json\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let seconds = std::env::var("CONDUIT_BENCH_WRK_SECS").unwrap_or_else(|_| "5".into());
+    let run = |duration: &str| {
+        let before = process_cpu(conduit.pid());
+        let out = std::process::Command::new("wrk")
+            .args(["-t2", "-c16", "-d", duration, "-s"])
+            .arg(script.path())
+            .arg(url)
+            .output()
+            .expect("wrk runs");
+        let cpu = process_cpu(conduit.pid()) - before;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !text.contains("Non-2xx"),
+            "wrk saw failed requests:\n{text}"
+        );
+        let requests: f64 = text
+            .split_whitespace()
+            .zip(text.split_whitespace().skip(1))
+            .find(|(_, next)| *next == "requests")
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("wrk's output has no request count:\n{text}"));
+        let per_second: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("wrk's output has no rate:\n{text}"));
+        Load {
+            per_second,
+            cpu_us: cpu.as_secs_f64() * 1e6 / requests,
+        }
+    };
+    run("1s"); // warm-up
+    run(&format!("{seconds}s"))
+}
+
+/// User + system CPU the process has used, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CONDUIT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Threads serving requests and running connectors, each with its own runtime and
+    /// listener (default: one per core).
+    #[arg(long, env = "CONDUIT_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Data directory (sled database, generated dev keys, component cache).
     #[arg(long, env = "CONDUIT_DATA_DIR", default_value = ".conduit")]
     data_dir: PathBuf,
@@ -226,8 +230,21 @@ fn install_panic_hook() {
     }));
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// See the workspace's `Cargo.toml` for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A current-thread runtime: `serve` adds one per further serving thread
+    // (`app::serve` says why).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONDUIT_LOG").unwrap_or_else(|_| {
@@ -238,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     install_panic_hook();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Vault(VaultCommand::Rotate(admin)) => {
             admin_call(&admin, reqwest::Method::POST, "/admin/vault/rotate").await
@@ -363,9 +380,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              Set CONDUIT_MASTER_KEY (base64 of 32 random bytes) in production."
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        app::bind_shared(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("conduit listening on http://{addr}");
     if let Some(token) = &generated.admin_token {
@@ -383,7 +399,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .join(", ")
     );
     println!("try: curl -s http://{addr}/api/openapi.json");
-    app::serve(Arc::new(app), listener, shutdown_signal()).await?;
+    let threads = args.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    app::serve(Arc::new(app), listener, threads, shutdown_signal()).await?;
     Ok(())
 }
 

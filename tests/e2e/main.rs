@@ -21,6 +21,7 @@ mod observe;
 mod polyglot;
 mod sandbox;
 mod seed;
+mod serving;
 mod slack;
 mod soak;
 mod stripe;

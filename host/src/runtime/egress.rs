@@ -234,6 +234,17 @@ pub fn client() -> reqwest::Client {
         .expect("the HTTP client configuration is valid")
 }
 
+/// The calling thread's client (built by [`client`] on first use). A pooled connection
+/// is driven by the runtime that opened it; each serving thread has its own runtime
+/// (`app::serve`), so a client per thread keeps a provider request, and its
+/// connection's reads and writes, on the thread serving the call.
+pub fn thread_client() -> reqwest::Client {
+    thread_local! {
+        static CLIENT: reqwest::Client = client();
+    }
+    CLIENT.with(reqwest::Client::clone)
+}
+
 /// Whether the error chain of a failed request contains the resolver's refusal.
 pub fn is_private_address_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);

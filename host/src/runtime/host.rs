@@ -46,25 +46,19 @@ pub mod bounds {
     pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 }
 
-/// A plugin's way out: its allowed hosts and the shared client.
+/// A plugin's way out: its allowed hosts and response cap (the client is the serving
+/// thread's, [`egress::thread_client`]).
 pub struct Egress {
     slug: Arc<str>,
     allowed: AllowedHosts,
-    client: reqwest::Client,
     max_response_bytes: u64,
 }
 
 impl Egress {
-    pub fn new(
-        slug: &str,
-        allowed: AllowedHosts,
-        client: reqwest::Client,
-        max_response_bytes: u64,
-    ) -> Self {
+    pub fn new(slug: &str, allowed: AllowedHosts, max_response_bytes: u64) -> Self {
         Egress {
             slug: slug.into(),
             allowed,
-            client,
             max_response_bytes,
         }
     }
@@ -352,8 +346,7 @@ async fn send(
         return Err(HttpError::Timeout);
     }
 
-    let response = egress
-        .client
+    let response = egress::thread_client()
         .request(method, url)
         .headers(headers)
         .body(request.body)

@@ -313,7 +313,6 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache: ComponentCache,
-    client: reqwest::Client,
     config: RuntimeConfig,
     admission: Admission,
     ticker: Arc<AtomicBool>,
@@ -384,7 +383,6 @@ impl Runtime {
                 config.queue_wait,
             ),
             cache: ComponentCache::new(&config.cache_dir),
-            client: egress::client(),
             engine,
             linker,
             config,
@@ -533,7 +531,6 @@ impl Runtime {
         let egress = Arc::new(Egress::new(
             &spec.slug,
             allowed,
-            self.client.clone(),
             self.config.max_response_bytes,
         ));
         Ok(Plugin {
@@ -552,12 +549,7 @@ impl Runtime {
     /// The egress of a component being loaded: `info()` must not call the host, so it
     /// reaches nothing.
     fn loading_egress(&self) -> Arc<Egress> {
-        Arc::new(Egress::new(
-            "loading",
-            AllowedHosts::default(),
-            self.client.clone(),
-            0,
-        ))
+        Arc::new(Egress::new("loading", AllowedHosts::default(), 0))
     }
 
     /// Runs a capability.

@@ -1,0 +1,105 @@
+//! Serving threads: each of `CONDUIT_WORKER_THREADS` threads listens on the one address
+//! and serves its share of connections, provider calls included.
+
+use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
+use crate::support::{Conduit, PluginDecl};
+use serde_json::json;
+
+/// Nanoseconds each further serving thread of `pid` has run, by thread name.
+fn serving_threads(pid: u32) -> Vec<(String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = name.trim().to_owned();
+        if !name.starts_with("conduit-serve") {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(dir.join("schedstat")).unwrap();
+        let ran_ns = schedstat
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        threads.push((name, ran_ns));
+    }
+    threads.sort();
+    threads
+}
+
+#[tokio::test]
+async fn every_serving_thread_takes_connections_and_calls_providers() {
+    let (fake, addr) = FakeStripe::start().await;
+    let conduit = Conduit::start_env(
+        vec![PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])],
+        &[("CONDUIT_WORKER_THREADS", "3".into())],
+    )
+    .await;
+    // The address is announced once the first listener is bound; the others follow.
+    let mut threads = serving_threads(conduit.pid());
+    for _ in 0..100 {
+        if threads.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        threads = serving_threads(conduit.pid());
+    }
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["conduit-serve-1", "conduit-serve-2"], "{threads:?}");
+
+    let token = conduit.tenant("acme-corp").await;
+    let connection = conduit
+        .connection(
+            &token,
+            json!({"connector": "stripe", "environment": "sandbox",
+                                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    conduit.api_key(&token, &connection, GOOD_KEY).await;
+    // Each request on a connection of its own, so the kernel spreads them over the
+    // listeners; every one is served, its provider call included.
+    let url = format!(
+        "{}/api/connections/{connection}/capabilities/customers.create/execute",
+        conduit.base
+    );
+    let body = json!({"data": {"type": "executions", "attributes": {"input": {"email": "ada@example.com"}}}});
+    for _ in 0..60 {
+        let client = reqwest::Client::new();
+        let r = client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    assert_eq!(
+        fake.received()
+            .iter()
+            .filter(|r| r.path == "/v1/customers")
+            .count(),
+        60
+    );
+    // 60 connections over 3 listeners: a thread left without one would be a 1 in
+    // 10^10 draw. An idle thread waits in epoll and runs not at all; each of these
+    // ran for its share of the executes.
+    let after = serving_threads(conduit.pid());
+    for ((name, before), (_, after)) in threads.iter().zip(&after) {
+        assert!(
+            after - before > 1_000_000,
+            "{name} ran {} ns",
+            after - before
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_worker_thread_serves_alone() {
+    let conduit = Conduit::start_env(vec![], &[("CONDUIT_WORKER_THREADS", "1".into())]).await;
+    assert!(serving_threads(conduit.pid()).is_empty());
+    let r = conduit.get("/healthz", "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
