@@ -476,31 +476,9 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     file.sync_all().map_err(io)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then flushes the store.
-/// A listener on `addr` that further listeners may share (`SO_REUSEPORT`): the kernel
-/// spreads new connections over them.
-pub fn bind_shared(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = match addr {
-        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-/// Serves `app` on `listener` and on `threads - 1` further threads until `shutdown`.
-///
-/// Each serving thread runs its own current-thread runtime and its own listener on the
-/// same address, so a request, its connector call and the provider request that call
-/// makes (through that thread's HTTP client, [`crate::runtime::egress::thread_client`])
-/// stay on one thread: no cross-thread wake-up per hop, and throughput grows with the
-/// threads. A connector spinning in wasm yields every epoch tick, so it never holds its
-/// thread from the other requests there. The background tasks (scheduler, webhooks,
-/// upkeep) run on the caller's runtime.
+/// Serves the API on `listener` from this thread and `threads - 1` further ones
+/// (`api::serving`) until `shutdown` resolves, then flushes the store. The background
+/// tasks (scheduler, webhooks, upkeep) run on the caller's runtime.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
@@ -528,28 +506,7 @@ pub async fn serve(
         None => None,
     };
     let router = crate::api::router(app);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let addr = listener.local_addr()?;
-    let mut serving = Vec::new();
-    for index in 1..threads.max(1) {
-        serving.push(serve_on_thread(
-            index,
-            addr,
-            router.clone(),
-            stopped.clone(),
-        )?);
-    }
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop.send(true);
-    for thread in serving {
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "a serving thread failed"),
-            Err(_) => tracing::error!("a serving thread panicked"),
-        }
-    }
+    let result = crate::api::serving::serve(listener, router, threads, shutdown).await;
     scheduler.abort();
     housekeeping.abort();
     upkeep.abort();
@@ -558,48 +515,6 @@ pub async fn serve(
         tracing::error!(error = %e, "flushing the store at shutdown failed");
     }
     result
-}
-
-/// Starts serving thread `index`: its own runtime and listener on `addr`, until `stop`.
-/// Returns once its listener is bound, so a failure to bind is the caller's.
-fn serve_on_thread(
-    index: usize,
-    addr: std::net::SocketAddr,
-    router: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
-    let (bound, bound_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name(format!("conduit-serve-{index}"))
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = match bind_shared(addr) {
-                    Ok(listener) => {
-                        let _ = bound.send(Ok(()));
-                        listener
-                    }
-                    Err(e) => {
-                        let _ = bound.send(Err(std::io::Error::new(e.kind(), e.to_string())));
-                        return Err(e);
-                    }
-                };
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stopped| *stopped).await;
-                    })
-                    .await
-            })
-        })?;
-    match bound_rx.recv() {
-        Ok(Ok(())) => Ok(thread),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::other(
-            "a serving thread ended before binding",
-        )),
-    }
 }
 
 /// Deletes idempotent results past their retention, hourly.

@@ -380,8 +380,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              Set CONDUIT_MASTER_KEY (base64 of 32 random bytes) in production."
         );
     }
-    let listener =
-        app::bind_shared(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("conduit listening on http://{addr}");
     if let Some(token) = &generated.admin_token {

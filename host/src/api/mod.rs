@@ -20,6 +20,7 @@ mod layers;
 mod oauth;
 mod plugins;
 mod schema;
+pub mod serving;
 mod tenants;
 mod vault;
 
