@@ -168,7 +168,10 @@ impl Conduit {
             .iter()
             .find(|(k, _)| *k == "CONDUIT_CACHE_DIR")
             .map_or_else(shared_cache_dir, |(_, v)| PathBuf::from(v));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        // `CONDUIT_BENCH_BIN` runs another build (a baseline) under the same benchmark.
+        let binary = std::env::var("CONDUIT_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_conduit").to_owned());
+        let mut child = Command::new(binary)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
