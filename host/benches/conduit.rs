@@ -652,65 +652,23 @@ fn bench_blueprint(slots: usize) -> serde_json::Value {
 
 async fn bound_execute() {
     let (_fake, fake_addr) = FakeStripe::start().await;
-    // The deployment's rate profile is lifted so the benchmark measures the host, not
-    // Stripe's 100 requests per second.
-    let conduit = support::Conduit::start_for_bench(vec![support::PluginDecl::new(
-        "stripe",
-        "conduit_stripe",
-    )
-    .allow(&[&fake_addr.to_string()])
-    .setting("rate_profile = { requests = 1000000, per_seconds = 1, burst = 1000000 }")])
-    .await;
-    let token = conduit.tenant("bench").await;
-    let connection = conduit
-        .connection(&token, json!({"connector": "stripe", "environment": "production", "config": {"baseUrl": format!("http://{fake_addr}")}}))
-        .await;
-    conduit.api_key(&token, &connection, GOOD_KEY).await;
-    let admin = conduit.admin_token.clone();
-    let r = conduit
-        .put(
-            "/admin/blueprints/bench-app/versions/1",
-            &admin,
-            bench_blueprint(1),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = conduit
-        .post("/api/tenant-configs", &token, json!({"meta": {"blueprintName": "bench-app", "blueprintVersion": "1", "environment": "production"},
-               "integrations": [{"slotId": "slot-0", "connectionId": connection, "scope": {"workflows": ["checkout", "subscription-*"], "operations": ["payments.stripe.*"]}}]}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = conduit
-        .post(
-            "/api/tenant-configs/bench-app/production/versions/1/publish",
-            &token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-
+    let routes = StripeRoutes::start(fake_addr, &[]).await;
     let client = reqwest::Client::new();
-    let execute_url = format!("{}/api/capabilities/customers.create/execute", conduit.base);
-    let execute_body = support::doc(
-        "executions",
-        json!({"blueprint": "bench-app", "environment": "production", "workflow": "checkout",
-               "input": {"email": "ada@example.com", "name": "Ada"}}),
-    )
-    .to_string();
-    let direct_url = format!("http://{fake_addr}/v1/customers");
+    let (execute_url, execute_body, token) = (&routes.bound, &routes.bound_body, &routes.token);
+    let direct_url = &routes.direct;
     let via_conduit = || {
         post_ok(
             &client,
-            &execute_url,
-            &token,
+            execute_url,
+            token,
             "application/json",
-            &execute_body,
+            execute_body,
         )
     };
     let direct = || {
         post_ok(
             &client,
-            &direct_url,
+            direct_url,
             GOOD_KEY,
             "application/x-www-form-urlencoded",
             "email=ada%40example.com&name=Ada",
