@@ -73,8 +73,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CONDUIT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Threads serving requests and running connectors, each with its own runtime and
-    /// listener (default: one per core).
+    /// Threads serving requests and running connectors, each with its own runtime;
+    /// connections are handed to them in turn (default: one per core).
     #[arg(long, env = "CONDUIT_WORKER_THREADS")]
     worker_threads: Option<usize>,
     /// Data directory (sled database, generated dev keys, component cache).
@@ -237,7 +237,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A current-thread runtime: `serve` adds one per further serving thread
-    // (`app::serve` says why).
+    // (`api::serving` says why).
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

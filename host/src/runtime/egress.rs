@@ -236,7 +236,7 @@ pub fn client() -> reqwest::Client {
 
 /// The calling thread's client (built by [`client`] on first use). A pooled connection
 /// is driven by the runtime that opened it; each serving thread has its own runtime
-/// (`app::serve`), so a client per thread keeps a provider request, and its
+/// (`api::serving`), so a client per thread keeps a provider request, and its
 /// connection's reads and writes, on the thread serving the call.
 pub fn thread_client() -> reqwest::Client {
     thread_local! {
