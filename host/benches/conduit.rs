@@ -671,7 +671,7 @@ async fn bound_execute() {
             direct_url,
             GOOD_KEY,
             "application/x-www-form-urlencoded",
-            "email=ada%40example.com&name=Ada",
+            DIRECT_BODY,
         )
     };
     let rounds = std::env::var("CONDUIT_BENCH_ROUNDS")
@@ -1102,33 +1102,33 @@ async fn host_work(routes: &StripeRoutes) {
         .unwrap_or(3000);
     let mut samples = [(); 4].map(|_| Vec::with_capacity(rounds));
     for round in 0..rounds + 300 {
-        let mut timed = Vec::with_capacity(4);
-        let started = Instant::now();
-        post_ok(
-            &client,
-            &routes.on_connection,
-            &routes.token,
-            json,
-            &routes.on_connection_body,
-        )
-        .await;
-        timed.push(started.elapsed());
-        let started = Instant::now();
-        post_ok(
-            &client,
-            &routes.bound,
-            &routes.token,
-            json,
-            &routes.bound_body,
-        )
-        .await;
-        timed.push(started.elapsed());
-        let started = Instant::now();
-        post_ok(&client, &routes.direct, GOOD_KEY, form, DIRECT_BODY).await;
-        timed.push(started.elapsed());
-        let started = Instant::now();
-        healthz().await;
-        timed.push(started.elapsed());
+        let timed = [
+            elapsed(post_ok(
+                &client,
+                &routes.on_connection,
+                &routes.token,
+                json,
+                &routes.on_connection_body,
+            ))
+            .await,
+            elapsed(post_ok(
+                &client,
+                &routes.bound,
+                &routes.token,
+                json,
+                &routes.bound_body,
+            ))
+            .await,
+            elapsed(post_ok(
+                &client,
+                &routes.direct,
+                GOOD_KEY,
+                form,
+                DIRECT_BODY,
+            ))
+            .await,
+            elapsed(healthz()).await,
+        ];
         // The first 300 rounds warm the connections and caches.
         if round >= 300 {
             for (kept, sample) in samples.iter_mut().zip(timed) {
@@ -1157,6 +1157,13 @@ async fn host_work(routes: &StripeRoutes) {
             work_at(0.99),
         );
     }
+}
+
+/// How long `request` takes.
+async fn elapsed(request: impl std::future::Future<Output = ()>) -> Duration {
+    let started = Instant::now();
+    request.await;
+    started.elapsed()
 }
 
 fn wrk_available() -> bool {
