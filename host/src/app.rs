@@ -63,6 +63,9 @@ pub enum Error {
 pub struct Config {
     /// The data directory (sled, generated keys, the component cache).
     pub data_dir: PathBuf,
+    /// `postgres://…`: keep everything in PostgreSQL, shared by every replica given
+    /// the same URL, instead of sled in `data_dir`.
+    pub database_url: Option<secrecy::SecretString>,
     /// `plugins.toml`; `None` loads no plugin.
     pub plugins_file: Option<PathBuf>,
     /// A directory watched for components to hot-load.
@@ -82,6 +85,9 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// How long refreshes wait after transient failures.
     pub refresh_backoff: BackoffPolicy,
+    /// How long a refresh lease holds (replicas on one database refresh a credential
+    /// one at a time; a dead holder delays the next by at most this).
+    pub refresh_lease: Duration,
     /// Where lifecycle webhooks go, if anywhere.
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
@@ -115,6 +121,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             data_dir: data_dir.into(),
+            database_url: None,
             plugins_file: None,
             plugins_dir: None,
             max_component_bytes: deploy::DEFAULT_MAX_COMPONENT_BYTES,
@@ -124,6 +131,7 @@ impl Config {
             refresh_lead: crate::credentials::tokens::DEFAULT_REFRESH_LEAD,
             scheduler: SchedulerConfig::default(),
             refresh_backoff: BackoffPolicy::default(),
+            refresh_lease: crate::credentials::tokens::DEFAULT_REFRESH_LEASE,
             webhook: None,
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             oauth_redirects: Default::default(),
@@ -228,7 +236,13 @@ impl App {
             }
         };
 
-        let stores = Stores::open_with_cache(&config.data_dir, config.store_cache_bytes)?;
+        let stores = match &config.database_url {
+            Some(url) => {
+                use secrecy::ExposeSecret;
+                Stores::postgres(store::PgStore::connect(url.expose_secret())?)?
+            }
+            None => Stores::open_with_cache(&config.data_dir, config.store_cache_bytes)?,
+        };
         let vault = Arc::new(Vault::load(stores.keyring.clone(), root)?);
         let cache_dir = config
             .cache_dir
@@ -287,7 +301,8 @@ impl App {
         let refresher = ConnectorRefresher::new(connectors.clone(), clients.clone(), audit.clone());
         let tokens = Tokens::new(&stores, vault.clone(), notifier.clone())
             .with_refresher(Arc::new(refresher), leads)
-            .with_backoff(config.refresh_backoff);
+            .with_backoff(config.refresh_backoff)
+            .with_refresh_lease(config.refresh_lease);
         let oauth = Oauth::new(
             stores.oauth.clone(),
             vault.clone(),

@@ -80,6 +80,14 @@ struct ServeArgs {
     /// Data directory (sled database, generated dev keys, component cache).
     #[arg(long, env = "CONDUIT_DATA_DIR", default_value = ".conduit")]
     data_dir: PathBuf,
+    /// Keep everything in this PostgreSQL database (`postgres://user:pass@host/db`)
+    /// instead of sled in the data directory; replicas given the same URL share it.
+    #[arg(
+        long = "database",
+        env = "CONDUIT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
     /// plugins.toml listing the connectors to load.
     #[arg(long, env = "CONDUIT_PLUGINS", default_value = "plugins.toml")]
     plugins: PathBuf,
@@ -103,6 +111,11 @@ struct ServeArgs {
     /// (doubled on each further one, capped at 15 minutes).
     #[arg(long, env = "CONDUIT_REFRESH_BACKOFF_MS", default_value_t = 30_000)]
     refresh_backoff_ms: u64,
+    /// Milliseconds a refresh lease holds: replicas on one database refresh a
+    /// credential one at a time, and a replica that dies holding the lease delays
+    /// that credential's refresh by at most this. Longer than a refresh may take.
+    #[arg(long, env = "CONDUIT_REFRESH_LEASE_MS", default_value_t = 60_000)]
+    refresh_lease_ms: u64,
     /// Spread each pass's refreshes over up to this many milliseconds.
     #[arg(long, env = "CONDUIT_REFRESH_SPREAD_MS", default_value_t = 1_000)]
     refresh_spread_ms: u64,
@@ -352,6 +365,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             spread: Duration::from_millis(args.refresh_spread_ms),
             ..SchedulerConfig::default()
         },
+        refresh_lease: Duration::from_millis(args.refresh_lease_ms.max(1)),
         refresh_backoff: BackoffPolicy {
             base: Duration::from_millis(args.refresh_backoff_ms),
             ..BackoffPolicy::default()
@@ -370,6 +384,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         pool: args.pool.limits(),
         tenant_concurrency: args.pool.tenant_concurrency,
         queue_wait: Duration::from_millis(args.pool.queue_ms),
+        database_url: args.database_url.map(Into::into),
         ..app::Config::new(args.data_dir)
     };
     let (app, generated) = App::open(&config).await.context("starting conduit")?;

@@ -19,6 +19,7 @@ mod hotload;
 mod lifecycle;
 mod observe;
 mod polyglot;
+mod replicas;
 mod sandbox;
 mod seed;
 mod serving;

@@ -12,6 +12,7 @@ pub mod fake_slack;
 pub mod fake_stripe;
 pub mod fake_twilio;
 pub mod grants;
+pub mod postgres;
 pub mod recorded;
 pub mod webhook;
 

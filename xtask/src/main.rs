@@ -3,7 +3,8 @@
 //! - `build`: every connector (Rust, Python and JavaScript, into wasm32-wasip2
 //!   components) and the host.
 //! - `run [ARGS]`: build (optimised), then `conduit serve` on the embedded defaults.
-//! - `test`: build the connectors, then the whole test suite.
+//! - `test`: build the connectors, start a throwaway PostgreSQL server (`postgres`),
+//!   then run the whole test suite.
 //! - `bench`: build the connectors, then the benchmarks (release).
 //!
 //! Host and connectors share the root `target/` directory, so nothing is built twice.
@@ -13,6 +14,8 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod postgres;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +35,7 @@ fn main() -> Result<()> {
         }
         Some("test") => {
             build_plugins(&root, Profile::Dev)?;
+            let _database = postgres::start(&target_dir(&root))?;
             let mut test = vec!["test", "--workspace"];
             test.extend(args[1..].iter().map(String::as_str));
             cargo(&root, &test)?;

@@ -212,30 +212,38 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// Opens the keyring in `stored` with `root`, or creates one with a first KEK.
+    /// Opens the keyring in `stored` with `root`, or creates one with a first KEK. Of
+    /// replicas creating one at once, the first to store it wins and the others open it.
     pub fn load(stored: Arc<dyn KeyringStore>, root: Key) -> Result<Self> {
-        let keyring = match stored.load()? {
-            Some(stored) => {
-                let sealed: Sealed =
-                    serde_json::from_slice(&stored).map_err(|_| Error::WrongRootKey)?;
-                let doc = root
-                    .open(&sealed, KEYRING_AAD)
-                    .map_err(|_| Error::WrongRootKey)?;
-                Keyring::from_doc(&doc)?
-            }
+        let existing = match stored.load()? {
+            Some(existing) => Some(existing),
             None => {
-                let keyring = Keyring {
+                let mut keyring = Keyring {
                     primary: new_key_id(),
                     keys: BTreeMap::new(),
                 };
-                let mut keyring = keyring;
                 keyring
                     .keys
                     .insert(keyring.primary.clone(), Key::generate());
-                persist_keyring(stored.as_ref(), &root, &keyring)?;
-                keyring
+                match stored.create(&seal_keyring(&root, &keyring))? {
+                    None => {
+                        return Ok(Vault {
+                            root,
+                            keyring: RwLock::new(keyring),
+                            stored,
+                        })
+                    }
+                    Some(winner) => Some(winner),
+                }
             }
         };
+        let sealed: Sealed = existing
+            .and_then(|doc| serde_json::from_slice(&doc).ok())
+            .ok_or(Error::WrongRootKey)?;
+        let doc = root
+            .open(&sealed, KEYRING_AAD)
+            .map_err(|_| Error::WrongRootKey)?;
+        let keyring = Keyring::from_doc(&doc)?;
         Ok(Vault {
             root,
             keyring: RwLock::new(keyring),
@@ -355,9 +363,13 @@ pub fn reseal_keyring(stored: &dyn KeyringStore, old: &Key, new: &Key) -> Result
 }
 
 fn persist_keyring(stored: &dyn KeyringStore, root: &Key, keyring: &Keyring) -> Result<()> {
-    let sealed = root.seal(&keyring.to_doc(), KEYRING_AAD);
-    stored.save(&serde_json::to_vec(&sealed).expect("sealed serializes"))?;
+    stored.save(&seal_keyring(root, keyring))?;
     Ok(())
+}
+
+fn seal_keyring(root: &Key, keyring: &Keyring) -> Vec<u8> {
+    let sealed = root.seal(&keyring.to_doc(), KEYRING_AAD);
+    serde_json::to_vec(&sealed).expect("sealed serializes")
 }
 
 fn new_key_id() -> String {

@@ -10,6 +10,9 @@ pub trait KeyringStore: Send + Sync {
     fn load(&self) -> Result<Option<Vec<u8>>>;
     /// Replaces the sealed keyring and flushes it to disk before returning.
     fn save(&self, sealed: &[u8]) -> Result<()>;
+    /// Saves the first keyring, durably, unless one exists: then it is returned and
+    /// nothing is written (replicas starting at once on one database agree on one).
+    fn create(&self, sealed: &[u8]) -> Result<Option<Vec<u8>>>;
 }
 
 const KEYRING_KEY: &[u8] = b"keyring";
@@ -25,6 +28,19 @@ impl KeyringStore for SledKeyring {
         self.0.insert(KEYRING_KEY, sealed)?;
         self.0.flush()?;
         Ok(())
+    }
+
+    fn create(&self, sealed: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self
+            .0
+            .compare_and_swap(KEYRING_KEY, None as Option<&[u8]>, Some(sealed))?
+        {
+            Ok(()) => {
+                self.0.flush()?;
+                Ok(None)
+            }
+            Err(existing) => Ok(existing.current.map(|v| v.to_vec())),
+        }
     }
 }
 

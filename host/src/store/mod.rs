@@ -1,4 +1,4 @@
-//! Persistence on sled, one file per aggregate: tenants and their token hashes,
+//! Persistence, one file per aggregate: tenants and their token hashes,
 //! connections, sealed credentials with their expiry index, sealed OAuth clients and
 //! pending states, audit records with their time index, blueprints, tenant config
 //! versions, idempotent results, quota counters, connector deployments and kept
@@ -6,8 +6,9 @@
 //! shaped by the use cases that call them (find a tenant by token hash, list the
 //! credentials due, publish a version) and declared as one trait per aggregate
 //! ([`CredentialStore`], [`ConfigStore`], [`AuditStore`] …): use cases hold the traits,
-//! [`SledStore`] implements them all, and a PostgreSQL backend implements the same set.
-//! No caller sees sled keys. [`Revisions`] (in memory) is kept apart from persistence.
+//! [`SledStore`] (the embedded default) implements them all, and [`PgStore`]
+//! (`postgres/`, several replicas on one database) implements the same set.
+//! No caller sees sled keys or SQL. [`Revisions`] (in memory) is kept apart from persistence.
 //!
 //! May import: `domain` only.
 
@@ -26,6 +27,7 @@ mod idempotency;
 mod keyring;
 mod oauth;
 mod outbox;
+mod postgres;
 mod private;
 mod quotas;
 mod revisions;
@@ -43,6 +45,7 @@ pub use idempotency::{output_seal_id, IdempotencyStore, IdempotentResult};
 pub use keyring::KeyringStore;
 pub use oauth::{OauthState, OauthStore, StoredClient};
 pub use outbox::{OutboxEntry, OutboxStore};
+pub use postgres::PgStore;
 pub use private::keep_private;
 pub use quotas::QuotaStore;
 pub use revisions::{Revisioned, Revisions};
@@ -54,6 +57,12 @@ pub enum Error {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// PostgreSQL failed a statement.
+    #[error("storage: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database cannot be reached or prepared (connect, migrations).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A stored record does not decode.
     #[error("corrupt record in {tree}: {source}")]
     Corrupt {
@@ -136,6 +145,29 @@ impl Stores {
         })
     }
 
+    /// Every store over a PostgreSQL database (migrated on the way).
+    pub fn postgres(store: PgStore) -> Result<Self> {
+        let revisions = Arc::new(Revisions::default());
+        let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
+        let store = Arc::new(store);
+        Ok(Stores {
+            tenants: store.clone(),
+            connections: revisioned.clone(),
+            credentials: store.clone(),
+            oauth: store.clone(),
+            audit: store.clone(),
+            blueprints: store.clone(),
+            configs: revisioned,
+            idempotency: store.clone(),
+            quotas: store.clone(),
+            keyring: store.clone(),
+            deployments: store.clone(),
+            outbox: store.clone(),
+            durable: store,
+            revisions,
+        })
+    }
+
     /// Every store over the sled database in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         Self::sled(SledStore::open(dir)?)
@@ -196,6 +228,8 @@ pub struct SledStore {
     components: sled::Tree,
     /// `sequence (u64 BE)` → a webhook delivery waiting.
     outbox: sled::Tree,
+    /// Refresh leases by connection (in memory: see `take_refresh_lease`).
+    leases: Arc<std::sync::Mutex<std::collections::HashMap<String, credentials::Lease>>>,
 }
 
 impl SledStore {
@@ -241,6 +275,7 @@ impl SledStore {
             deployments: db.open_tree("plugin_deployments")?,
             components: db.open_tree("plugin_components")?,
             outbox: db.open_tree("webhook_outbox")?,
+            leases: Arc::default(),
             db,
         })
     }

@@ -1,5 +1,5 @@
-//! The store suite: every aggregate exercised through its trait, over the sled
-//! implementation. Another backend runs the same functions over its own [`Stores`].
+//! The store suite: every aggregate exercised through its trait, each test once over
+//! sled and once over PostgreSQL (`on_sled::*`, `on_postgres::*`).
 
 use super::*;
 use crate::domain::{
@@ -11,9 +11,8 @@ fn draft(tenant: &str) -> TenantConfig {
     TenantConfig::draft_fixture(tenant)
 }
 
-#[test]
-fn versions_count_up_and_publishing_archives_the_previous_one() {
-    let stores = sled();
+fn versions_count_up_and_publishing_archives_the_previous_one(place: &Place) {
+    let stores = place.open();
     let store = &stores.configs;
     let (mut one, mut two) = (draft("acme"), draft("acme"));
     store.insert_config_version(&mut one).unwrap();
@@ -68,9 +67,8 @@ fn versions_count_up_and_publishing_archives_the_previous_one() {
         .is_none());
 }
 
-#[test]
-fn quotas_count_to_their_limit_per_day() {
-    let stores = sled();
+fn quotas_count_to_their_limit_per_day(place: &Place) {
+    let stores = place.open();
     let store = &stores.quotas;
     assert!(store.take_quota("c", 1, 2).unwrap());
     assert!(store.take_quota("c", 1, 2).unwrap());
@@ -79,10 +77,75 @@ fn quotas_count_to_their_limit_per_day() {
     assert!(store.take_quota("d", 1, 2).unwrap(), "another connection");
 }
 
-/// The backend under test.
-fn sled() -> Stores {
-    Stores::temporary().unwrap()
+/// Where a backend under test keeps its data: opening it again gives the same data.
+enum Place {
+    Sled(tempfile::TempDir),
+    Postgres { url: String, schema: String },
 }
+
+impl Place {
+    fn sled() -> Self {
+        Place::Sled(tempfile::tempdir().unwrap())
+    }
+
+    /// A schema of its own in the test database (`CONDUIT_TEST_DATABASE_URL`, which
+    /// `cargo xtask test` sets after starting a server). Without one the PostgreSQL
+    /// half is skipped, unless `CONDUIT_REQUIRE_POSTGRES` says it must run (CI).
+    fn postgres() -> Option<Self> {
+        let Ok(url) = std::env::var("CONDUIT_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CONDUIT_REQUIRE_POSTGRES").is_none(),
+                "CONDUIT_REQUIRE_POSTGRES is set but CONDUIT_TEST_DATABASE_URL is not"
+            );
+            eprintln!("skipped: no CONDUIT_TEST_DATABASE_URL");
+            return None;
+        };
+        let schema = format!("store_{}", uuid::Uuid::new_v4().simple());
+        Some(Place::Postgres { url, schema })
+    }
+
+    fn open(&self) -> Stores {
+        match self {
+            Place::Sled(dir) => Stores::open(dir.path()).unwrap(),
+            Place::Postgres { url, schema } => {
+                Stores::postgres(PgStore::connect_in(url, Some(schema)).unwrap()).unwrap()
+            }
+        }
+    }
+}
+
+/// Each test of the suite, once per backend.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod on_sled {
+            $(#[test] fn $test() { super::$test(&super::Place::sled()) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $test() {
+                if let Some(place) = super::Place::postgres() { super::$test(&place) }
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    versions_count_up_and_publishing_archives_the_previous_one,
+    quotas_count_to_their_limit_per_day,
+    tenants_are_created_once_and_found_by_token_hash,
+    connections_are_listed_by_owner_and_change_status_once,
+    credentials_swap_by_version_and_are_due_by_expiry,
+    a_reindexed_credential_waits_at_its_new_place_until_a_new_one_is_written,
+    deleting_a_connection_drops_its_credential_and_index_entry,
+    oauth_states_are_single_use_and_purged_at_expiry,
+    pending_oauth_states_are_counted_per_tenant_and_replaced_by_value,
+    the_outbox_keeps_order_across_a_reopen,
+    only_unpublished_config_versions_are_discarded,
+    audit_pages_are_per_tenant_newest_first_and_purged_by_age,
+    idempotent_results_are_per_tenant_and_purged_by_age,
+    the_keyring_is_saved_and_loaded_whole,
+    the_first_keyring_created_wins,
+    refresh_leases_are_held_one_at_a_time_and_fence_late_writes,
+);
 
 fn sealed(vault_key: &str) -> SealedSecret {
     // The store never opens a seal: any well-formed one will do.
@@ -107,9 +170,8 @@ fn credential(version: u64, expires_at: Option<UnixMs>) -> StoredCredential {
     }
 }
 
-#[test]
-fn tenants_are_created_once_and_found_by_token_hash() {
-    let stores = sled();
+fn tenants_are_created_once_and_found_by_token_hash(place: &Place) {
+    let stores = place.open();
     let tenant = Tenant {
         id: "acme".into(),
         created_at: 1,
@@ -129,9 +191,8 @@ fn tenants_are_created_once_and_found_by_token_hash() {
     );
 }
 
-#[test]
-fn connections_are_listed_by_owner_and_change_status_once() {
-    let stores = sled();
+fn connections_are_listed_by_owner_and_change_status_once(place: &Place) {
+    let stores = place.open();
     let mut mine = Connection::fixture("conn_a", OwnershipMode::Byok);
     mine.tenant_id = "acme".into();
     let mut theirs = Connection::fixture("conn_b", OwnershipMode::Byok);
@@ -170,9 +231,8 @@ fn connections_are_listed_by_owner_and_change_status_once() {
     assert!(stores.connections.connection("conn_b").unwrap().is_some());
 }
 
-#[test]
-fn credentials_swap_by_version_and_are_due_by_expiry() {
-    let stores = sled();
+fn credentials_swap_by_version_and_are_due_by_expiry(place: &Place) {
+    let stores = place.open();
     let store = &stores.credentials;
     store
         .put_credential("conn_late", &credential(1, Some(5_000)))
@@ -214,9 +274,8 @@ fn credentials_swap_by_version_and_are_due_by_expiry() {
     assert_eq!(store.all_credentials().count(), 3);
 }
 
-#[test]
-fn a_reindexed_credential_waits_at_its_new_place_until_a_new_one_is_written() {
-    let stores = sled();
+fn a_reindexed_credential_waits_at_its_new_place_until_a_new_one_is_written(place: &Place) {
+    let stores = place.open();
     let store = &stores.credentials;
     store
         .put_credential("conn_a", &credential(1, Some(1_000)))
@@ -247,9 +306,8 @@ fn a_reindexed_credential_waits_at_its_new_place_until_a_new_one_is_written() {
     );
 }
 
-#[test]
-fn deleting_a_connection_drops_its_credential_and_index_entry() {
-    let stores = sled();
+fn deleting_a_connection_drops_its_credential_and_index_entry(place: &Place) {
+    let stores = place.open();
     let connection = Connection::fixture("conn_a", OwnershipMode::Byok);
     stores.connections.put_connection(&connection).unwrap();
     stores
@@ -261,9 +319,8 @@ fn deleting_a_connection_drops_its_credential_and_index_entry() {
     assert!(stores.credentials.due(u64::MAX - 1, 10).unwrap().is_empty());
 }
 
-#[test]
-fn oauth_states_are_single_use_and_purged_at_expiry() {
-    let stores = sled();
+fn oauth_states_are_single_use_and_purged_at_expiry(place: &Place) {
+    let stores = place.open();
     let state = |expires_at| OauthState {
         tenant_id: "acme".into(),
         connection_id: "conn_a".into(),
@@ -305,9 +362,8 @@ fn oauth_states_are_single_use_and_purged_at_expiry() {
     assert_eq!(stores.oauth.oauth_client("conn_a").unwrap(), Some(next));
 }
 
-#[test]
-fn pending_oauth_states_are_counted_per_tenant_and_replaced_by_value() {
-    let stores = sled();
+fn pending_oauth_states_are_counted_per_tenant_and_replaced_by_value(place: &Place) {
+    let stores = place.open();
     let state = |tenant: &str, expires_at| OauthState {
         tenant_id: tenant.into(),
         connection_id: "conn_a".into(),
@@ -356,18 +412,16 @@ fn pending_oauth_states_are_counted_per_tenant_and_replaced_by_value() {
     );
 }
 
-#[test]
-fn the_outbox_keeps_order_across_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+fn the_outbox_keeps_order_across_a_reopen(place: &Place) {
     let first = {
-        let stores = Stores::open(dir.path()).unwrap();
+        let stores = place.open();
         let a = stores.outbox.enqueue("conn_a", 1, b"one").unwrap();
         stores.outbox.enqueue("conn_b", 2, b"two").unwrap();
         stores.outbox.enqueue("conn_a", 3, b"three").unwrap();
         stores.outbox.remove(a).unwrap();
         a
     };
-    let stores = Stores::open(dir.path()).unwrap();
+    let stores = place.open();
     let pending = stores.outbox.pending(10).unwrap();
     let bodies: Vec<&[u8]> = pending.iter().map(|e| e.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"two"[..], &b"three"[..]]);
@@ -378,9 +432,8 @@ fn the_outbox_keeps_order_across_a_reopen() {
     assert!(next > pending[1].sequence);
 }
 
-#[test]
-fn only_unpublished_config_versions_are_discarded() {
-    let stores = sled();
+fn only_unpublished_config_versions_are_discarded(place: &Place) {
+    let stores = place.open();
     let store = &stores.configs;
     let env = Environment::Production;
     let (mut one, mut two) = (draft("acme"), draft("acme"));
@@ -400,9 +453,8 @@ fn only_unpublished_config_versions_are_discarded() {
     assert!(!store.discard_config("acme", "app", env, 2).unwrap());
 }
 
-#[test]
-fn audit_pages_are_per_tenant_newest_first_and_purged_by_age() {
-    let stores = sled();
+fn audit_pages_are_per_tenant_newest_first_and_purged_by_age(place: &Place) {
+    let stores = place.open();
     let record = |id: &str, tenant: &str, time| AuditRecord {
         id: id.into(),
         time,
@@ -446,9 +498,71 @@ fn audit_pages_are_per_tenant_newest_first_and_purged_by_age() {
     assert_eq!(stores.audit.page("globex", &all).unwrap().0.len(), 1);
 }
 
-#[test]
-fn idempotent_results_are_per_tenant_and_purged_by_age() {
-    let stores = sled();
+fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
+    let stores = place.open();
+    let store = &stores.credentials;
+    store
+        .put_credential("conn_a", &credential(1, Some(50)))
+        .unwrap();
+    let first = store
+        .take_refresh_lease("conn_a", 100, 1_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.take_refresh_lease("conn_a", 500, 1_000).unwrap(),
+        None,
+        "held"
+    );
+    assert!(
+        store
+            .take_refresh_lease("conn_b", 500, 1_000)
+            .unwrap()
+            .is_some(),
+        "leases are per connection"
+    );
+    // The holder outlives its lease: another takes it over, and the late write of the
+    // first holder is refused even though the version it read is still current.
+    let second = store
+        .take_refresh_lease("conn_a", 1_100, 1_000)
+        .unwrap()
+        .unwrap();
+    assert!(second > first, "generations grow");
+    assert!(!store
+        .replace_credential_fenced("conn_a", 1, first, &credential(2, Some(60)))
+        .unwrap());
+    // Releasing a lease taken over is a no-op; the current holder writes.
+    store.release_refresh_lease("conn_a", first).unwrap();
+    assert_eq!(
+        store.take_refresh_lease("conn_a", 1_200, 1_000).unwrap(),
+        None
+    );
+    assert!(store
+        .replace_credential_fenced("conn_a", 1, second, &credential(2, Some(70)))
+        .unwrap());
+    assert_eq!(
+        store.credential("conn_a").unwrap().unwrap().expires_at,
+        Some(70)
+    );
+    store.release_refresh_lease("conn_a", second).unwrap();
+    assert!(store.take_refresh_lease("conn_a", 1_300, 1_000).unwrap() > Some(second));
+}
+
+fn the_first_keyring_created_wins(place: &Place) {
+    let stores = place.open();
+    assert_eq!(stores.keyring.create(b"first").unwrap(), None);
+    assert_eq!(
+        stores.keyring.create(b"second").unwrap().as_deref(),
+        Some(&b"first"[..]),
+        "a second creator gets the first keyring"
+    );
+    assert_eq!(
+        stores.keyring.load().unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+}
+
+fn idempotent_results_are_per_tenant_and_purged_by_age(place: &Place) {
+    let stores = place.open();
     let result = IdempotentResult {
         fingerprint: "f".into(),
         execution_id: "exe_1".into(),
@@ -494,9 +608,8 @@ fn idempotent_results_are_per_tenant_and_purged_by_age() {
     );
 }
 
-#[test]
-fn the_keyring_is_saved_and_loaded_whole() {
-    let stores = sled();
+fn the_keyring_is_saved_and_loaded_whole(place: &Place) {
+    let stores = place.open();
     assert_eq!(stores.keyring.load().unwrap(), None);
     stores.keyring.save(b"sealed-1").unwrap();
     stores.keyring.save(b"sealed-2").unwrap();

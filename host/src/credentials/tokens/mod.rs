@@ -6,7 +6,10 @@
 //! flight and then read its result, so a rotating refresh token is used exactly once.
 //! The refreshed credential is written compare-and-swap on its version and flushed to
 //! disk before anyone is handed the new access token; a response without a refresh
-//! token keeps the old one. A rejected refresh token flips the connection to
+//! token keeps the old one. Replicas sharing a database also take the credential's
+//! refresh lease in the store ([`CredentialStore::take_refresh_lease`]): a refresh
+//! runs on one replica at a time, the others wait for the lease and re-read, and the
+//! write is fenced by the lease's generation. A rejected refresh token flips the connection to
 //! `NEEDS_REAUTH`; a transient failure never does.
 
 use crate::credentials::notify::{Event, EventKind, Notifier};
@@ -25,6 +28,13 @@ use zeroize::Zeroizing;
 
 /// How long before expiry a credential is refreshed, by default.
 pub const DEFAULT_REFRESH_LEAD: Duration = Duration::from_secs(10 * 60);
+
+/// How long a refresh lease holds, by default: longer than a refresh may take (the
+/// connector's deadline), so only a holder that died loses it.
+pub const DEFAULT_REFRESH_LEASE: Duration = Duration::from_secs(60);
+
+/// How often a refresh waiting for another replica's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(10);
 
 /// Vend and seal failures.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +209,25 @@ impl Refreshed {
     }
 }
 
+/// A refresh lease held; ended when dropped, whatever the refresh's outcome.
+struct LeaseGuard {
+    credentials: Arc<dyn CredentialStore>,
+    connection_id: String,
+    generation: u64,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .credentials
+            .release_refresh_lease(&self.connection_id, self.generation)
+        {
+            // It lapses at its time anyway.
+            tracing::warn!(connection = %self.connection_id, error = %e, "releasing a refresh lease failed");
+        }
+    }
+}
+
 /// Seals, vends and refreshes credentials.
 #[derive(Clone)]
 pub struct Tokens {
@@ -211,6 +240,7 @@ pub struct Tokens {
     backoff: BackoffPolicy,
     failures: Arc<Mutex<HashMap<String, Failures>>>,
     flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    lease: Duration,
 }
 
 impl Tokens {
@@ -227,7 +257,14 @@ impl Tokens {
             backoff: BackoffPolicy::default(),
             failures: Arc::default(),
             flights: Arc::default(),
+            lease: DEFAULT_REFRESH_LEASE,
         }
+    }
+
+    /// Holds refresh leases for `lease` instead of the default.
+    pub fn with_refresh_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Backs off transient refresh failures by `policy` instead of the default.
@@ -374,6 +411,7 @@ impl Tokens {
     pub async fn refresh(&self, connection: &Connection) -> Result<Refreshed, Error> {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
+        let lease = self.take_lease(&connection.id).await?;
         let current = self
             .connections
             .connection(&connection.id)?
@@ -410,7 +448,7 @@ impl Tokens {
                 if fresh.refresh_token.is_none() {
                     fresh.refresh_token = secret.refresh_token.clone();
                 }
-                self.replace(connection, &stored, &fresh)?;
+                self.replace(connection, &stored, &fresh, &lease)?;
                 Ok(Refreshed::Renewed(fresh))
             }
             Err(RefreshError::Rejected(reason)) => {
@@ -520,6 +558,25 @@ impl Tokens {
             && expires_at.is_some_and(|at| at <= now_ms() + lead.as_millis() as u64)
     }
 
+    /// The connection's refresh lease, once no other replica holds it (at most the
+    /// lease time, when its holder died).
+    async fn take_lease(&self, connection_id: &str) -> Result<LeaseGuard, Error> {
+        let ttl = self.lease.as_millis() as u64;
+        loop {
+            if let Some(generation) =
+                self.credentials
+                    .take_refresh_lease(connection_id, now_ms(), ttl)?
+            {
+                return Ok(LeaseGuard {
+                    credentials: self.credentials.clone(),
+                    connection_id: connection_id.to_owned(),
+                    generation,
+                });
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
     fn flight(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut flights = self.flights.lock().expect("flights lock");
         flights.entry(connection_id.to_owned()).or_default().clone()
@@ -549,21 +606,25 @@ impl Tokens {
         }
     }
 
-    /// Seals `fresh` as the next version, durably; never overwrites a newer write.
+    /// Seals `fresh` as the next version, durably, while `lease` holds; never
+    /// overwrites a newer write.
     fn replace(
         &self,
         connection: &Connection,
         previous: &StoredCredential,
         fresh: &SecretFields,
+        lease: &LeaseGuard,
     ) -> Result<(), Error> {
         let next = self.seal(connection, previous.kind, previous.version + 1, fresh);
-        if !self
-            .credentials
-            .replace_credential(&connection.id, previous.version, &next)?
-        {
-            // Refreshes hold the flight lock, so only a credential PUT can race one;
-            // the tenant's new credential wins.
-            tracing::info!(connection = %connection.id, "a newer credential was stored during the refresh; keeping it");
+        if !self.credentials.replace_credential_fenced(
+            &connection.id,
+            previous.version,
+            lease.generation,
+            &next,
+        )? {
+            // Refreshes hold the lease, so a credential PUT raced this one (the
+            // tenant's new credential wins), or the lease lapsed and was taken over.
+            tracing::warn!(connection = %connection.id, "the refreshed credential was not stored: a newer one was, or the refresh outlived its lease");
         }
         Ok(())
     }

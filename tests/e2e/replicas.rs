@@ -1,0 +1,342 @@
+//! Replicas on one PostgreSQL database (`--database`): each a real `conduit` process
+//! with its own data directory, sharing tenants, connections, sealed credentials and
+//! the audit trail through the database alone.
+
+use crate::support::fake_google::{self, FakeGoogle};
+use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
+use crate::support::{gmail_connection, gmail_env, gmail_plugin, postgres, Conduit, PluginDecl};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn stripe(addr: std::net::SocketAddr) -> Vec<PluginDecl> {
+    vec![PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])]
+}
+
+/// Three replicas started at once on a new database: they migrate it one at a time
+/// and agree on one keyring, so a credential sealed by one opens on the others.
+#[tokio::test]
+async fn replicas_share_tenants_connections_credentials_and_audit() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = FakeStripe::start().await;
+    let env = [("CONDUIT_DATABASE_URL", database)];
+    let (a, b, c) = tokio::join!(
+        Conduit::start_env(stripe(addr), &env),
+        Conduit::start_env(stripe(addr), &env),
+        Conduit::start_env(stripe(addr), &env),
+    );
+
+    let token = a.tenant("acme-corp").await;
+    let connection = a
+        .connection(
+            &token,
+            json!({"connector": "stripe", "environment": "sandbox",
+                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    a.api_key(&token, &connection, GOOD_KEY).await;
+
+    // Made on one replica, used on the others: the tenant's token, its connection and
+    // the credential sealed under the shared keyring.
+    for (replica, email) in [(&b, "ada@example.com"), (&c, "grace@example.com")] {
+        let r = replica
+            .execute(
+                &token,
+                &connection,
+                "customers.create",
+                json!({"email": email}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.output()["email"], email);
+    }
+    let created = fake.received();
+    assert_eq!(
+        created.iter().filter(|r| r.path == "/v1/customers").count(),
+        2
+    );
+
+    // What one replica audited, another lists (the writer batches, so it may lag).
+    let path = format!("/api/audit?connectionId={connection}");
+    let mut listed = 0;
+    for _ in 0..100 {
+        let r = a.get(&path, &token).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        listed = r.body["data"].as_array().map_or(0, Vec::len);
+        if listed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        listed, 2,
+        "both executions, audited by b and c, listed on a"
+    );
+
+    // A tenant's token made on one replica is refused on none, and an unknown one on all.
+    for replica in [&a, &b, &c] {
+        let r = replica.get("/api/connections", &token).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        replica
+            .get("/api/connections", "not-a-token")
+            .await
+            .assert_error(401, "unauthorized");
+    }
+}
+
+/// A replica pointed at a database it cannot reach does not start, and says why
+/// without printing the URL's password.
+#[tokio::test]
+async fn an_unreachable_database_stops_the_start_without_leaking_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    // A port nothing listens on: the listener is dropped before the start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--plugins")
+        .arg(dir.path().join("none.toml"))
+        .env(
+            "CONDUIT_DATABASE_URL",
+            format!("postgres://conduit:hunter2-secret@127.0.0.1:{port}/conduit"),
+        )
+        .env("CONDUIT_MASTER_KEY", crate::support::MASTER_KEY)
+        .env("CONDUIT_ADMIN_TOKEN", "admin-unreachable")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("connecting to PostgreSQL"), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+}
+
+/// Three replicas serving Gmail on one database, with `extra` environment.
+async fn gmail_replicas(
+    database: &str,
+    addr: std::net::SocketAddr,
+    extra: &[(&'static str, String)],
+) -> [Conduit; 3] {
+    let mut env = extra.to_vec();
+    env.push(("CONDUIT_DATABASE_URL", database.to_owned()));
+    let env = gmail_env(&env);
+    let (a, b, c) = tokio::join!(
+        Conduit::start_env(vec![gmail_plugin(addr)], &env),
+        Conduit::start_env(vec![gmail_plugin(addr)], &env),
+        Conduit::start_env(vec![gmail_plugin(addr)], &env),
+    );
+    [a, b, c]
+}
+
+/// A Gmail connection made on `replica`, holding `refresh` (known to the fake) and an
+/// access token expiring `expires_in_ms` from now.
+async fn gmail_connection_with(
+    replica: &Conduit,
+    tenant: &str,
+    fake: &FakeGoogle,
+    addr: std::net::SocketAddr,
+    refresh: &str,
+    expires_in_ms: i64,
+) -> String {
+    let id = replica
+        .connection(tenant, gmail_connection(addr, "managed"))
+        .await;
+    fake.add_refresh_token(refresh);
+    replica
+        .oauth_tokens(tenant, &id, "ya29.initial", refresh, expires_in_ms)
+        .await;
+    id
+}
+
+/// 100 vends of a credential inside its refresh lead, spread over three replicas:
+/// the replica that takes the refresh lease calls the provider, the others wait for
+/// the lease and read the token it stored.
+#[tokio::test]
+async fn concurrent_vends_on_three_replicas_share_one_refresh() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = fake_google::start().await;
+    let replicas = Arc::new(gmail_replicas(&database, addr, &[]).await);
+    let tenant = replicas[0].tenant("acme").await;
+    let id = gmail_connection_with(
+        &replicas[0],
+        &tenant,
+        &fake,
+        addr,
+        "1//replica-storm",
+        60_000,
+    )
+    .await;
+    // A slow token endpoint widens the window in which vends pile up.
+    fake.set_token_delay(Duration::from_millis(300));
+    let vends: Vec<_> = (0..100)
+        .map(|i| {
+            let (replicas, tenant, id) = (replicas.clone(), tenant.clone(), id.clone());
+            tokio::spawn(async move {
+                let r = replicas[i % 3].vend(&tenant, &id).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                r.body["data"]["attributes"]["accessToken"].clone()
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for vend in vends {
+        tokens.push(vend.await.unwrap());
+    }
+    assert_eq!(fake.token_requests(), 1, "exactly one token request");
+    let first = tokens[0].as_str().unwrap();
+    assert_ne!(first, "ya29.initial");
+    assert!(
+        tokens.iter().all(|t| t == first),
+        "every waiter, on every replica, gets the new token"
+    );
+}
+
+/// A refresh token the fake retires on use (reuse is refused with `invalid_grant`),
+/// with the scheduler of all three replicas running every 50 ms and vends on each:
+/// over at least 50 refresh cycles, no refresh token is used twice, so the
+/// connection never needs re-authorizing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotating_refresh_tokens_survive_three_schedulers_and_vends() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = fake_google::start().await;
+    let replicas = Arc::new(
+        gmail_replicas(
+            &database,
+            addr,
+            &[
+                ("CONDUIT_REFRESH_INTERVAL_MS", "50".into()),
+                ("CONDUIT_REFRESH_LEAD_SECS", "7200".into()),
+            ],
+        )
+        .await,
+    );
+    fake.set_rotate(true);
+    fake.set_expires_in(3600);
+    let tenant = replicas[0].tenant("acme").await;
+    let id = gmail_connection_with(
+        &replicas[0],
+        &tenant,
+        &fake,
+        addr,
+        "1//rotating-0",
+        3_600_000,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let fake = Arc::new(fake);
+    let vends: Vec<_> = (0..3)
+        .map(|i| {
+            let (replicas, fake) = (replicas.clone(), fake.clone());
+            let (tenant, id) = (tenant.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut refused = Vec::new();
+                while fake.refresh_requests() < 50 && Instant::now() < deadline {
+                    let r = replicas[i].vend(&tenant, &id).await;
+                    if r.status != 200 {
+                        refused.push(r.text);
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    for vend in vends {
+        let refused = vend.await.unwrap();
+        assert!(refused.is_empty(), "vends refused: {refused:?}");
+    }
+    assert!(
+        fake.refresh_requests() >= 50,
+        "only {} refresh cycles",
+        fake.refresh_requests()
+    );
+    for replica in replicas.iter() {
+        assert_eq!(replica.status(&tenant, &id).await, "ACTIVE");
+        assert!(!replica.logs().contains("invalid_grant"));
+    }
+}
+
+/// kill -9 of the replica holding a refresh lease, mid-refresh: another replica's vend
+/// waits for the lease to lapse (1.5 s here), refreshes itself, and the connection
+/// keeps working, its credential intact.
+#[tokio::test]
+async fn a_replica_killed_holding_the_lease_delays_the_refresh_by_at_most_the_lease() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = fake_google::start().await;
+    let lease_ms = 1_500;
+    let [mut a, b, c] = gmail_replicas(
+        &database,
+        addr,
+        &[("CONDUIT_REFRESH_LEASE_MS", lease_ms.to_string())],
+    )
+    .await;
+    let tenant = a.tenant("acme").await;
+    let id = gmail_connection_with(&a, &tenant, &fake, addr, "1//held", 60_000).await;
+
+    // a's refresh hangs at the provider, lease held, until a is killed.
+    fake.set_token_delay(Duration::from_secs(30));
+    let hung = {
+        let (url, tenant) = (
+            format!("{}/api/connections/{id}/vend", a.base),
+            tenant.clone(),
+        );
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(tenant)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+        })
+    };
+    let asked = Instant::now();
+    while fake.token_requests() == 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "a never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fake.set_token_delay(Duration::ZERO);
+    a.kill();
+    let killed = Instant::now();
+    assert!(hung.await.unwrap().is_err(), "a died mid-request");
+
+    let r = b.vend(&tenant, &id).await;
+    let waited = killed.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.body["data"]["attributes"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(token, "ya29.initial", "b refreshed");
+    assert_eq!(fake.token_requests(), 2, "a's lost refresh, then b's");
+    assert!(
+        waited < Duration::from_millis(lease_ms + 1_500),
+        "b waited {waited:?} for a lease of {lease_ms} ms"
+    );
+    // The refreshed credential is stored: c reads it without another refresh.
+    let r = c.vend(&tenant, &id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["attributes"]["accessToken"], token.as_str());
+    assert_eq!(fake.token_requests(), 2);
+    assert_eq!(c.status(&tenant, &id).await, "ACTIVE");
+}
