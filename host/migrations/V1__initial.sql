@@ -32,10 +32,11 @@ CREATE TABLE credentials (
 );
 CREATE INDEX credentials_due ON credentials (due_at, connection_id) WHERE due_at IS NOT NULL;
 
--- The refresh lease of each credential: one replica at a time refreshes it. The
--- generation is the fencing token; until, unix ms, when a dead holder's lease lapses.
-CREATE TABLE refresh_leases (
-    connection_id text COLLATE "C" PRIMARY KEY,
+-- Leases (a credential's refresh, a request under an idempotency key): one replica
+-- at a time does the work. The generation is the fencing token; until, unix ms, when a
+-- dead holder's lease lapses.
+CREATE TABLE leases (
+    name text COLLATE "C" PRIMARY KEY,
     generation bigint NOT NULL,
     until bigint NOT NULL
 );

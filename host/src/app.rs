@@ -85,9 +85,10 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// How long refreshes wait after transient failures.
     pub refresh_backoff: BackoffPolicy,
-    /// How long a refresh lease holds (replicas on one database refresh a credential
-    /// one at a time; a dead holder delays the next by at most this).
-    pub refresh_lease: Duration,
+    /// How long a lease holds (replicas on one database refresh a credential, and run
+    /// a request under an idempotency key, one at a time; a dead holder delays the
+    /// next by at most this).
+    pub lease: Duration,
     /// Where lifecycle webhooks go, if anywhere.
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
@@ -131,7 +132,7 @@ impl Config {
             refresh_lead: crate::credentials::tokens::DEFAULT_REFRESH_LEAD,
             scheduler: SchedulerConfig::default(),
             refresh_backoff: BackoffPolicy::default(),
-            refresh_lease: crate::credentials::tokens::DEFAULT_REFRESH_LEASE,
+            lease: crate::store::DEFAULT_LEASE,
             webhook: None,
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             oauth_redirects: Default::default(),
@@ -302,7 +303,7 @@ impl App {
         let tokens = Tokens::new(&stores, vault.clone(), notifier.clone())
             .with_refresher(Arc::new(refresher), leads)
             .with_backoff(config.refresh_backoff)
-            .with_refresh_lease(config.refresh_lease);
+            .with_lease(config.lease);
         let oauth = Oauth::new(
             stores.oauth.clone(),
             vault.clone(),
@@ -320,7 +321,8 @@ impl App {
         let rotation = Rotation::new(&stores, vault.clone(), tokens.clone());
         let scheduler = Scheduler::new(&stores, tokens.clone(), config.scheduler.clone());
         let resolver = Resolver::new(&stores, connectors.clone());
-        let idempotency = Idempotency::new(stores.idempotency.clone(), vault.clone());
+        let idempotency = Idempotency::new(stores.idempotency.clone(), vault.clone())
+            .with_leases(stores.leases.clone(), config.lease);
         let exec = Exec::new(exec::Parts {
             quotas: stores.quotas.clone(),
             connections: connections.clone(),

@@ -111,11 +111,12 @@ struct ServeArgs {
     /// (doubled on each further one, capped at 15 minutes).
     #[arg(long, env = "CONDUIT_REFRESH_BACKOFF_MS", default_value_t = 30_000)]
     refresh_backoff_ms: u64,
-    /// Milliseconds a refresh lease holds: replicas on one database refresh a
-    /// credential one at a time, and a replica that dies holding the lease delays
-    /// that credential's refresh by at most this. Longer than a refresh may take.
-    #[arg(long, env = "CONDUIT_REFRESH_LEASE_MS", default_value_t = 60_000)]
-    refresh_lease_ms: u64,
+    /// Milliseconds a lease holds: replicas on one database refresh a credential, and
+    /// run a request under an idempotency key, one at a time; a replica that dies
+    /// holding a lease delays that work by at most this. Longer than any connector's
+    /// deadline.
+    #[arg(long, env = "CONDUIT_LEASE_MS", default_value_t = 60_000)]
+    lease_ms: u64,
     /// Spread each pass's refreshes over up to this many milliseconds.
     #[arg(long, env = "CONDUIT_REFRESH_SPREAD_MS", default_value_t = 1_000)]
     refresh_spread_ms: u64,
@@ -365,7 +366,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             spread: Duration::from_millis(args.refresh_spread_ms),
             ..SchedulerConfig::default()
         },
-        refresh_lease: Duration::from_millis(args.refresh_lease_ms.max(1)),
+        lease: Duration::from_millis(args.lease_ms.max(1)),
         refresh_backoff: BackoffPolicy {
             base: Duration::from_millis(args.refresh_backoff_ms),
             ..BackoffPolicy::default()

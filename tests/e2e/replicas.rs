@@ -4,7 +4,9 @@
 
 use crate::support::fake_google::{self, FakeGoogle};
 use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
-use crate::support::{gmail_connection, gmail_env, gmail_plugin, postgres, Conduit, PluginDecl};
+use crate::support::{
+    doc, gmail_connection, gmail_env, gmail_plugin, postgres, Conduit, PluginDecl,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +86,52 @@ async fn replicas_share_tenants_connections_credentials_and_audit() {
             .await
             .assert_error(401, "unauthorized");
     }
+}
+
+/// The same idempotency key sent to two replicas at once, while the provider is slow:
+/// one replica calls Stripe, the other waits for the key's lease and replays the
+/// stored result, so both answer the one payment intent.
+#[tokio::test]
+async fn one_idempotency_key_on_two_replicas_calls_the_provider_once() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = FakeStripe::start().await;
+    let env = [("CONDUIT_DATABASE_URL", database)];
+    let (a, b) = tokio::join!(
+        Conduit::start_env(stripe(addr), &env),
+        Conduit::start_env(stripe(addr), &env),
+    );
+    let token = a.tenant("acme-corp").await;
+    let connection = a
+        .connection(
+            &token,
+            json!({"connector": "stripe", "environment": "sandbox",
+                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    a.api_key(&token, &connection, GOOD_KEY).await;
+    fake.set_delay(Duration::from_millis(500));
+    let path = format!(
+        "/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute"
+    );
+    let body = doc(
+        "executions",
+        json!({"input": {"amount": 4200, "currency": "usd"}, "idempotencyKey": "order-42"}),
+    );
+    let (first, second) = tokio::join!(
+        a.post(&path, &token, body.clone()),
+        b.post(&path, &token, body.clone()),
+    );
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(second.status, 200, "{}", second.text);
+    let calls = fake
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .count();
+    assert_eq!(calls, 1, "one provider call for the key");
+    assert_eq!(first.output()["id"], second.output()["id"]);
 }
 
 /// A replica pointed at a database it cannot reach does not start, and says why
@@ -284,7 +332,7 @@ async fn a_replica_killed_holding_the_lease_delays_the_refresh_by_at_most_the_le
     let [mut a, b, c] = gmail_replicas(
         &database,
         addr,
-        &[("CONDUIT_REFRESH_LEASE_MS", lease_ms.to_string())],
+        &[("CONDUIT_LEASE_MS", lease_ms.to_string())],
     )
     .await;
     let tenant = a.tenant("acme").await;

@@ -2,11 +2,12 @@
 //! result instead of a second provider call; the same key with a different request is
 //! a conflict. Results are kept (flushed) for [`RETENTION`], their outputs sealed in
 //! the vault. Requests under one key run one at a time, so a retry racing the original
-//! waits for it and then replays it.
+//! waits for it and then replays it: in a process by a lock per key, across replicas
+//! sharing a database by the key's lease in the store.
 
 use crate::credentials::vault::{SealContext, Vault};
 use crate::domain::{now_ms, UnixMs};
-use crate::store::{self, output_seal_id, IdempotencyStore, IdempotentResult};
+use crate::store::{self, output_seal_id, HeldLease, IdempotencyStore, IdempotentResult, LeaseStore};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,9 @@ pub struct Replayed {
 
 /// Held while a keyed request runs; later requests with the key wait for it.
 pub struct Flight {
+    // Dropped before the guard (fields drop in order): a local waiter that takes the
+    // lock finds the lease free.
+    _lease: Option<HeldLease>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
     flights: Flights,
     tenant_id: String,
@@ -70,6 +74,7 @@ pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
     vault: Arc<Vault>,
     flights: Flights,
+    leases: Option<(Arc<dyn LeaseStore>, Duration)>,
 }
 
 impl Idempotency {
@@ -79,7 +84,15 @@ impl Idempotency {
             store,
             vault,
             flights: Arc::default(),
+            leases: None,
         }
+    }
+
+    /// Also takes each key's lease in `leases` for `ttl` while its request runs, so
+    /// replicas sharing the store run a key's request once between them.
+    pub fn with_leases(mut self, leases: Arc<dyn LeaseStore>, ttl: Duration) -> Self {
+        self.leases = Some((leases, ttl));
+        self
     }
 
     /// Looks `key` up for a request whose identity is `request` (any JSON: route,
@@ -97,8 +110,16 @@ impl Idempotency {
             flights.entry(flight_key).or_default().clone()
         };
         // From here the flight cleans its lock up however this call ends.
+        let guard = lock.lock_owned().await;
+        let lease = match &self.leases {
+            Some((leases, ttl)) => {
+                Some(HeldLease::acquire(leases, key_lease(tenant_id, key), *ttl).await?)
+            }
+            None => None,
+        };
         let flight = Flight {
-            _guard: lock.lock_owned().await,
+            _lease: lease,
+            _guard: guard,
             flights: self.flights.clone(),
             tenant_id: tenant_id.to_owned(),
             key: key.to_owned(),
@@ -173,6 +194,15 @@ impl Idempotency {
         self.store
             .purge_idempotent_results(now_ms().saturating_sub(RETENTION.as_millis() as u64))
     }
+}
+
+/// The lease of a tenant's key: hashed, so any key makes a valid name.
+fn key_lease(tenant_id: &str, key: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(tenant_id.as_bytes());
+    hash.update([0]);
+    hash.update(key.as_bytes());
+    format!("idempotency:{}", hex::encode(hash.finalize()))
 }
 
 fn expired(created_at: UnixMs) -> bool {

@@ -85,24 +85,10 @@ pub trait CredentialStore: Send + Sync {
     /// Every stored credential with its connection id (for key rotation and counts).
     fn all_credentials(&self) -> Box<dyn Iterator<Item = Result<(String, StoredCredential)>> + '_>;
 
-    /// Takes the refresh lease of a connection's credential until `now + ttl_ms`,
-    /// unless another holder's lease is still live. Returns the lease's generation, a
-    /// fencing token that grows with every lease taken: replicas sharing a database
-    /// refresh a credential one at a time, and a holder that dies delays the next by at
-    /// most its lease.
-    fn take_refresh_lease(
-        &self,
-        connection_id: &str,
-        now: UnixMs,
-        ttl_ms: u64,
-    ) -> Result<Option<u64>>;
-
-    /// Ends the lease at `generation`, unless it was taken over since.
-    fn release_refresh_lease(&self, connection_id: &str, generation: u64) -> Result<()>;
-
-    /// [`CredentialStore::replace_credential`], only while the lease at `generation`
-    /// is the latest taken: a holder whose lease expired and was taken over writes
-    /// nothing, so the new holder never refreshes from a token replaced behind it.
+    /// [`CredentialStore::replace_credential`], only while the connection's refresh
+    /// lease ([`super::refresh_lease`]) at `generation` is the latest taken: a holder
+    /// whose lease lapsed and was taken over writes nothing, so the new holder never
+    /// refreshes from a token replaced behind it.
     fn replace_credential_fenced(
         &self,
         connection_id: &str,
@@ -110,13 +96,6 @@ pub trait CredentialStore: Send + Sync {
         generation: u64,
         credential: &StoredCredential,
     ) -> Result<bool>;
-}
-
-/// A refresh lease: its generation and until when it holds.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Lease {
-    generation: u64,
-    until: UnixMs,
 }
 
 impl CredentialStore for SledStore {
@@ -199,37 +178,6 @@ impl CredentialStore for SledStore {
         }
     }
 
-    /// One process owns a sled database, so its leases live in memory: a crash
-    /// leaves none behind to wait out.
-    fn take_refresh_lease(
-        &self,
-        connection_id: &str,
-        now: UnixMs,
-        ttl_ms: u64,
-    ) -> Result<Option<u64>> {
-        let mut leases = self.leases.lock().expect("leases lock");
-        let lease = leases.entry(connection_id.to_owned()).or_insert(Lease {
-            generation: 0,
-            until: 0,
-        });
-        if lease.until > now {
-            return Ok(None);
-        }
-        lease.generation += 1;
-        lease.until = now.saturating_add(ttl_ms);
-        Ok(Some(lease.generation))
-    }
-
-    fn release_refresh_lease(&self, connection_id: &str, generation: u64) -> Result<()> {
-        let mut leases = self.leases.lock().expect("leases lock");
-        if let Some(lease) = leases.get_mut(connection_id) {
-            if lease.generation == generation {
-                lease.until = 0;
-            }
-        }
-        Ok(())
-    }
-
     fn replace_credential_fenced(
         &self,
         connection_id: &str,
@@ -239,7 +187,8 @@ impl CredentialStore for SledStore {
     ) -> Result<bool> {
         // Held across the write, so a takeover cannot slip between check and write.
         let leases = self.leases.lock().expect("leases lock");
-        if leases.get(connection_id).map(|l| l.generation) != Some(generation) {
+        let name = super::refresh_lease(connection_id);
+        if leases.get(&name).map(|l| l.generation()) != Some(generation) {
             return Ok(false);
         }
         let replaced = self.replace_credential(connection_id, expected_version, credential);

@@ -25,6 +25,7 @@ mod credentials;
 mod deployments;
 mod idempotency;
 mod keyring;
+mod leases;
 mod oauth;
 mod outbox;
 mod postgres;
@@ -43,6 +44,7 @@ pub use credentials::{CredentialStore, StoredCredential};
 pub use deployments::DeploymentStore;
 pub use idempotency::{output_seal_id, IdempotencyStore, IdempotentResult};
 pub use keyring::KeyringStore;
+pub use leases::{refresh_lease, HeldLease, LeaseStore, DEFAULT_LEASE};
 pub use oauth::{OauthState, OauthStore, StoredClient};
 pub use outbox::{OutboxEntry, OutboxStore};
 pub use postgres::PgStore;
@@ -111,6 +113,8 @@ pub struct Stores {
     pub quotas: Arc<dyn QuotaStore>,
     /// The vault's keyring.
     pub keyring: Arc<dyn KeyringStore>,
+    /// Leases on refreshes and keyed requests.
+    pub leases: Arc<dyn LeaseStore>,
     /// Connector deployments and kept components.
     pub deployments: Arc<dyn DeploymentStore>,
     /// Webhook deliveries waiting.
@@ -138,6 +142,7 @@ impl Stores {
             idempotency: store.clone(),
             quotas: store.clone(),
             keyring: store.keyring()?,
+            leases: store.clone(),
             deployments: store.clone(),
             outbox: store.clone(),
             durable: store,
@@ -161,6 +166,7 @@ impl Stores {
             idempotency: store.clone(),
             quotas: store.clone(),
             keyring: store.clone(),
+            leases: store.clone(),
             deployments: store.clone(),
             outbox: store.clone(),
             durable: store,
@@ -228,8 +234,8 @@ pub struct SledStore {
     components: sled::Tree,
     /// `sequence (u64 BE)` → a webhook delivery waiting.
     outbox: sled::Tree,
-    /// Refresh leases by connection (in memory: see `take_refresh_lease`).
-    leases: Arc<std::sync::Mutex<std::collections::HashMap<String, credentials::Lease>>>,
+    /// Leases by name (in memory: see [`LeaseStore`] for sled).
+    leases: Arc<std::sync::Mutex<std::collections::HashMap<String, leases::Lease>>>,
 }
 
 impl SledStore {

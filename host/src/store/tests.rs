@@ -504,26 +504,23 @@ fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
     store
         .put_credential("conn_a", &credential(1, Some(50)))
         .unwrap();
-    let first = store
-        .take_refresh_lease("conn_a", 100, 1_000)
+    let first = leases.take_lease(&lease, 100, 1_000)
         .unwrap()
         .unwrap();
     assert_eq!(
-        store.take_refresh_lease("conn_a", 500, 1_000).unwrap(),
+        leases.take_lease(&lease, 500, 1_000).unwrap(),
         None,
         "held"
     );
     assert!(
-        store
-            .take_refresh_lease("conn_b", 500, 1_000)
+        leases.take_lease("refresh:conn_b", 500, 1_000)
             .unwrap()
             .is_some(),
         "leases are per connection"
     );
     // The holder outlives its lease: another takes it over, and the late write of the
     // first holder is refused even though the version it read is still current.
-    let second = store
-        .take_refresh_lease("conn_a", 1_100, 1_000)
+    let second = leases.take_lease(&lease, 1_100, 1_000)
         .unwrap()
         .unwrap();
     assert!(second > first, "generations grow");
@@ -531,9 +528,9 @@ fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
         .replace_credential_fenced("conn_a", 1, first, &credential(2, Some(60)))
         .unwrap());
     // Releasing a lease taken over is a no-op; the current holder writes.
-    store.release_refresh_lease("conn_a", first).unwrap();
+    leases.release_lease(&lease, first).unwrap();
     assert_eq!(
-        store.take_refresh_lease("conn_a", 1_200, 1_000).unwrap(),
+        leases.take_lease(&lease, 1_200, 1_000).unwrap(),
         None
     );
     assert!(store
@@ -543,8 +540,8 @@ fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
         store.credential("conn_a").unwrap().unwrap().expires_at,
         Some(70)
     );
-    store.release_refresh_lease("conn_a", second).unwrap();
-    assert!(store.take_refresh_lease("conn_a", 1_300, 1_000).unwrap() > Some(second));
+    leases.release_lease(&lease, second).unwrap();
+    assert!(leases.take_lease(&lease, 1_300, 1_000).unwrap() > Some(second));
 }
 
 fn the_first_keyring_created_wins(place: &Place) {

@@ -7,7 +7,7 @@
 //! The refreshed credential is written compare-and-swap on its version and flushed to
 //! disk before anyone is handed the new access token; a response without a refresh
 //! token keeps the old one. Replicas sharing a database also take the credential's
-//! refresh lease in the store ([`CredentialStore::take_refresh_lease`]): a refresh
+//! refresh lease in the store ([`store::refresh_lease`]): a refresh
 //! runs on one replica at a time, the others wait for the lease and re-read, and the
 //! write is fenced by the lease's generation. A rejected refresh token flips the connection to
 //! `NEEDS_REAUTH`; a transient failure never does.
@@ -18,7 +18,9 @@ use crate::domain::{
     now_ms, Class, Classify, Connection, ConnectionStatus, CredentialKind, ErrorClass,
     SecretFields, UnixMs,
 };
-use crate::store::{self, ConnectionStore, CredentialStore, StoredCredential, Stores};
+use crate::store::{
+    self, ConnectionStore, CredentialStore, HeldLease, LeaseStore, StoredCredential, Stores,
+};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,12 +31,7 @@ use zeroize::Zeroizing;
 /// How long before expiry a credential is refreshed, by default.
 pub const DEFAULT_REFRESH_LEAD: Duration = Duration::from_secs(10 * 60);
 
-/// How long a refresh lease holds, by default: longer than a refresh may take (the
-/// connector's deadline), so only a holder that died loses it.
-pub const DEFAULT_REFRESH_LEASE: Duration = Duration::from_secs(60);
 
-/// How often a refresh waiting for another replica's lease looks again.
-const LEASE_POLL: Duration = Duration::from_millis(10);
 
 /// Vend and seal failures.
 #[derive(Debug, thiserror::Error)]
@@ -209,25 +206,6 @@ impl Refreshed {
     }
 }
 
-/// A refresh lease held; ended when dropped, whatever the refresh's outcome.
-struct LeaseGuard {
-    credentials: Arc<dyn CredentialStore>,
-    connection_id: String,
-    generation: u64,
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        if let Err(e) = self
-            .credentials
-            .release_refresh_lease(&self.connection_id, self.generation)
-        {
-            // It lapses at its time anyway.
-            tracing::warn!(connection = %self.connection_id, error = %e, "releasing a refresh lease failed");
-        }
-    }
-}
-
 /// Seals, vends and refreshes credentials.
 #[derive(Clone)]
 pub struct Tokens {
@@ -240,6 +218,7 @@ pub struct Tokens {
     backoff: BackoffPolicy,
     failures: Arc<Mutex<HashMap<String, Failures>>>,
     flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    leases: Arc<dyn LeaseStore>,
     lease: Duration,
 }
 
@@ -257,12 +236,13 @@ impl Tokens {
             backoff: BackoffPolicy::default(),
             failures: Arc::default(),
             flights: Arc::default(),
-            lease: DEFAULT_REFRESH_LEASE,
+            leases: stores.leases.clone(),
+            lease: store::DEFAULT_LEASE,
         }
     }
 
     /// Holds refresh leases for `lease` instead of the default.
-    pub fn with_refresh_lease(mut self, lease: Duration) -> Self {
+    pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
@@ -411,7 +391,12 @@ impl Tokens {
     pub async fn refresh(&self, connection: &Connection) -> Result<Refreshed, Error> {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
-        let lease = self.take_lease(&connection.id).await?;
+        let lease = HeldLease::acquire(
+            &self.leases,
+            store::refresh_lease(&connection.id),
+            self.lease,
+        )
+        .await?;
         let current = self
             .connections
             .connection(&connection.id)?
@@ -558,25 +543,6 @@ impl Tokens {
             && expires_at.is_some_and(|at| at <= now_ms() + lead.as_millis() as u64)
     }
 
-    /// The connection's refresh lease, once no other replica holds it (at most the
-    /// lease time, when its holder died).
-    async fn take_lease(&self, connection_id: &str) -> Result<LeaseGuard, Error> {
-        let ttl = self.lease.as_millis() as u64;
-        loop {
-            if let Some(generation) =
-                self.credentials
-                    .take_refresh_lease(connection_id, now_ms(), ttl)?
-            {
-                return Ok(LeaseGuard {
-                    credentials: self.credentials.clone(),
-                    connection_id: connection_id.to_owned(),
-                    generation,
-                });
-            }
-            tokio::time::sleep(LEASE_POLL).await;
-        }
-    }
-
     fn flight(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut flights = self.flights.lock().expect("flights lock");
         flights.entry(connection_id.to_owned()).or_default().clone()
@@ -613,7 +579,7 @@ impl Tokens {
         connection: &Connection,
         previous: &StoredCredential,
         fresh: &SecretFields,
-        lease: &LeaseGuard,
+        lease: &HeldLease,
     ) -> Result<(), Error> {
         let next = self.seal(connection, previous.kind, previous.version + 1, fresh);
         if !self.credentials.replace_credential_fenced(

@@ -4,7 +4,7 @@
 use super::{big, unsigned, PgStore, Session};
 use crate::domain::{Connection, ConnectionStatus, Tenant, UnixMs};
 use crate::store::{
-    decode, encode, ConnectionStore, CredentialStore, Error, KeyringStore, OauthState, OauthStore,
+    decode, encode, refresh_lease, ConnectionStore, CredentialStore, Error, KeyringStore, OauthState, OauthStore,
     Result, StoredClient, StoredCredential, TenantStore,
 };
 
@@ -264,34 +264,6 @@ impl CredentialStore for PgStore {
         })
     }
 
-    fn take_refresh_lease(
-        &self,
-        connection_id: &str,
-        now: UnixMs,
-        ttl_ms: u64,
-    ) -> Result<Option<u64>> {
-        self.session(|s| {
-            let taken = s.query_opt(
-                "INSERT INTO refresh_leases (connection_id, generation, until) \
-                 VALUES ($1, 1, $2::bigint + $3::bigint) ON CONFLICT (connection_id) DO UPDATE \
-                 SET generation = refresh_leases.generation + 1, until = EXCLUDED.until \
-                 WHERE refresh_leases.until <= $2::bigint RETURNING generation",
-                &[&connection_id, &big(now), &big(ttl_ms)],
-            )?;
-            Ok(taken.map(|row| unsigned(row.get(0))))
-        })
-    }
-
-    fn release_refresh_lease(&self, connection_id: &str, generation: u64) -> Result<()> {
-        self.session(|s| {
-            s.execute(
-                "UPDATE refresh_leases SET until = 0 WHERE connection_id = $1 AND generation = $2",
-                &[&connection_id, &big(generation)],
-            )?;
-            Ok(())
-        })
-    }
-
     fn replace_credential_fenced(
         &self,
         connection_id: &str,
@@ -304,9 +276,8 @@ impl CredentialStore for PgStore {
             // and the new holder's re-read sees it.
             let holds = s
                 .query_opt(
-                    "SELECT 1 FROM refresh_leases WHERE connection_id = $1 AND generation = $2 \
-                     FOR UPDATE",
-                    &[&connection_id, &big(generation)],
+                    "SELECT 1 FROM leases WHERE name = $1 AND generation = $2 FOR UPDATE",
+                    &[&refresh_lease(connection_id), &big(generation)],
                 )?
                 .is_some();
             if !holds {

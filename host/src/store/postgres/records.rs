@@ -1,10 +1,11 @@
-//! Audit records, idempotent results, daily quota counters and the webhook outbox.
+//! Audit records, idempotent results, daily quota counters, the webhook outbox and
+//! leases.
 
 use super::{big, unsigned, PgStore};
 use crate::domain::{AuditRecord, UnixMs};
 use crate::store::{
-    decode, encode, AuditQuery, AuditStore, IdempotencyStore, IdempotentResult, OutboxEntry,
-    OutboxStore, QuotaStore, Result,
+    decode, encode, AuditQuery, AuditStore, IdempotencyStore, IdempotentResult, LeaseStore,
+    OutboxEntry, OutboxStore, QuotaStore, Result,
 };
 
 /// An audit cursor: the hex of the last record's time (8 bytes, big-endian) and id,
@@ -260,6 +261,32 @@ impl OutboxStore for PgStore {
         count.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "counting the webhook outbox failed");
             0
+        })
+    }
+}
+
+impl LeaseStore for PgStore {
+    /// One statement: a lease is taken only where none is live, its generation bumped.
+    fn take_lease(&self, name: &str, now: UnixMs, ttl_ms: u64) -> Result<Option<u64>> {
+        self.session(|s| {
+            let taken = s.query_opt(
+                "INSERT INTO leases (name, generation, until) \
+                 VALUES ($1, 1, $2::bigint + $3::bigint) ON CONFLICT (name) DO UPDATE \
+                 SET generation = leases.generation + 1, until = EXCLUDED.until \
+                 WHERE leases.until <= $2::bigint RETURNING generation",
+                &[&name, &big(now), &big(ttl_ms)],
+            )?;
+            Ok(taken.map(|row| unsigned(row.get(0))))
+        })
+    }
+
+    fn release_lease(&self, name: &str, generation: u64) -> Result<()> {
+        self.session(|s| {
+            s.execute(
+                "UPDATE leases SET until = 0 WHERE name = $1 AND generation = $2",
+                &[&name, &big(generation)],
+            )?;
+            Ok(())
         })
     }
 }
