@@ -276,6 +276,8 @@ impl App {
                 webhook.clone(),
                 reqwest::Client::new(),
                 stores.outbox.clone(),
+                stores.leases.clone(),
+                config.lease,
             ),
             None => Notifier::log_only(),
         };

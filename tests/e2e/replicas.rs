@@ -4,6 +4,7 @@
 
 use crate::support::fake_google::{self, FakeGoogle};
 use crate::support::fake_stripe::{FakeStripe, GOOD_KEY};
+use crate::support::webhook::WebhookReceiver;
 use crate::support::{
     doc, gmail_connection, gmail_env, gmail_plugin, postgres, Conduit, PluginDecl,
 };
@@ -112,9 +113,8 @@ async fn one_idempotency_key_on_two_replicas_calls_the_provider_once() {
         .await;
     a.api_key(&token, &connection, GOOD_KEY).await;
     fake.set_delay(Duration::from_millis(500));
-    let path = format!(
-        "/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute"
-    );
+    let path =
+        format!("/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute");
     let body = doc(
         "executions",
         json!({"input": {"amount": 4200, "currency": "usd"}, "idempotencyKey": "order-42"}),
@@ -132,6 +132,55 @@ async fn one_idempotency_key_on_two_replicas_calls_the_provider_once() {
         .count();
     assert_eq!(calls, 1, "one provider call for the key");
     assert_eq!(first.output()["id"], second.output()["id"]);
+}
+
+/// A refresh token the provider rejects, vended on two replicas at once, with a slow
+/// receiver (2.5 s an answer, longer than a replica's idle poll) refusing the first
+/// delivery: the connection flips to NEEDS_REAUTH once, and its webhook is delivered
+/// once, though all three replicas deliver the shared outbox and look at it while
+/// each attempt is in flight.
+#[tokio::test]
+async fn a_needs_reauth_flip_on_replicas_sends_one_webhook() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (receiver, hook) = WebhookReceiver::start(1).await;
+    receiver.set_delay(Duration::from_millis(2_500));
+    let (fake, addr) = fake_google::start().await;
+    let [a, b, _c] = gmail_replicas(
+        &database,
+        addr,
+        &[
+            ("CONDUIT_WEBHOOK_URL", format!("http://{hook}/hooks")),
+            ("CONDUIT_WEBHOOK_SECRET", "whsec-replicas-0123456789".into()),
+        ],
+    )
+    .await;
+    let tenant = a.tenant("acme").await;
+    let id = gmail_connection_with(&a, &tenant, &fake, addr, "1//dead", 60_000).await;
+    fake.set_token_failure(Some(400));
+    let (first, second) = tokio::join!(a.vend(&tenant, &id), b.vend(&tenant, &id));
+    first.assert_error(409, "needs_reauth");
+    second.assert_error(409, "needs_reauth");
+    assert_eq!(fake.refresh_requests(), 1, "the dead token is tried once");
+
+    let waited = Instant::now();
+    while receiver.deliveries().is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no webhook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the answer time and two idle polls of every replica: none sends it again.
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    assert_eq!(receiver.deliveries().len(), 1, "one event, delivered once");
+    assert_eq!(
+        receiver.attempts(),
+        2,
+        "the refused delivery was retried once"
+    );
+    assert_eq!(
+        receiver.deliveries()[0].json()["type"],
+        "connection.needs_reauth"
+    );
 }
 
 /// A replica pointed at a database it cannot reach does not start, and says why

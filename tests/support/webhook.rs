@@ -29,6 +29,8 @@ struct Inner {
     deliveries: Mutex<Vec<Delivery>>,
     refuse_first: AtomicUsize,
     attempts: AtomicUsize,
+    /// Milliseconds each request is held before its answer.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to a running receiver.
@@ -61,6 +63,13 @@ impl WebhookReceiver {
         self.inner.refuse_first.store(0, Ordering::SeqCst);
     }
 
+    /// Holds each later request `delay` before answering (a slow receiver).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.inner
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Every request, refused ones included.
     pub fn attempts(&self) -> usize {
         self.inner.attempts.load(Ordering::SeqCst)
@@ -73,6 +82,10 @@ async fn receive(
     body: Bytes,
 ) -> StatusCode {
     let attempt = receiver.inner.attempts.fetch_add(1, Ordering::SeqCst);
+    let delay = receiver.inner.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     if attempt < receiver.inner.refuse_first.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }

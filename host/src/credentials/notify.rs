@@ -9,10 +9,13 @@
 //! `notify` returns, and a background task delivers the outbox at least once, in order
 //! per connection (a connection's next event waits until its previous one is
 //! accepted), retrying with exponential backoff. A restart resumes where it stopped.
-//! An event still refused after [`MAX_AGE`] is given up, loudly.
+//! An event still refused after [`MAX_AGE`] is given up, loudly. Replicas sharing a
+//! database deliver one shared outbox: a pass runs under the outbox's lease, so one
+//! replica at a time sends, and each looks at least every [`IDLE_POLL`], so an event
+//! raised on a replica that died is still delivered by another.
 
 use crate::domain::{now_ms, rfc3339, Connection};
-use crate::store::{OutboxEntry, OutboxStore};
+use crate::store::{HeldLease, LeaseStore, OutboxEntry, OutboxStore};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -34,6 +37,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const BATCH: usize = 10_000;
 /// Deliveries in flight at once.
 const CONCURRENT: usize = 16;
+
+/// How often an idle deliverer looks at the outbox for events raised elsewhere.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The lease a delivery pass holds.
+const OUTBOX_LEASE: &str = "webhook-outbox";
 
 /// Where webhooks go and the key they are signed with.
 #[derive(Clone)]
@@ -103,6 +112,8 @@ pub struct Notifier {
 struct Outbox {
     store: Arc<dyn OutboxStore>,
     wake: Arc<Notify>,
+    leases: Arc<dyn LeaseStore>,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -121,15 +132,20 @@ impl Notifier {
     }
 
     /// Log lines and webhooks to `config` through the durable `outbox`, delivered by a
-    /// task on the current runtime (which first delivers what an earlier run left).
+    /// task on the current runtime (which first delivers what an earlier run left),
+    /// each pass under the outbox's lease in `leases`, held for at most `lease`.
     pub fn with_webhook(
         config: WebhookConfig,
         client: reqwest::Client,
         outbox: Arc<dyn OutboxStore>,
+        leases: Arc<dyn LeaseStore>,
+        lease: Duration,
     ) -> Self {
         let outbox = Outbox {
             store: outbox,
             wake: Arc::new(Notify::new()),
+            leases,
+            lease,
         };
         tokio::spawn(deliver_all(config, client, outbox.clone()));
         Notifier {
@@ -187,6 +203,16 @@ struct Lane {
 async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Outbox) {
     let mut lanes: HashMap<String, Lane> = HashMap::new();
     loop {
+        // One replica at a time: none sends what another is sending.
+        let held = match HeldLease::acquire(&outbox.leases, OUTBOX_LEASE.into(), outbox.lease).await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(error = %e, "taking the webhook outbox lease failed; retrying");
+                tokio::time::sleep(config.first_retry.max(Duration::from_secs(1))).await;
+                continue;
+            }
+        };
         let pending = match outbox.store.pending(BATCH) {
             Ok(pending) => pending,
             Err(e) => {
@@ -235,18 +261,20 @@ async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Out
                 lane.next_at = Instant::now() + backoff(config.first_retry, lane.attempts);
             }
         }
+        drop(held);
         if accepted {
             continue;
         }
         lanes.retain(|connection, _| heads.contains(connection));
-        match lanes.values().map(|l| l.next_at).min() {
-            Some(at) => {
-                tokio::select! {
-                    _ = outbox.wake.notified() => {}
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                }
-            }
-            None => outbox.wake.notified().await,
+        let idle_until = Instant::now() + IDLE_POLL;
+        let at = lanes
+            .values()
+            .map(|l| l.next_at)
+            .min()
+            .map_or(idle_until, |at| at.min(idle_until));
+        tokio::select! {
+            _ = outbox.wake.notified() => {}
+            _ = tokio::time::sleep_until(at.into()) => {}
         }
     }
 }

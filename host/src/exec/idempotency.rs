@@ -7,7 +7,9 @@
 
 use crate::credentials::vault::{SealContext, Vault};
 use crate::domain::{now_ms, UnixMs};
-use crate::store::{self, output_seal_id, HeldLease, IdempotencyStore, IdempotentResult, LeaseStore};
+use crate::store::{
+    self, output_seal_id, HeldLease, IdempotencyStore, IdempotentResult, LeaseStore,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

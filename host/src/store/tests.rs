@@ -500,39 +500,30 @@ fn audit_pages_are_per_tenant_newest_first_and_purged_by_age(place: &Place) {
 
 fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
     let stores = place.open();
-    let store = &stores.credentials;
+    let (store, leases) = (&stores.credentials, &stores.leases);
+    let lease = refresh_lease("conn_a");
     store
         .put_credential("conn_a", &credential(1, Some(50)))
         .unwrap();
-    let first = leases.take_lease(&lease, 100, 1_000)
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        leases.take_lease(&lease, 500, 1_000).unwrap(),
-        None,
-        "held"
-    );
+    let first = leases.take_lease(&lease, 100, 1_000).unwrap().unwrap();
+    assert_eq!(leases.take_lease(&lease, 500, 1_000).unwrap(), None, "held");
     assert!(
-        leases.take_lease("refresh:conn_b", 500, 1_000)
+        leases
+            .take_lease("refresh:conn_b", 500, 1_000)
             .unwrap()
             .is_some(),
         "leases are per connection"
     );
     // The holder outlives its lease: another takes it over, and the late write of the
     // first holder is refused even though the version it read is still current.
-    let second = leases.take_lease(&lease, 1_100, 1_000)
-        .unwrap()
-        .unwrap();
+    let second = leases.take_lease(&lease, 1_100, 1_000).unwrap().unwrap();
     assert!(second > first, "generations grow");
     assert!(!store
         .replace_credential_fenced("conn_a", 1, first, &credential(2, Some(60)))
         .unwrap());
     // Releasing a lease taken over is a no-op; the current holder writes.
     leases.release_lease(&lease, first).unwrap();
-    assert_eq!(
-        leases.take_lease(&lease, 1_200, 1_000).unwrap(),
-        None
-    );
+    assert_eq!(leases.take_lease(&lease, 1_200, 1_000).unwrap(), None);
     assert!(store
         .replace_credential_fenced("conn_a", 1, second, &credential(2, Some(70)))
         .unwrap());

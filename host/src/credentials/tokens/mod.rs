@@ -31,8 +31,6 @@ use zeroize::Zeroizing;
 /// How long before expiry a credential is refreshed, by default.
 pub const DEFAULT_REFRESH_LEAD: Duration = Duration::from_secs(10 * 60);
 
-
-
 /// Vend and seal failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -4,8 +4,8 @@
 use super::{big, unsigned, PgStore, Session};
 use crate::domain::{Connection, ConnectionStatus, Tenant, UnixMs};
 use crate::store::{
-    decode, encode, refresh_lease, ConnectionStore, CredentialStore, Error, KeyringStore, OauthState, OauthStore,
-    Result, StoredClient, StoredCredential, TenantStore,
+    decode, encode, refresh_lease, ConnectionStore, CredentialStore, Error, KeyringStore,
+    OauthState, OauthStore, Result, StoredClient, StoredCredential, TenantStore,
 };
 
 impl TenantStore for PgStore {
