@@ -123,6 +123,12 @@ CREATE TABLE webhook_outbox (
     body bytea NOT NULL
 );
 
+-- Per-tenant change counters the resolution caches of every replica compare.
+CREATE TABLE tenant_revisions (
+    tenant_id text COLLATE "C" PRIMARY KEY,
+    revision bigint NOT NULL
+);
+
 CREATE TABLE vault_keyring (
     id smallint PRIMARY KEY CHECK (id = 1),
     sealed bytea NOT NULL

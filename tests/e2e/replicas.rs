@@ -183,6 +183,142 @@ async fn a_needs_reauth_flip_on_replicas_sends_one_webhook() {
     );
 }
 
+/// A blueprint with one slot, for payments.
+fn checkout_app() -> serde_json::Value {
+    json!({
+        "meta": {"name": "checkout-app", "version": "1", "appId": "app_checkout"},
+        "integrationSlots": [
+            {"slotId": "payments.primary", "requiredCategory": "payments",
+             "allowedModes": ["managed", "byok"],
+             "requiredCapabilities": [{"key": "payments.createPaymentIntent", "version": 1}],
+             "required": true, "description": "Charges orders"}
+        ],
+        "workflows": [{"id": "checkout", "name": "Checkout"}]
+    })
+}
+
+/// Posts a production config binding `bindings` on `replica` and publishes it there.
+async fn publish_on(replica: &Conduit, token: &str, bindings: serde_json::Value) {
+    let r = replica
+        .post(
+            "/api/tenant-configs",
+            token,
+            json!({
+                "meta": {"tenantId": "acme-corp", "blueprintName": "checkout-app",
+                         "blueprintVersion": "1", "environment": "production"},
+                "integrations": bindings,
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let version = r.body["data"]["attributes"]["meta"]["version"]
+        .as_u64()
+        .unwrap();
+    let r = replica
+        .post(
+            &format!("/api/tenant-configs/checkout-app/production/versions/{version}/publish"),
+            token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Resolutions are cached per replica; the revision they are checked against lives
+/// in the database. A config published on one replica, and a connection deleted on
+/// it, change where the other replica's very next executeCapability goes.
+#[tokio::test]
+async fn a_publication_and_a_deletion_on_one_replica_route_the_others_next_call() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (first, first_addr) = FakeStripe::start().await;
+    let (second, second_addr) = FakeStripe::start().await;
+    let plugins = || {
+        vec![PluginDecl::new("stripe", "conduit_stripe")
+            .allow(&[&first_addr.to_string(), &second_addr.to_string()])]
+    };
+    let env = [("CONDUIT_DATABASE_URL", database)];
+    let (a, b) = tokio::join!(
+        Conduit::start_env(plugins(), &env),
+        Conduit::start_env(plugins(), &env)
+    );
+    let r = a
+        .put(
+            "/admin/blueprints/checkout-app/versions/1",
+            &a.admin_token.clone(),
+            checkout_app(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let token = a.tenant("acme-corp").await;
+    let mut ids = Vec::new();
+    for addr in [first_addr, second_addr] {
+        let id = a
+            .connection(
+                &token,
+                json!({"connector": "stripe", "environment": "production", "ownershipMode": "byok",
+                       "config": {"baseUrl": format!("http://{addr}")}}),
+            )
+            .await;
+        a.api_key(&token, &id, GOOD_KEY).await;
+        ids.push(id);
+    }
+    let intents = |fake: &FakeStripe| {
+        fake.received()
+            .iter()
+            .filter(|r| r.path == "/v1/payment_intents")
+            .count()
+    };
+    let pay = || {
+        doc(
+            "executions",
+            json!({"blueprint": "checkout-app", "environment": "production",
+                   "workflow": "checkout", "input": {"amount": 4200, "currency": "eur"}}),
+        )
+    };
+    let path = "/api/capabilities/payments.createPaymentIntent/execute";
+
+    publish_on(
+        &a,
+        &token,
+        json!([{"slotId": "payments.primary", "connectionId": ids[0]}]),
+    )
+    .await;
+    let r = b.post(path, &token, pay()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((intents(&first), intents(&second)), (1, 0));
+
+    // b has the first binding cached; a publishes the second.
+    publish_on(
+        &a,
+        &token,
+        json!([{"slotId": "payments.primary", "connectionId": ids[1], "priority": 1},
+               {"slotId": "payments.primary", "connectionId": ids[0], "priority": 2}]),
+    )
+    .await;
+    let r = b.post(path, &token, pay()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        ids[1].as_str()
+    );
+    assert_eq!((intents(&first), intents(&second)), (1, 1));
+
+    // a deletes the connection b would pick first: b's next call takes the other.
+    let r = a
+        .delete(&format!("/api/connections/{}", ids[1]), &token)
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let r = b.post(path, &token, pay()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["connectionId"],
+        ids[0].as_str()
+    );
+    assert_eq!((intents(&first), intents(&second)), (2, 1));
+}
+
 /// A replica pointed at a database it cannot reach does not start, and says why
 /// without printing the URL's password.
 #[tokio::test]

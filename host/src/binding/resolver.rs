@@ -12,7 +12,7 @@ use crate::domain::{
     TenantConfig,
 };
 use crate::runtime::connectors::Connectors;
-use crate::store::{self, ConfigStore, ConnectionStore, Revisions, Stores};
+use crate::store::{self, ConfigStore, ConnectionStore, RevisionStore, Stores};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,7 +107,7 @@ type Scopes = HashMap<Scope, Arc<CompiledScope>>;
 pub struct Resolver {
     configs: Arc<dyn ConfigStore>,
     connections: Arc<dyn ConnectionStore>,
-    revisions: Arc<Revisions>,
+    revisions: Arc<dyn RevisionStore>,
     connectors: Arc<dyn Connectors>,
     cache: Arc<RwLock<Cache>>,
     scopes: Arc<Mutex<Scopes>>,
@@ -136,7 +136,7 @@ impl Resolver {
         let key = format!("{tenant_id}\0{blueprint}\0{}", environment.as_str());
         // Read these first: a change made while we resolve makes the entry stale.
         let revision = (
-            self.revisions.current(tenant_id),
+            self.revisions.current(tenant_id)?,
             self.connectors.generation(),
         );
         if let Some((built_from, resolved)) = self.cache.read().expect("cache lock").get(&key) {

@@ -8,7 +8,8 @@
 //! ([`CredentialStore`], [`ConfigStore`], [`AuditStore`] …): use cases hold the traits,
 //! [`SledStore`] (the embedded default) implements them all, and [`PgStore`]
 //! (`postgres/`, several replicas on one database) implements the same set.
-//! No caller sees sled keys or SQL. [`Revisions`] (in memory) is kept apart from persistence.
+//! No caller sees sled keys or SQL. The tenants' change counters ([`RevisionStore`])
+//! are in memory over sled and in the database over PostgreSQL.
 //!
 //! May import: `domain` only.
 
@@ -50,7 +51,7 @@ pub use outbox::{OutboxEntry, OutboxStore};
 pub use postgres::PgStore;
 pub use private::keep_private;
 pub use quotas::QuotaStore;
-pub use revisions::{Revisioned, Revisions};
+pub use revisions::{RevisionStore, Revisioned, Revisions};
 pub use tenants::TenantStore;
 
 /// Storage failures.
@@ -89,7 +90,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every store a use case may take, as trait objects over one backend: built once by
 /// the composition root (or a test) and handed out piece by piece. Connection writes
-/// and publications go through [`Revisioned`], so the caches comparing [`Revisions`]
+/// and publications go through [`Revisioned`], so the caches comparing revisions
 /// see every change whatever the backend.
 #[derive(Clone)]
 pub struct Stores {
@@ -122,13 +123,13 @@ pub struct Stores {
     /// Flushing at shutdown.
     pub durable: Arc<dyn Durable>,
     /// The per-tenant change counters.
-    pub revisions: Arc<Revisions>,
+    pub revisions: Arc<dyn RevisionStore>,
 }
 
 impl Stores {
     /// Every store over one sled database.
     pub fn sled(store: SledStore) -> Result<Self> {
-        let revisions = Arc::new(Revisions::default());
+        let revisions: Arc<dyn RevisionStore> = Arc::new(Revisions::default());
         let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
         let store = Arc::new(store);
         Ok(Stores {
@@ -152,7 +153,7 @@ impl Stores {
 
     /// Every store over a PostgreSQL database (migrated on the way).
     pub fn postgres(store: PgStore) -> Result<Self> {
-        let revisions = Arc::new(Revisions::default());
+        let revisions: Arc<dyn RevisionStore> = Arc::new(store.clone());
         let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
         let store = Arc::new(store);
         Ok(Stores {

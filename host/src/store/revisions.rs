@@ -1,44 +1,50 @@
 //! Per-tenant change counters that caches of derived views (the resolver's) compare to
-//! know they are current. They are in memory, like the caches they guard, and apart
-//! from persistence: [`Revisioned`] wraps any connection and config store and bumps
-//! the tenant's counter after each write that changes what resolution sees.
+//! know they are current, kept apart from what they count: [`Revisioned`] wraps any
+//! connection and config store and bumps the tenant's counter after each write that
+//! changes what resolution sees. One process keeps them in memory ([`Revisions`], the
+//! sled default); replicas sharing a database keep them there, so a change made on one
+//! is seen by every replica's next call.
 
 use super::{ConfigStore, ConnectionStore, PublishRefusal, Result};
 use crate::domain::{Connection, ConnectionStatus, Environment, TenantConfig, UnixMs};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The counters.
+/// Where the counters live.
+pub trait RevisionStore: Send + Sync {
+    /// A number that changes whenever the tenant's connections or published configs do.
+    fn current(&self, tenant_id: &str) -> Result<u64>;
+
+    /// Records a change.
+    fn bump(&self, tenant_id: &str) -> Result<()>;
+}
+
+/// The counters of one process, in memory.
 #[derive(Debug, Default)]
 pub struct Revisions(Mutex<HashMap<String, u64>>);
 
-impl Revisions {
-    /// A number that changes whenever the tenant's connections or published configs do.
-    pub fn current(&self, tenant_id: &str) -> u64 {
-        *self
-            .0
-            .lock()
-            .expect("revisions lock")
-            .get(tenant_id)
-            .unwrap_or(&0)
+impl RevisionStore for Revisions {
+    fn current(&self, tenant_id: &str) -> Result<u64> {
+        let revisions = self.0.lock().expect("revisions lock");
+        Ok(*revisions.get(tenant_id).unwrap_or(&0))
     }
 
-    /// Records a change.
-    pub fn bump(&self, tenant_id: &str) {
+    fn bump(&self, tenant_id: &str) -> Result<()> {
         let mut revisions = self.0.lock().expect("revisions lock");
         *revisions.entry(tenant_id.to_owned()).or_insert(0) += 1;
+        Ok(())
     }
 }
 
 /// A store whose connection writes and publications bump [`Revisions`].
 pub struct Revisioned<S> {
     inner: S,
-    revisions: Arc<Revisions>,
+    revisions: Arc<dyn RevisionStore>,
 }
 
 impl<S> Revisioned<S> {
     /// Wraps `inner`.
-    pub fn new(inner: S, revisions: Arc<Revisions>) -> Self {
+    pub fn new(inner: S, revisions: Arc<dyn RevisionStore>) -> Self {
         Revisioned { inner, revisions }
     }
 }
@@ -47,8 +53,8 @@ impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
     // A write that fails may still have been applied; a bump costs only a rebuild.
     fn put_connection(&self, connection: &Connection) -> Result<()> {
         let written = self.inner.put_connection(connection);
-        self.revisions.bump(&connection.tenant_id);
-        written
+        let bumped = self.revisions.bump(&connection.tenant_id);
+        written.and(bumped)
     }
 
     fn connection(&self, id: &str) -> Result<Option<Connection>> {
@@ -69,8 +75,8 @@ impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
 
     fn delete_connection(&self, connection: &Connection) -> Result<()> {
         let deleted = self.inner.delete_connection(connection);
-        self.revisions.bump(&connection.tenant_id);
-        deleted
+        let bumped = self.revisions.bump(&connection.tenant_id);
+        deleted.and(bumped)
     }
 
     fn transition_status(
@@ -82,7 +88,7 @@ impl<S: ConnectionStore> ConnectionStore for Revisioned<S> {
     ) -> Result<Option<Connection>> {
         let moved = self.inner.transition_status(id, from, to, reason)?;
         if let Some(connection) = &moved {
-            self.revisions.bump(&connection.tenant_id);
+            self.revisions.bump(&connection.tenant_id)?;
         }
         Ok(moved)
     }
@@ -157,9 +163,10 @@ impl<S: ConfigStore> ConfigStore for Revisioned<S> {
             .inner
             .publish(tenant_id, blueprint, environment, version, now);
         // A failed flush may follow a commit that reads already see.
-        if !matches!(published, Ok(Err(_))) {
-            self.revisions.bump(tenant_id);
+        if matches!(published, Ok(Err(_))) {
+            return published;
         }
-        published
+        let bumped = self.revisions.bump(tenant_id);
+        published.and_then(|outcome| bumped.map(|()| outcome))
     }
 }

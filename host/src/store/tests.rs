@@ -24,11 +24,11 @@ fn versions_count_up_and_publishing_archives_the_previous_one(place: &Place) {
         (1, 2, 1)
     );
 
-    let revision = stores.revisions.current("acme");
+    let revision = stores.revisions.current("acme").unwrap();
     let env = Environment::Production;
     store.publish("acme", "app", env, 1, 5).unwrap().unwrap();
     assert!(
-        stores.revisions.current("acme") > revision,
+        stores.revisions.current("acme").unwrap() > revision,
         "publication invalidates caches"
     );
     store.publish("acme", "app", env, 2, 6).unwrap().unwrap();
@@ -197,11 +197,11 @@ fn connections_are_listed_by_owner_and_change_status_once(place: &Place) {
     mine.tenant_id = "acme".into();
     let mut theirs = Connection::fixture("conn_b", OwnershipMode::Byok);
     theirs.tenant_id = "globex".into();
-    let before = stores.revisions.current("acme");
+    let before = stores.revisions.current("acme").unwrap();
     stores.connections.put_connection(&mine).unwrap();
     stores.connections.put_connection(&theirs).unwrap();
     assert!(
-        stores.revisions.current("acme") > before,
+        stores.revisions.current("acme").unwrap() > before,
         "a write bumps the revision"
     );
     let listed = stores.connections.connections_of("acme").unwrap();

@@ -1,11 +1,11 @@
-//! Audit records, idempotent results, daily quota counters, the webhook outbox and
-//! leases.
+//! Audit records, idempotent results, daily quota counters, the webhook outbox,
+//! leases and the tenants' change counters.
 
 use super::{big, unsigned, PgStore};
 use crate::domain::{AuditRecord, UnixMs};
 use crate::store::{
     decode, encode, AuditQuery, AuditStore, IdempotencyStore, IdempotentResult, LeaseStore,
-    OutboxEntry, OutboxStore, QuotaStore, Result,
+    OutboxEntry, OutboxStore, QuotaStore, Result, RevisionStore,
 };
 
 /// An audit cursor: the hex of the last record's time (8 bytes, big-endian) and id,
@@ -285,6 +285,31 @@ impl LeaseStore for PgStore {
             s.execute(
                 "UPDATE leases SET until = 0 WHERE name = $1 AND generation = $2",
                 &[&name, &big(generation)],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// In the database, so a change made on one replica invalidates every replica's
+/// cached resolutions on their next call (one primary-key read per resolution).
+impl RevisionStore for PgStore {
+    fn current(&self, tenant_id: &str) -> Result<u64> {
+        self.session(|s| {
+            let row = s.query_opt(
+                "SELECT revision FROM tenant_revisions WHERE tenant_id = $1",
+                &[&tenant_id],
+            )?;
+            Ok(row.map_or(0, |row| unsigned(row.get(0))))
+        })
+    }
+
+    fn bump(&self, tenant_id: &str) -> Result<()> {
+        self.session(|s| {
+            s.execute(
+                "INSERT INTO tenant_revisions (tenant_id, revision) VALUES ($1, 1) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET revision = tenant_revisions.revision + 1",
+                &[&tenant_id],
             )?;
             Ok(())
         })
