@@ -507,6 +507,10 @@ pub async fn serve(
     let (store, audit) = (app.stores.durable.clone(), app.audit.clone());
     let scheduler = app.scheduler.spawn();
     let housekeeping = spawn_idempotency_purge(app.idempotency.clone());
+    let following = app
+        .stores
+        .shared
+        .then(|| spawn_deployment_follower(app.deployer.clone()));
     let upkeep = tokio::spawn(async {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -529,11 +533,27 @@ pub async fn serve(
     scheduler.abort();
     housekeeping.abort();
     upkeep.abort();
+    if let Some(following) = following {
+        following.abort();
+    }
     audit.flush().await;
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "flushing the store at shutdown failed");
     }
     result
+}
+
+/// Applies the deployment changes other replicas make, every [`deploy::FOLLOW_EVERY`].
+fn spawn_deployment_follower(deployer: Arc<Deployer>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(deploy::FOLLOW_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(e) = deployer.follow().await {
+                tracing::error!(error = %e, "following the stored deployments failed");
+            }
+        }
+    })
 }
 
 /// Deletes idempotent results past their retention, hourly.

@@ -319,6 +319,83 @@ async fn a_publication_and_a_deletion_on_one_replica_route_the_others_next_call(
     assert_eq!((intents(&first), intents(&second)), (2, 1));
 }
 
+/// The version of the sandbox probe answering on `replica` (`None`: unavailable).
+async fn probe_version(replica: &Conduit, token: &str, connection: &str) -> Option<u64> {
+    let r = replica
+        .execute(token, connection, "probe.version", json!({}))
+        .await;
+    match r.status {
+        200 => r.output()["version"].as_u64(),
+        _ => {
+            r.assert_error(503, "connector_unavailable");
+            None
+        }
+    }
+}
+
+/// Waits until `replica` answers with `want`; returns how long it took.
+async fn until_version(
+    replica: &Conduit,
+    token: &str,
+    connection: &str,
+    want: Option<u64>,
+) -> Duration {
+    let started = Instant::now();
+    while probe_version(replica, token, connection).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the replica never answered {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// An upload, a rollback and an unload on one replica: the other follows each
+/// within a second, loading the stored component into its own cache.
+#[tokio::test]
+async fn a_hot_load_rollback_and_unload_on_one_replica_reach_the_other_within_a_second() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let env = [("CONDUIT_DATABASE_URL", database)];
+    let probe = || vec![PluginDecl::new("sandbox-probe", "conduit_sandbox_probe")];
+    let (a, b) = tokio::join!(
+        Conduit::start_env(probe(), &env),
+        Conduit::start_env(probe(), &env)
+    );
+    let token = a.tenant("acme-corp").await;
+    let connection = a
+        .connection(
+            &token,
+            json!({"connector": "sandbox-probe", "environment": "sandbox"}),
+        )
+        .await;
+    a.api_key(&token, &connection, "probe-key-0123456789").await;
+    assert_eq!(probe_version(&b, &token, &connection).await, Some(1));
+
+    let v2 = std::fs::read(crate::support::wasm("conduit_sandbox_probe_v2")).unwrap();
+    let r = a.upload(&v2, false).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let swap = until_version(&b, &token, &connection, Some(2)).await;
+    let admin = a.admin_token.clone();
+    let r = a
+        .post("/admin/plugins/sandbox-probe/rollback", &admin, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rollback = until_version(&b, &token, &connection, Some(1)).await;
+    let r = a.delete("/admin/plugins/sandbox-probe", &admin).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let unload = until_version(&b, &token, &connection, None).await;
+    eprintln!("b followed: swap {swap:?}, rollback {rollback:?}, unload {unload:?}");
+    for (what, took) in [("swap", swap), ("rollback", rollback), ("unload", unload)] {
+        assert!(
+            took < Duration::from_secs(1),
+            "the {what} took {took:?} to reach b"
+        );
+    }
+}
+
 /// A replica pointed at a database it cannot reach does not start, and says why
 /// without printing the URL's password.
 #[tokio::test]

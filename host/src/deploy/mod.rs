@@ -13,6 +13,11 @@
 //! changed by a refusal. Every change and refusal is an audit record in the admin scope
 //! ([`ADMIN_SCOPE`]) and a log line.
 //!
+//! Replicas sharing a database share the deployments: each follows the stored ones
+//! ([`Deployer::follow`], every [`FOLLOW_EVERY`]) and applies a change another replica
+//! made (a swap, a rollback, an unload, a grant) into its own catalog and compiled
+//! cache.
+//!
 //! May import: `domain`, `store`, `audit`, `runtime`.
 
 pub mod watch;
@@ -33,6 +38,9 @@ use std::time::Instant;
 
 /// The audit scope of operator actions: not a tenant id (tenant ids have no `_`).
 pub const ADMIN_SCOPE: &str = "_admin";
+
+/// How often a replica sharing a database looks for deployment changes made by others.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The largest component accepted, by default.
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -147,6 +155,9 @@ pub struct Deployer {
     changing: tokio::sync::Mutex<()>,
     /// Whether [`Deployer::restore`] has finished: the catalog is what it should be.
     restored: std::sync::atomic::AtomicBool,
+    /// Each slug's deployment as this replica last wrote or applied it: a stored one
+    /// that differs was changed by another replica.
+    applied: std::sync::Mutex<BTreeMap<String, PluginDeployment>>,
 }
 
 impl Deployer {
@@ -174,7 +185,50 @@ impl Deployer {
             max_component_bytes,
             changing: tokio::sync::Mutex::new(()),
             restored: Default::default(),
+            applied: Default::default(),
         }
+    }
+
+    /// Stores a deployment this replica changed, remembering it as applied.
+    fn persist(&self, deployment: &PluginDeployment) -> Result<(), Error> {
+        self.deployments.put_deployment(deployment)?;
+        self.remember(deployment);
+        Ok(())
+    }
+
+    fn remember(&self, deployment: &PluginDeployment) {
+        self.applied
+            .lock()
+            .expect("applied lock")
+            .insert(deployment.slug.clone(), deployment.clone());
+    }
+
+    /// Applies the stored deployments that another replica changed since this one last
+    /// wrote or applied them: loads their active version (from the stored component,
+    /// compiled into this replica's cache), or unloads. Returns how many it applied.
+    pub async fn follow(&self) -> Result<usize, Error> {
+        let _one = self.changing.lock().await;
+        let mut changed = 0;
+        for stored in self.deployments.deployments()? {
+            let known =
+                self.applied.lock().expect("applied lock").get(&stored.slug) == Some(&stored);
+            if known {
+                continue;
+            }
+            changed += 1;
+            match &stored.active {
+                Some(active) => {
+                    tracing::info!(plugin = %stored.slug, version = active.version, "plugin.follow: applying a deployment changed by another replica");
+                    self.reactivate(stored.clone(), None).await;
+                }
+                None => {
+                    tracing::info!(plugin = %stored.slug, "plugin.follow: unloaded by another replica");
+                    self.catalog.remove(&stored.slug);
+                }
+            }
+            self.remember(&stored);
+        }
+        Ok(changed)
     }
 
     /// Whether the catalog has been restored at start.
@@ -202,6 +256,7 @@ impl Deployer {
             let seen = entry_digest(&sha256, entry);
             let deployment = self.deployment(&entry.slug)?;
             if deployment.file_entry_seen.as_deref() == Some(seen.as_str()) {
+                self.remember(&deployment);
                 // The file read just now is the active version's unless an upload or a
                 // rollback replaced it.
                 let read = deployment
@@ -221,6 +276,7 @@ impl Deployer {
         }
         for deployment in self.deployments.deployments()? {
             if !self.entries.contains_key(&deployment.slug) {
+                self.remember(&deployment);
                 self.reactivate(deployment, None).await;
             }
         }
@@ -351,7 +407,7 @@ impl Deployer {
             loaded_at: now_ms(),
         };
         deployment.activate(version);
-        self.deployments.put_deployment(&deployment)?;
+        self.persist(&deployment)?;
         let plugin = Arc::new(plugin);
         self.catalog.insert_arc(plugin.clone());
         let action = match change {
@@ -385,7 +441,7 @@ impl Deployer {
             loaded_at: now_ms(),
             ..previous
         });
-        self.deployments.put_deployment(&deployment)?;
+        self.persist(&deployment)?;
         let plugin = Arc::new(plugin);
         self.catalog.insert_arc(plugin.clone());
         log_loaded("plugin.rollback", &plugin);
@@ -405,7 +461,7 @@ impl Deployer {
         let Some(old) = deployment.deactivate() else {
             return Err(Error::NotFound(slug.to_owned()));
         };
-        self.deployments.put_deployment(&deployment)?;
+        self.persist(&deployment)?;
         self.catalog.remove(slug);
         tracing::info!(plugin = slug, version = old.version, sha256 = %&old.sha256[..12], why, "plugin.unload");
         self.audit.record(AuditRecord {
@@ -433,7 +489,7 @@ impl Deployer {
             )),
             None => None,
         };
-        self.deployments.put_deployment(&deployment)?;
+        self.persist(&deployment)?;
         if let Some(plugin) = &reconfigured {
             self.catalog.insert_arc(plugin.clone());
         }

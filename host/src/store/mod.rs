@@ -124,6 +124,9 @@ pub struct Stores {
     pub durable: Arc<dyn Durable>,
     /// The per-tenant change counters.
     pub revisions: Arc<dyn RevisionStore>,
+    /// Whether other processes may write the same data (replicas on one database):
+    /// each then follows what the others change.
+    pub shared: bool,
 }
 
 impl Stores {
@@ -148,6 +151,7 @@ impl Stores {
             outbox: store.clone(),
             durable: store,
             revisions,
+            shared: false,
         })
     }
 
@@ -172,6 +176,7 @@ impl Stores {
             outbox: store.clone(),
             durable: store,
             revisions,
+            shared: true,
         })
     }
 
