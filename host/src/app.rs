@@ -510,7 +510,7 @@ pub async fn serve(
     let following = app
         .stores
         .shared
-        .then(|| spawn_deployment_follower(app.deployer.clone()));
+        .then(|| spawn_follower(app.deployer.clone(), app.vault.clone()));
     let upkeep = tokio::spawn(async {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -543,14 +543,19 @@ pub async fn serve(
     result
 }
 
-/// Applies the deployment changes other replicas make, every [`deploy::FOLLOW_EVERY`].
-fn spawn_deployment_follower(deployer: Arc<Deployer>) -> tokio::task::JoinHandle<()> {
+/// Applies the changes other replicas sharing the database make to deployments and
+/// to the vault's keyring (a rotation: new data keys are wrapped under the new primary
+/// KEK), every [`deploy::FOLLOW_EVERY`].
+fn spawn_follower(deployer: Arc<Deployer>, vault: Arc<Vault>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(deploy::FOLLOW_EVERY);
         loop {
             every.tick().await;
             if let Err(e) = deployer.follow().await {
                 tracing::error!(error = %e, "following the stored deployments failed");
+            }
+            if let Err(e) = vault.reload() {
+                tracing::error!(error = %e, "reading the stored keyring failed");
             }
         }
     })

@@ -396,6 +396,91 @@ async fn a_hot_load_rollback_and_unload_on_one_replica_reach_the_other_within_a_
     }
 }
 
+/// Key rotation on one replica: the others open what it re-wrapped under the new
+/// KEK, seal new credentials under it, and the old KEK retires once nothing uses it.
+#[tokio::test]
+async fn a_key_rotation_on_one_replica_is_used_by_the_others() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (_fake, addr) = FakeStripe::start().await;
+    let env = [("CONDUIT_DATABASE_URL", database)];
+    let (a, b) = tokio::join!(
+        Conduit::start_env(stripe(addr), &env),
+        Conduit::start_env(stripe(addr), &env)
+    );
+    let token = a.tenant("acme-corp").await;
+    let stripe_connection = || {
+        json!({"connector": "stripe", "environment": "sandbox",
+               "config": {"baseUrl": format!("http://{addr}")}})
+    };
+    let old = a.connection(&token, stripe_connection()).await;
+    a.api_key(&token, &old, GOOD_KEY).await;
+    assert_eq!(b.vend(&token, &old).await.status, 200);
+
+    let admin = a.admin_token.clone();
+    let rotated = a
+        .call(
+            reqwest::Method::POST,
+            "/admin/vault/rotate",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(rotated.body["data"]["attributes"]["rewrapped"], 1);
+    let new_key = rotated.body["data"]["attributes"]["primaryKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Re-wrapped under a KEK b has never seen: b reads the keyring again.
+    let r = b.vend(&token, &old).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["attributes"]["apiKey"], GOOD_KEY);
+
+    // b seals new credentials under the new primary (it follows the keyring), so the
+    // old KEK is unused and retires.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fresh = b.connection(&token, stripe_connection()).await;
+    b.api_key(&token, &fresh, GOOD_KEY).await;
+    let keys = a.get("/admin/vault", &admin).await;
+    assert_eq!(keys.status, 200, "{}", keys.text);
+    let usage: Vec<(String, u64)> = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_owned(),
+                k["attributes"]["credentials"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let old_key = usage
+        .iter()
+        .find(|(id, _)| *id != new_key)
+        .unwrap()
+        .0
+        .clone();
+    assert!(
+        usage.contains(&(new_key.clone(), 2)) && usage.contains(&(old_key.clone(), 0)),
+        "{usage:?}"
+    );
+    let r = a
+        .post(
+            &format!("/admin/vault/keys/{old_key}/retire"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    for replica in [&a, &b] {
+        for id in [&old, &fresh] {
+            assert_eq!(replica.vend(&token, id).await.status, 200);
+        }
+    }
+}
+
 /// A replica pointed at a database it cannot reach does not start, and says why
 /// without printing the URL's password.
 #[tokio::test]

@@ -237,13 +237,7 @@ impl Vault {
                 }
             }
         };
-        let sealed: Sealed = existing
-            .and_then(|doc| serde_json::from_slice(&doc).ok())
-            .ok_or(Error::WrongRootKey)?;
-        let doc = root
-            .open(&sealed, KEYRING_AAD)
-            .map_err(|_| Error::WrongRootKey)?;
-        let keyring = Keyring::from_doc(&doc)?;
+        let keyring = open_keyring(&root, existing.as_deref())?;
         Ok(Vault {
             root,
             keyring: RwLock::new(keyring),
@@ -275,7 +269,19 @@ impl Vault {
         data_key.open(&sealed.secret, &context.secret_aad())
     }
 
+    /// A key id this keyring does not know may be a KEK another replica sharing the
+    /// store added: the stored keyring is read again, once, before giving up.
     fn unwrap_data_key(&self, context: SealContext<'_>, sealed: &SealedSecret) -> Result<Key> {
+        match self.unwrap_with_current(context, sealed) {
+            Err(Error::UnknownKey(_)) => {
+                self.reload()?;
+                self.unwrap_with_current(context, sealed)
+            }
+            unwrapped => unwrapped,
+        }
+    }
+
+    fn unwrap_with_current(&self, context: SealContext<'_>, sealed: &SealedSecret) -> Result<Key> {
         let keyring = self.keyring.read().expect("keyring lock");
         let kek = keyring
             .keys
@@ -283,6 +289,18 @@ impl Vault {
             .ok_or_else(|| Error::UnknownKey(sealed.key_id.clone()))?;
         let bytes = kek.open(&sealed.wrapped_key, &context.data_key_aad(&sealed.key_id))?;
         Key::from_bytes(&bytes)
+    }
+
+    /// Replaces the keyring in memory with the stored one: replicas sharing a store
+    /// follow each other's rotations (a new primary, a retired KEK) this way.
+    pub fn reload(&self) -> Result<()> {
+        let stored = self.stored.load()?;
+        if stored.is_none() {
+            return Ok(());
+        }
+        let keyring = open_keyring(&self.root, stored.as_deref())?;
+        *self.keyring.write().expect("keyring lock") = keyring;
+        Ok(())
     }
 
     /// The id of the KEK that wraps new data keys.
@@ -301,8 +319,10 @@ impl Vault {
             .collect()
     }
 
-    /// Adds a new KEK and makes it primary; old KEKs keep opening what they wrap.
+    /// Adds a new KEK and makes it primary; old KEKs keep opening what they wrap. It
+    /// starts from the stored keyring, so a change another replica made is kept.
     pub fn add_primary_key(&self) -> Result<String> {
+        self.reload()?;
         let mut keyring = self.keyring.write().expect("keyring lock");
         let id = new_key_id();
         keyring.keys.insert(id.clone(), Key::generate());
@@ -331,6 +351,7 @@ impl Vault {
 
     /// Removes a KEK that no credential uses (`in_use` is the caller's count).
     pub fn retire_key(&self, key_id: &str, in_use: usize) -> Result<()> {
+        self.reload()?;
         let mut keyring = self.keyring.write().expect("keyring lock");
         if keyring.primary == key_id {
             return Err(Error::RetirePrimary);
@@ -365,6 +386,17 @@ pub fn reseal_keyring(stored: &dyn KeyringStore, old: &Key, new: &Key) -> Result
 fn persist_keyring(stored: &dyn KeyringStore, root: &Key, keyring: &Keyring) -> Result<()> {
     stored.save(&seal_keyring(root, keyring))?;
     Ok(())
+}
+
+/// A stored keyring opened with the root key; anything else is the wrong root key.
+fn open_keyring(root: &Key, stored: Option<&[u8]>) -> Result<Keyring> {
+    let sealed: Sealed = stored
+        .and_then(|doc| serde_json::from_slice(doc).ok())
+        .ok_or(Error::WrongRootKey)?;
+    let doc = root
+        .open(&sealed, KEYRING_AAD)
+        .map_err(|_| Error::WrongRootKey)?;
+    Keyring::from_doc(&doc)
 }
 
 fn seal_keyring(root: &Key, keyring: &Keyring) -> Vec<u8> {
