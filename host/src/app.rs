@@ -89,6 +89,8 @@ pub struct Config {
     /// a request under an idempotency key, one at a time; a dead holder delays the
     /// next by at most this).
     pub lease: Duration,
+    /// How many replicas share the provider rate budgets (each spends its share).
+    pub replicas: u32,
     /// Where lifecycle webhooks go, if anywhere.
     pub webhook: Option<WebhookConfig>,
     /// How long an OAuth authorization may take.
@@ -133,6 +135,7 @@ impl Config {
             scheduler: SchedulerConfig::default(),
             refresh_backoff: BackoffPolicy::default(),
             lease: crate::store::DEFAULT_LEASE,
+            replicas: 1,
             webhook: None,
             oauth_state_ttl: crate::credentials::oauth::DEFAULT_STATE_TTL,
             oauth_redirects: Default::default(),
@@ -295,7 +298,7 @@ impl App {
         ));
         deployer.restore().await?;
         let clients = Clients::new(stores.oauth.clone(), vault.clone());
-        let limits = RateLimits::new();
+        let limits = RateLimits::new().shared_by(config.replicas);
         let connectors: Arc<dyn Connectors> = Arc::new(Loaded::new(
             catalog.clone(),
             runtime.clone(),

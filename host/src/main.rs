@@ -117,6 +117,10 @@ struct ServeArgs {
     /// deadline.
     #[arg(long, env = "CONDUIT_LEASE_MS", default_value_t = 60_000)]
     lease_ms: u64,
+    /// How many replicas serve this deployment: each spends 1/N of every connector's
+    /// rate budget, so together they stay under the provider's ceiling.
+    #[arg(long, env = "CONDUIT_REPLICAS", default_value_t = 1)]
+    replicas: u32,
     /// Spread each pass's refreshes over up to this many milliseconds.
     #[arg(long, env = "CONDUIT_REFRESH_SPREAD_MS", default_value_t = 1_000)]
     refresh_spread_ms: u64,
@@ -367,6 +371,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..SchedulerConfig::default()
         },
         lease: Duration::from_millis(args.lease_ms.max(1)),
+        replicas: args.replicas.max(1),
         refresh_backoff: BackoffPolicy {
             base: Duration::from_millis(args.refresh_backoff_ms),
             ..BackoffPolicy::default()

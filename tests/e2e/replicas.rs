@@ -481,6 +481,79 @@ async fn a_key_rotation_on_one_replica_is_used_by_the_others() {
     }
 }
 
+/// Three replicas flooding one Stripe account whose budget is 9 requests a second
+/// (bursts of 9), each told it is one of three: together they send the provider at
+/// most the ceiling, a burst plus the rate over the run. Each alone would allow that
+/// much, three times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_sharing_a_budget_stay_under_the_provider_ceiling() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (fake, addr) = FakeStripe::start().await;
+    let plugins = || {
+        vec![PluginDecl::new("stripe", "conduit_stripe")
+            .allow(&[&addr.to_string()])
+            .setting("rate_profile = { requests = 9, per_seconds = 1, burst = 9 }")]
+    };
+    let env = [
+        ("CONDUIT_DATABASE_URL", database),
+        ("CONDUIT_REPLICAS", "3".to_owned()),
+    ];
+    let (a, b, c) = tokio::join!(
+        Conduit::start_env(plugins(), &env),
+        Conduit::start_env(plugins(), &env),
+        Conduit::start_env(plugins(), &env),
+    );
+    let token = a.tenant("acme-corp").await;
+    let connection = a
+        .connection(
+            &token,
+            json!({"connector": "stripe", "environment": "sandbox",
+                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    a.api_key(&token, &connection, GOOD_KEY).await;
+    let replicas = Arc::new([a, b, c]);
+    let run = Duration::from_secs(2);
+    let started = Instant::now();
+    let floods: Vec<_> = (0..9)
+        .map(|i| {
+            let (replicas, token, connection) =
+                (replicas.clone(), token.clone(), connection.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < run {
+                    let r = replicas[i % 3]
+                        .execute(
+                            &token,
+                            &connection,
+                            "customers.create",
+                            json!({"email": "x@example.com"}),
+                        )
+                        .await;
+                    assert!(r.status == 200 || r.status == 429, "{}", r.text);
+                }
+            })
+        })
+        .collect();
+    for flood in floods {
+        flood.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = fake
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/customers")
+        .count();
+    let ceiling = 9.0 + 9.0 * elapsed;
+    eprintln!("{sent} provider requests in {elapsed:.2} s (ceiling {ceiling:.1})");
+    assert!(
+        sent as f64 <= ceiling + 1.0,
+        "{sent} requests over a ceiling of {ceiling:.1}"
+    );
+    assert!(sent >= 9, "only {sent} requests reached the provider");
+}
+
 /// A replica pointed at a database it cannot reach does not start, and says why
 /// without printing the URL's password.
 #[tokio::test]

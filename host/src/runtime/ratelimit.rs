@@ -6,6 +6,11 @@
 //! it). A call that would exceed it waits for its turn, up to a bound; past the bound
 //! it is refused with the wait, so the caller can retry later instead of earning a 429
 //! from the provider.
+//!
+//! Buckets are in memory. Replicas sharing a database each spend a share of every
+//! budget ([`RateLimits::shared_by`], `CONDUIT_REPLICAS`): with N replicas, each runs at
+//! `requests / N` per window with bursts of `burst / N` (at least one), so together
+//! they stay under the provider's ceiling without a round trip per call.
 
 use crate::domain::RateProfile;
 use governor::clock::{Clock, DefaultClock};
@@ -26,15 +31,32 @@ type KeyedLimiter = RateLimiter<
 type Limiters = HashMap<(String, RateProfile), Arc<KeyedLimiter>>;
 
 /// Per-connector limiters keyed by connection; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RateLimits {
     limiters: Arc<Mutex<Limiters>>,
+    /// How many replicas share each budget (this one spends `1 / replicas` of it).
+    replicas: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            limiters: Arc::default(),
+            replicas: 1,
+        }
+    }
 }
 
 impl RateLimits {
     /// No budgets spent yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Spends `1 / replicas` of every budget: the share of one of `replicas` replicas.
+    pub fn shared_by(mut self, replicas: u32) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// Waits until `connection_id` may make one more request under `profile`, for at
@@ -68,12 +90,22 @@ impl RateLimits {
 
     /// The limiter for a connector's profile; `None` for a profile without a limit.
     fn limiter(&self, connector: &str, profile: &RateProfile) -> Option<Arc<KeyedLimiter>> {
-        let quota = quota(profile)?;
+        let quota = quota(&share(profile, self.replicas))?;
         let mut limiters = self.limiters.lock().expect("limiters lock");
         let limiter = limiters
             .entry((connector.to_owned(), *profile))
             .or_insert_with(|| Arc::new(RateLimiter::hashmap(quota)));
         Some(limiter.clone())
+    }
+}
+
+/// One replica's share of `profile`: a window `replicas` times as long for the same
+/// requests (the rate divided exactly), and the burst divided (at least one).
+fn share(profile: &RateProfile, replicas: u32) -> RateProfile {
+    RateProfile {
+        requests: profile.requests,
+        per_seconds: profile.per_seconds.max(1).saturating_mul(replicas),
+        burst: (profile.burst / replicas).max(1),
     }
 }
 
@@ -122,6 +154,28 @@ mod tests {
             .await
             .unwrap();
         assert!(other.elapsed() < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_replica_spends_its_share_of_the_budget() {
+        // 10 per second with bursts of 6, shared by 3: 2 at once, then one every 300 ms.
+        let limits = RateLimits::new().shared_by(3);
+        let p = profile(10, 1, 6);
+        let started = Instant::now();
+        for _ in 0..4 {
+            limits
+                .acquire("gmail", &p, "conn_1", Duration::from_secs(2))
+                .await
+                .unwrap();
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(580), "{took:?}");
+        assert!(took < Duration::from_millis(900), "{took:?}");
+        let wait = limits
+            .acquire("gmail", &p, "conn_1", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(wait > Duration::from_millis(200), "{wait:?}");
     }
 
     #[tokio::test]
