@@ -94,7 +94,7 @@ async fn main() {
         "conduit bench ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // `CONDUIT_BENCH=dispatch|e2e|load|languages|hotload|tokens|vend|throughput|due|binding|execute|resolve`
+    // `CONDUIT_BENCH=dispatch|e2e|load|languages|hotload|tokens|vend|throughput|due|binding|execute|resolve|fastpath|postgres`
     // runs one section.
     let only = std::env::var("CONDUIT_BENCH").unwrap_or_default();
     let run = |name: &str| only.is_empty() || only == name;
@@ -131,6 +131,128 @@ async fn main() {
     }
     if run("fastpath") {
         fast_path().await;
+    }
+    if run("postgres") {
+        postgres().await;
+    }
+}
+
+/// The PostgreSQL backend against sled, on the server `cargo xtask bench` starts
+/// (`CONDUIT_TEST_DATABASE_URL`): warm vend in process, due selection, and vend and
+/// execute throughput over HTTP with one replica and with three on one database.
+async fn postgres() {
+    let Ok(server) = std::env::var("CONDUIT_TEST_DATABASE_URL") else {
+        println!(
+            "postgres: skipped (no CONDUIT_TEST_DATABASE_URL; `cargo xtask bench` starts a server)"
+        );
+        return;
+    };
+    let schema = |name: &str| {
+        let store = conduit::store::PgStore::connect_in(&server, Some(name)).unwrap();
+        conduit::store::Stores::postgres(store).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled = conduit::store::Stores::open(dir.path()).unwrap();
+    warm_vend_on(sled, "sled").await;
+    warm_vend_on(schema("bench_vend"), "PostgreSQL").await;
+    due_selection_on(&schema("bench_due"), "PostgreSQL");
+    replica_throughput().await;
+}
+
+/// Vend and execute throughput over HTTP, 16 clients spread over `replicas` servers:
+/// on sled (one), then on one PostgreSQL database (one, then three).
+async fn replica_throughput() {
+    let (stripe, stripe_addr) = support::fake_stripe::FakeStripe::start().await;
+    let (_google, google_addr) = support::fake_google::start().await;
+    let plugins = || {
+        vec![
+            support::gmail_plugin(google_addr),
+            support::PluginDecl::new("stripe", "conduit_stripe")
+                .allow(&[&stripe_addr.to_string()])
+                .setting(UNLIMITED_RATE),
+        ]
+    };
+    for (backend, replicas) in [("sled", 1), ("PostgreSQL", 1), ("PostgreSQL", 3)] {
+        let mut env = Vec::new();
+        if backend == "PostgreSQL" {
+            env.push((
+                "CONDUIT_DATABASE_URL",
+                support::postgres::fresh_database().await.unwrap(),
+            ));
+        }
+        let mut servers = Vec::new();
+        for _ in 0..replicas {
+            servers.push(support::Conduit::start_for_bench_env(plugins(), &env).await);
+        }
+        let first = &servers[0];
+        let token = first.tenant("bench").await;
+        let gmail = first
+            .connection(&token, support::gmail_connection(google_addr, "managed"))
+            .await;
+        first
+            .oauth_tokens(&token, &gmail, "ya29.bench", "1//bench", 3_600_000)
+            .await;
+        let stripe_id = first
+            .connection(
+                &token,
+                serde_json::json!({"connector": "stripe", "environment": "sandbox",
+                                   "config": {"baseUrl": format!("http://{stripe_addr}")}}),
+            )
+            .await;
+        first
+            .api_key(&token, &stripe_id, support::fake_stripe::GOOD_KEY)
+            .await;
+        let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+        let vend = spread_requests(
+            &bases,
+            &format!("/api/connections/{gmail}/vend"),
+            &token,
+            "{}",
+        );
+        let execute = spread_requests(
+            &bases,
+            &format!("/api/connections/{stripe_id}/capabilities/customers.create/execute"),
+            &token,
+            r#"{"data":{"type":"executions","attributes":{"input":{"email":"ada@example.com"}}}}"#,
+        );
+        throughput(vend.clone(), 16, Duration::from_millis(500)).await;
+        let window = Duration::from_secs(2);
+        let vend_rps = throughput(vend, 16, window).await;
+        let execute_rps = throughput(execute, 16, window).await;
+        println!(
+            "{backend}, {replicas} replica(s) on one machine: vend {vend_rps:.0} req/s, execute {execute_rps:.0} req/s (16 clients spread over them)"
+        );
+    }
+    drop(stripe);
+}
+
+/// A POST of `body` to `path` on each of `bases` in turn, asserting 200.
+fn spread_requests(
+    bases: &[String],
+    path: &str,
+    token: &str,
+    body: &'static str,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + 'static
+{
+    let urls: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(bases.iter().map(|b| format!("{b}{path}")).collect());
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (client, token) = (reqwest::Client::new(), token.to_owned());
+    move || {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % urls.len();
+        let (client, url, token) = (client.clone(), urls[i].clone(), token.clone());
+        Box::pin(async move {
+            let r = client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        })
     }
 }
 
@@ -181,9 +303,13 @@ fn oauth_secret(expires_in_ms: u64) -> SecretFields {
 }
 
 async fn warm_vend() {
-    use conduit::credentials::tokens::{RefreshLeads, Tokens};
     let dir = tempfile::tempdir().unwrap();
     let stores = conduit::store::Stores::open(dir.path()).unwrap();
+    warm_vend_on(stores, "one sled read").await;
+}
+
+async fn warm_vend_on(stores: conduit::store::Stores, backend: &str) {
+    use conduit::credentials::tokens::{RefreshLeads, Tokens};
     let vault = std::sync::Arc::new(
         conduit::credentials::vault::Vault::load(
             stores.keyring.clone(),
@@ -217,7 +343,7 @@ async fn warm_vend() {
         drop(secret);
     }
     println!(
-        "warm vend in process (one sled read + envelope decrypt): p50 {:.2} µs, p99 {:.2} µs  [target p50 <= 5 µs]",
+        "warm vend in process ({backend} + envelope decrypt): p50 {:.2} µs, p99 {:.2} µs  [target p50 <= 5 µs on sled]",
         us(percentile(&mut samples, 0.5)),
         us(percentile(&mut samples, 0.99))
     );
@@ -304,6 +430,10 @@ async fn vend_throughput() {
 fn due_selection() {
     let dir = tempfile::tempdir().unwrap();
     let stores = conduit::store::Stores::open(dir.path()).unwrap();
+    due_selection_on(&stores, "sled");
+}
+
+fn due_selection_on(stores: &conduit::store::Stores, backend: &str) {
     let store = stores.credentials.clone();
     let vault = conduit::credentials::vault::Vault::load(
         stores.keyring.clone(),
@@ -368,7 +498,7 @@ fn due_selection() {
             assert_eq!(due.len(), 1000);
         }
         println!(
-            "select due credentials: {target} stored, 1000 due: p50 {:.2} ms, p99 {:.2} ms  [target <= 10 ms, flat in stored count]",
+            "select due credentials ({backend}): {target} stored, 1000 due: p50 {:.2} ms, p99 {:.2} ms  [target <= 10 ms, flat in stored count]",
             percentile(&mut samples, 0.5).as_secs_f64() * 1e3,
             percentile(&mut samples, 0.99).as_secs_f64() * 1e3
         );

@@ -16,6 +16,19 @@ fn stripe(addr: std::net::SocketAddr) -> Vec<PluginDecl> {
     vec![PluginDecl::new("stripe", "conduit_stripe").allow(&[&addr.to_string()])]
 }
 
+/// A sandbox Stripe connection to the fake on `addr`, with its key, made on `replica`.
+async fn sandbox_stripe(replica: &Conduit, token: &str, addr: std::net::SocketAddr) -> String {
+    let id = replica
+        .connection(
+            token,
+            json!({"connector": "stripe", "environment": "sandbox",
+                   "config": {"baseUrl": format!("http://{addr}")}}),
+        )
+        .await;
+    replica.api_key(token, &id, GOOD_KEY).await;
+    id
+}
+
 /// Three replicas started at once on a new database: they migrate it one at a time
 /// and agree on one keyring, so a credential sealed by one opens on the others.
 #[tokio::test]
@@ -32,14 +45,7 @@ async fn replicas_share_tenants_connections_credentials_and_audit() {
     );
 
     let token = a.tenant("acme-corp").await;
-    let connection = a
-        .connection(
-            &token,
-            json!({"connector": "stripe", "environment": "sandbox",
-                   "config": {"baseUrl": format!("http://{addr}")}}),
-        )
-        .await;
-    a.api_key(&token, &connection, GOOD_KEY).await;
+    let connection = sandbox_stripe(&a, &token, addr).await;
 
     // Made on one replica, used on the others: the tenant's token, its connection and
     // the credential sealed under the shared keyring.
@@ -104,14 +110,7 @@ async fn one_idempotency_key_on_two_replicas_calls_the_provider_once() {
         Conduit::start_env(stripe(addr), &env),
     );
     let token = a.tenant("acme-corp").await;
-    let connection = a
-        .connection(
-            &token,
-            json!({"connector": "stripe", "environment": "sandbox",
-                   "config": {"baseUrl": format!("http://{addr}")}}),
-        )
-        .await;
-    a.api_key(&token, &connection, GOOD_KEY).await;
+    let connection = sandbox_stripe(&a, &token, addr).await;
     fake.set_delay(Duration::from_millis(500));
     let path =
         format!("/api/connections/{connection}/capabilities/payments.createPaymentIntent/execute");
@@ -410,12 +409,7 @@ async fn a_key_rotation_on_one_replica_is_used_by_the_others() {
         Conduit::start_env(stripe(addr), &env)
     );
     let token = a.tenant("acme-corp").await;
-    let stripe_connection = || {
-        json!({"connector": "stripe", "environment": "sandbox",
-               "config": {"baseUrl": format!("http://{addr}")}})
-    };
-    let old = a.connection(&token, stripe_connection()).await;
-    a.api_key(&token, &old, GOOD_KEY).await;
+    let old = sandbox_stripe(&a, &token, addr).await;
     assert_eq!(b.vend(&token, &old).await.status, 200);
 
     let admin = a.admin_token.clone();
@@ -441,8 +435,7 @@ async fn a_key_rotation_on_one_replica_is_used_by_the_others() {
     // b seals new credentials under the new primary (it follows the keyring), so the
     // old KEK is unused and retires.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let fresh = b.connection(&token, stripe_connection()).await;
-    b.api_key(&token, &fresh, GOOD_KEY).await;
+    let fresh = sandbox_stripe(&b, &token, addr).await;
     let keys = a.get("/admin/vault", &admin).await;
     assert_eq!(keys.status, 200, "{}", keys.text);
     let usage: Vec<(String, u64)> = keys.body["data"]
@@ -506,14 +499,7 @@ async fn replicas_sharing_a_budget_stay_under_the_provider_ceiling() {
         Conduit::start_env(plugins(), &env),
     );
     let token = a.tenant("acme-corp").await;
-    let connection = a
-        .connection(
-            &token,
-            json!({"connector": "stripe", "environment": "sandbox",
-                   "config": {"baseUrl": format!("http://{addr}")}}),
-        )
-        .await;
-    a.api_key(&token, &connection, GOOD_KEY).await;
+    let connection = sandbox_stripe(&a, &token, addr).await;
     let replicas = Arc::new([a, b, c]);
     let run = Duration::from_secs(2);
     let started = Instant::now();

@@ -61,6 +61,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => {
             build_plugins(&root, Profile::Release)?;
+            let _database = postgres::start(&target_dir(&root))?;
             cargo(&root, &["bench", "-p", "conduit", "--bench", "conduit"])
         }
         _ => {

@@ -132,52 +132,63 @@ pub struct Stores {
 impl Stores {
     /// Every store over one sled database.
     pub fn sled(store: SledStore) -> Result<Self> {
-        let revisions: Arc<dyn RevisionStore> = Arc::new(Revisions::default());
-        let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
-        let store = Arc::new(store);
-        Ok(Stores {
-            tenants: store.clone(),
-            connections: revisioned.clone(),
-            credentials: store.clone(),
-            oauth: store.clone(),
-            audit: store.clone(),
-            blueprints: store.clone(),
-            configs: revisioned,
-            idempotency: store.clone(),
-            quotas: store.clone(),
-            keyring: store.keyring()?,
-            leases: store.clone(),
-            deployments: store.clone(),
-            outbox: store.clone(),
-            durable: store,
-            revisions,
-            shared: false,
-        })
+        let keyring = store.keyring()?;
+        let revisions = Arc::new(Revisions::default());
+        Ok(Self::over(store, keyring, revisions, false))
     }
 
     /// Every store over a PostgreSQL database (migrated on the way).
     pub fn postgres(store: PgStore) -> Result<Self> {
-        let revisions: Arc<dyn RevisionStore> = Arc::new(store.clone());
-        let revisioned = Arc::new(Revisioned::new(store.clone(), revisions.clone()));
-        let store = Arc::new(store);
-        Ok(Stores {
-            tenants: store.clone(),
+        let keyring = Arc::new(store.clone());
+        let revisions = Arc::new(store.clone());
+        Ok(Self::over(store, keyring, revisions, true))
+    }
+
+    /// Every trait over `backend`, its connection and config writes bumping
+    /// `revisions`.
+    fn over<B>(
+        backend: B,
+        keyring: Arc<dyn KeyringStore>,
+        revisions: Arc<dyn RevisionStore>,
+        shared: bool,
+    ) -> Self
+    where
+        B: TenantStore
+            + ConnectionStore
+            + CredentialStore
+            + OauthStore
+            + AuditStore
+            + BlueprintStore
+            + ConfigStore
+            + IdempotencyStore
+            + QuotaStore
+            + LeaseStore
+            + DeploymentStore
+            + OutboxStore
+            + Durable
+            + Clone
+            + 'static,
+    {
+        let revisioned = Arc::new(Revisioned::new(backend.clone(), revisions.clone()));
+        let backend = Arc::new(backend);
+        Stores {
+            tenants: backend.clone(),
             connections: revisioned.clone(),
-            credentials: store.clone(),
-            oauth: store.clone(),
-            audit: store.clone(),
-            blueprints: store.clone(),
+            credentials: backend.clone(),
+            oauth: backend.clone(),
+            audit: backend.clone(),
+            blueprints: backend.clone(),
             configs: revisioned,
-            idempotency: store.clone(),
-            quotas: store.clone(),
-            keyring: store.clone(),
-            leases: store.clone(),
-            deployments: store.clone(),
-            outbox: store.clone(),
-            durable: store,
+            idempotency: backend.clone(),
+            quotas: backend.clone(),
+            keyring,
+            leases: backend.clone(),
+            deployments: backend.clone(),
+            outbox: backend.clone(),
+            durable: backend,
             revisions,
-            shared: true,
-        })
+            shared,
+        }
     }
 
     /// Every store over the sled database in `dir`.

@@ -1,7 +1,7 @@
 //! Tenants, connections, sealed credentials with their due index, OAuth clients and
 //! pending states, and the vault's keyring.
 
-use super::{big, unsigned, PgStore, Session};
+use super::{big, rows_of, unsigned, PgStore, Session};
 use crate::domain::{Connection, ConnectionStatus, Tenant, UnixMs};
 use crate::store::{
     decode, encode, refresh_lease, ConnectionStore, CredentialStore, Error, KeyringStore,
@@ -294,13 +294,9 @@ impl CredentialStore for PgStore {
                 &[],
             )
         });
-        match rows {
-            Ok(rows) => Box::new(
-                rows.into_iter()
-                    .map(|row| Ok((row.get(0), decode("credentials", row.get(1))?))),
-            ),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        rows_of(rows, |row| {
+            Ok((row.get(0), decode("credentials", row.get(1))?))
+        })
     }
 }
 
@@ -334,13 +330,9 @@ impl OauthStore for PgStore {
                 &[],
             )
         });
-        match rows {
-            Ok(rows) => Box::new(
-                rows.into_iter()
-                    .map(|row| Ok((row.get(0), decode("oauth_clients", row.get(1))?))),
-            ),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        rows_of(rows, |row| {
+            Ok((row.get(0), decode("oauth_clients", row.get(1))?))
+        })
     }
 
     fn replace_oauth_client(
@@ -414,13 +406,9 @@ impl OauthStore for PgStore {
                 &[],
             )
         });
-        match rows {
-            Ok(rows) => Box::new(
-                rows.into_iter()
-                    .map(|row| Ok((row.get(0), decode("oauth_states", row.get(1))?))),
-            ),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        rows_of(rows, |row| {
+            Ok((row.get(0), decode("oauth_states", row.get(1))?))
+        })
     }
 
     fn replace_oauth_state(

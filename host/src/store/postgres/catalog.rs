@@ -50,7 +50,7 @@ impl BlueprintStore for PgStore {
     }
 }
 
-/// A config version, locked for the rest of the transaction.
+/// A config version, locked for the rest of the transaction when in one.
 fn config_for_update(
     s: &mut Session<'_>,
     tenant_id: &str,
@@ -134,20 +134,8 @@ impl ConfigStore for PgStore {
         environment: Environment,
         version: u32,
     ) -> Result<Option<TenantConfig>> {
-        self.session(|s| {
-            s.query_opt(
-                "SELECT doc FROM tenant_configs WHERE tenant_id = $1 AND blueprint = $2 \
-                 AND environment = $3 AND version = $4",
-                &[
-                    &tenant_id,
-                    &blueprint,
-                    &environment.as_str(),
-                    &i64::from(version),
-                ],
-            )?
-            .map(|row| decode("tenant_configs", row.get(0)))
-            .transpose()
-        })
+        // Outside a transaction the row lock ends with the statement.
+        self.session(|s| config_for_update(s, tenant_id, blueprint, environment, version))
     }
 
     fn configs_of(&self, tenant_id: &str, blueprint: Option<&str>) -> Result<Vec<TenantConfig>> {

@@ -271,6 +271,18 @@ impl Session<'_> {
     }
 }
 
+/// The rows of a whole-table read as the iterator the traits' `all_*` methods
+/// return: the read's failure, if any, is its one item.
+fn rows_of<'a, T: 'a>(
+    rows: Result<Vec<Row>>,
+    decode: impl Fn(Row) -> Result<T> + 'a,
+) -> Box<dyn Iterator<Item = Result<T>> + 'a> {
+    match rows {
+        Ok(rows) => Box::new(rows.into_iter().map(decode)),
+        Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}
+
 /// A unix-ms time (or any u64) as PostgreSQL's bigint; values past `i64::MAX` (an open
 /// upper bound) clamp to it.
 fn big(value: u64) -> i64 {

@@ -1,7 +1,7 @@
 //! Audit records, idempotent results, daily quota counters, the webhook outbox,
 //! leases and the tenants' change counters.
 
-use super::{big, unsigned, PgStore};
+use super::{big, rows_of, unsigned, PgStore};
 use crate::domain::{AuditRecord, UnixMs};
 use crate::store::{
     decode, encode, AuditQuery, AuditStore, IdempotencyStore, IdempotentResult, LeaseStore,
@@ -146,13 +146,9 @@ impl IdempotencyStore for PgStore {
                 &[],
             )
         });
-        match rows {
-            Ok(rows) => Box::new(
-                rows.into_iter()
-                    .map(|row| Ok((row.get(0), row.get(1), decode("idempotency", row.get(2))?))),
-            ),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        rows_of(rows, |row| {
+            Ok((row.get(0), row.get(1), decode("idempotency", row.get(2))?))
+        })
     }
 
     fn replace_idempotent_result(
