@@ -223,6 +223,14 @@ enum VaultCommand {
         /// Data directory of the stopped server.
         #[arg(long, env = "CONDUIT_DATA_DIR", default_value = ".conduit")]
         data_dir: PathBuf,
+        /// The PostgreSQL database of the stopped replicas, instead of the data
+        /// directory.
+        #[arg(
+            long = "database",
+            env = "CONDUIT_DATABASE_URL",
+            hide_env_values = true
+        )]
+        database_url: Option<String>,
     },
 }
 
@@ -285,7 +293,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let path = format!("/admin/vault/keys/{key_id}/retire");
             admin_call(&admin, reqwest::Method::POST, &path).await
         }
-        Command::Vault(VaultCommand::RotateRoot { data_dir }) => rotate_root(&data_dir),
+        Command::Vault(VaultCommand::RotateRoot {
+            data_dir,
+            database_url,
+        }) => rotate_root(&data_dir, database_url.as_deref()),
         // For a person at a terminal: the error alone, not a backtrace.
         Command::Plugin(command) => {
             if let Err(e) = plugin(command).await {
@@ -446,19 +457,22 @@ async fn admin_call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> a
     Ok(())
 }
 
-fn rotate_root(data_dir: &std::path::Path) -> anyhow::Result<()> {
+fn rotate_root(data_dir: &std::path::Path, database_url: Option<&str>) -> anyhow::Result<()> {
     let old = std::env::var("CONDUIT_MASTER_KEY")
         .context("CONDUIT_MASTER_KEY (the current root key) is required")?;
     let new = std::env::var("CONDUIT_NEW_MASTER_KEY")
         .context("CONDUIT_NEW_MASTER_KEY (the new root key) is required")?;
-    let store = conduit::store::SledStore::open(data_dir)
-        .context("opening the data directory (is the server still running?)")?;
+    let stores = match database_url {
+        Some(url) => conduit::store::Stores::postgres(conduit::store::PgStore::connect(url)?)?,
+        None => conduit::store::Stores::open(data_dir)
+            .context("opening the data directory (is the server still running?)")?,
+    };
     conduit::credentials::vault::reseal_keyring(
-        store.keyring()?.as_ref(),
+        stores.keyring.as_ref(),
         &conduit::credentials::vault::Key::from_base64(&old)?,
         &conduit::credentials::vault::Key::from_base64(&new)?,
     )?;
-    conduit::store::Durable::flush(&store)?;
+    stores.durable.flush()?;
     println!("keyring re-sealed under the new root key; start the server with CONDUIT_MASTER_KEY set to it");
     Ok(())
 }

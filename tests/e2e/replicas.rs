@@ -540,6 +540,62 @@ async fn replicas_sharing_a_budget_stay_under_the_provider_ceiling() {
     assert!(sent >= 9, "only {sent} requests reached the provider");
 }
 
+/// The root key rotated offline against the database: replicas started with the new
+/// key open every credential, and the old key no longer opens the keyring.
+#[tokio::test]
+async fn the_root_key_rotates_offline_against_the_database() {
+    let Some(database) = postgres::fresh_database().await else {
+        return;
+    };
+    let (_fake, addr) = FakeStripe::start().await;
+    let env = [("CONDUIT_DATABASE_URL", database.clone())];
+    let mut first = Conduit::start_env(stripe(addr), &env).await;
+    let token = first.tenant("acme-corp").await;
+    let connection = sandbox_stripe(&first, &token, addr).await;
+    first.kill();
+
+    let new_key = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["vault", "rotate-root", "--database", &database])
+        .env("CONDUIT_MASTER_KEY", crate::support::MASTER_KEY)
+        .env("CONDUIT_NEW_MASTER_KEY", new_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let rotated =
+        Conduit::start_in_env(&dir.path().join("data"), &stripe(addr), new_key, &env).await;
+    let r = rotated.vend(&token, &connection).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["attributes"]["apiKey"], GOOD_KEY);
+    let old = tokio::process::Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .arg("--data-dir")
+        .arg(dir.path().join("old"))
+        .arg("--plugins")
+        .arg(dir.path().join("data.plugins.toml"))
+        .env("CONDUIT_MASTER_KEY", crate::support::MASTER_KEY)
+        .env("CONDUIT_ADMIN_TOKEN", "admin-old-root")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !old.status.success(),
+        "the old root key still opens the keyring"
+    );
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        stderr.contains("does not open this vault's keyring"),
+        "{stderr}"
+    );
+}
+
 /// A replica pointed at a database it cannot reach does not start, and says why
 /// without printing the URL's password.
 #[tokio::test]
