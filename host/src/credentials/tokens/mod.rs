@@ -505,11 +505,18 @@ impl Tokens {
     }
 
     /// Re-wraps the connection's data key under the vault's primary KEK, under the
-    /// connection's flight lock so it never races a refresh. Returns whether anything
+    /// connection's flight lock and refresh lease so it never races a refresh. Returns whether anything
     /// was re-wrapped. The secret and its version are unchanged.
     pub async fn rewrap(&self, connection: &Connection) -> Result<bool, Error> {
         let flight = self.flight(&connection.id);
         let _guard = flight.lock().await;
+        // Another replica's refresh must not lose its new token to this write.
+        let _lease = HeldLease::acquire(
+            &self.leases,
+            store::refresh_lease(&connection.id),
+            self.lease,
+        )
+        .await?;
         loop {
             let Some(stored) = self.credentials.credential(&connection.id)? else {
                 return Ok(false);
