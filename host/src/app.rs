@@ -278,8 +278,7 @@ impl App {
             Some(webhook) => Notifier::with_webhook(
                 webhook.clone(),
                 reqwest::Client::new(),
-                stores.outbox.clone(),
-                stores.leases.clone(),
+                &stores,
                 config.lease,
             ),
             None => Notifier::log_only(),

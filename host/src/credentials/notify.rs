@@ -12,10 +12,11 @@
 //! An event still refused after [`MAX_AGE`] is given up, loudly. Replicas sharing a
 //! database deliver one shared outbox: a pass runs under the outbox's lease, so one
 //! replica at a time sends, and each looks at least every [`IDLE_POLL`], so an event
-//! raised on a replica that died is still delivered by another.
+//! raised on a replica that died is still delivered by another. A process alone on its
+//! store sleeps until an event is raised or a retry is due.
 
 use crate::domain::{now_ms, rfc3339, Connection};
-use crate::store::{HeldLease, LeaseStore, OutboxEntry, OutboxStore};
+use crate::store::{HeldLease, LeaseStore, OutboxEntry, OutboxStore, Stores};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -114,6 +115,8 @@ struct Outbox {
     wake: Arc<Notify>,
     leases: Arc<dyn LeaseStore>,
     lease: Duration,
+    /// How often to look for events raised elsewhere (replicas sharing the store).
+    idle_poll: Option<Duration>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -131,21 +134,21 @@ impl Notifier {
         Notifier { outbox: None }
     }
 
-    /// Log lines and webhooks to `config` through the durable `outbox`, delivered by a
-    /// task on the current runtime (which first delivers what an earlier run left),
-    /// each pass under the outbox's lease in `leases`, held for at most `lease`.
+    /// Log lines and webhooks to `config` through the durable outbox in `stores`,
+    /// delivered by a task on the current runtime (which first delivers what an earlier
+    /// run left), each pass under the outbox's lease, held for at most `lease`.
     pub fn with_webhook(
         config: WebhookConfig,
         client: reqwest::Client,
-        outbox: Arc<dyn OutboxStore>,
-        leases: Arc<dyn LeaseStore>,
+        stores: &Stores,
         lease: Duration,
     ) -> Self {
         let outbox = Outbox {
-            store: outbox,
+            store: stores.outbox.clone(),
             wake: Arc::new(Notify::new()),
-            leases,
+            leases: stores.leases.clone(),
             lease,
+            idle_poll: stores.shared.then_some(IDLE_POLL),
         };
         tokio::spawn(deliver_all(config, client, outbox.clone()));
         Notifier {
@@ -266,15 +269,16 @@ async fn deliver_all(config: WebhookConfig, client: reqwest::Client, outbox: Out
             continue;
         }
         lanes.retain(|connection, _| heads.contains(connection));
-        let idle_until = Instant::now() + IDLE_POLL;
-        let at = lanes
-            .values()
-            .map(|l| l.next_at)
-            .min()
-            .map_or(idle_until, |at| at.min(idle_until));
-        tokio::select! {
-            _ = outbox.wake.notified() => {}
-            _ = tokio::time::sleep_until(at.into()) => {}
+        let idle_until = outbox.idle_poll.map(|poll| Instant::now() + poll);
+        let retry_at = lanes.values().map(|l| l.next_at).min();
+        match retry_at.into_iter().chain(idle_until).min() {
+            Some(at) => {
+                tokio::select! {
+                    _ = outbox.wake.notified() => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => outbox.wake.notified().await,
         }
     }
 }
