@@ -6,7 +6,12 @@ import { send } from 'conduit:connector/http@0.1.0';
 
 const CAPABILITIES = [
   'probe.echo', 'probe.spin', 'probe.allocate', 'probe.fetch', 'probe.trap', 'probe.readFile', 'probe.env',
+  'probe.remember',
 ];
+
+// What `probe.remember` was last given in this instance: a call must never see a
+// value from another call, whichever instance (made ahead or at the call) it runs on.
+let remembered = null;
 
 function handle(ctx, secret, capability, input) {
   switch (capability) {
@@ -34,6 +39,11 @@ function handle(ctx, secret, capability, input) {
         read: null,
         fileApis: ['require', 'process', 'Deno', 'Bun', 'std', 'os', 'fs'].filter((name) => name in globalThis),
       };
+    case 'probe.remember': {
+      const previous = remembered;
+      remembered = input;
+      return { previous };
+    }
     case 'probe.env':
       return { vars: typeof process !== 'undefined' && process.env ? Object.keys(process.env) : [] };
     default:

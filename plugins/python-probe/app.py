@@ -3,6 +3,7 @@ tries one thing a malicious or buggy connector might do. ``probe.echo`` makes no
 call and is what the dispatch benchmark measures for Python."""
 
 import os
+import sys
 
 import conduit_sdk as sdk
 from componentize_py_types import Err
@@ -11,8 +12,12 @@ from conduit_sdk import AuthType, Capability, ConnectorInfo, RateProfile
 
 CAPABILITIES = [
     "probe.echo", "probe.spin", "probe.allocate", "probe.fetch", "probe.trap",
-    "probe.readFile", "probe.env",
+    "probe.readFile", "probe.env", "probe.remember", "probe.print",
 ]
+
+# What ``probe.remember`` was last given in this instance: a call must never see a
+# value from another call, whichever instance (made ahead or at the call) it runs on.
+REMEMBERED = None
 
 
 class Connector(sdk.Connector):
@@ -57,6 +62,14 @@ class Connector(sdk.Connector):
                     return {"read": f.read()}
             except OSError as e:
                 return {"error": str(e)}
+        if capability == "probe.remember":
+            global REMEMBERED
+            previous, REMEMBERED = REMEMBERED, input
+            return {"previous": previous}
+        if capability == "probe.print":
+            print(input["message"])
+            print(input["message"], file=sys.stderr)
+            return {}
         if capability == "probe.env":
             try:
                 cwd = os.getcwd()

@@ -195,3 +195,47 @@ async fn a_component_too_big_for_the_pool_is_refused_naming_the_limit() {
     );
     assert!(message.contains("CONDUIT_POOL_CORE_INSTANCES"), "{message}");
 }
+
+/// Each call runs in a store of its own: a module-level value one call leaves behind
+/// is gone for the next, in every language.
+#[tokio::test]
+async fn no_call_sees_what_an_earlier_call_left_in_every_language() {
+    each_probe(async |probe, slug| {
+        for round in 0..3 {
+            let r = probe.run("probe.remember", json!({"round": round})).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(
+                r.output()["previous"],
+                serde_json::Value::Null,
+                "{slug}: call {round} saw an earlier call's state"
+            );
+        }
+    })
+    .await;
+}
+
+/// What a Python connector prints of the secret it was given reaches the logs
+/// redacted, from stdout and from stderr.
+#[tokio::test]
+async fn a_secret_printed_by_a_python_connector_is_redacted() {
+    let probe = Probe::start_with("python-probe", "conduit_python_probe").await;
+    let r = probe
+        .run("probe.print", json!({"message": "key=probe-key-0123456789"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = probe.conduit.logs();
+    assert!(
+        !logs.contains("probe-key-0123456789"),
+        "a secret reached the logs"
+    );
+    for stream in ["stdout", "stderr"] {
+        assert!(
+            logs.lines().any(|l| l.contains("key=<redacted>")
+                && l.contains("python-probe")
+                && l.contains(stream)),
+            "no redacted {stream} line: {logs}"
+        );
+    }
+    probe.still_serving().await;
+}
