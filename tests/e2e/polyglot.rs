@@ -220,7 +220,10 @@ async fn no_call_sees_what_an_earlier_call_left_in_every_language() {
 async fn a_secret_printed_by_a_python_connector_is_redacted() {
     let probe = Probe::start_with("python-probe", "conduit_python_probe").await;
     let r = probe
-        .run("probe.print", json!({"message": "key=probe-key-0123456789"}))
+        .run(
+            "probe.print",
+            json!({"message": "key=probe-key-0123456789"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     tokio::time::sleep(Duration::from_millis(200)).await;
