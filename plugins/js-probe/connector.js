@@ -9,8 +9,8 @@ const CAPABILITIES = [
   'probe.remember',
 ];
 
-// What `probe.remember` was last given in this instance: a call must never see a
-// value from another call, whichever instance (made ahead or at the call) it runs on.
+// What `probe.remember` was last given in this instance; each call has a fresh one,
+// so a call must never see another call's value.
 let remembered = null;
 
 function handle(ctx, secret, capability, input) {

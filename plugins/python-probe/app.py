@@ -15,8 +15,8 @@ CAPABILITIES = [
     "probe.readFile", "probe.env", "probe.remember", "probe.print",
 ]
 
-# What ``probe.remember`` was last given in this instance: a call must never see a
-# value from another call, whichever instance (made ahead or at the call) it runs on.
+# What ``probe.remember`` was last given in this instance; each call has a fresh one,
+# so a call must never see another call's value.
 REMEMBERED = None
 
 
