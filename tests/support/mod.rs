@@ -262,8 +262,26 @@ impl Conduit {
             .body(wasm.to_vec())
             .send()
             .await
-            .expect("request to conduit");
+            .unwrap_or_else(|e| self.unanswered(e));
         Resp::read(response, &self.bodies).await
+    }
+
+    /// Fails the test for a request Conduit did not answer, with the end of its log (a
+    /// rare `IncompleteMessage` under load is not yet explained: this shows the server's
+    /// side when it happens).
+    fn unanswered(&self, e: reqwest::Error) -> ! {
+        let logs = self.logs();
+        let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "request to conduit: {e:?}\nconduit alive: {}\nthe last lines of its log:\n{}",
+            self.pid_alive(),
+            tail.join("\n")
+        );
+    }
+
+    fn pid_alive(&self) -> bool {
+        std::path::Path::new(&format!("/proc/{}", self.pid())).exists()
     }
 
     /// Kills the process at once (no graceful shutdown).
@@ -289,7 +307,7 @@ impl Conduit {
                 .header("content-type", "application/vnd.api+json")
                 .body(body.to_string());
         }
-        let response = request.send().await.expect("request to conduit");
+        let response = request.send().await.unwrap_or_else(|e| self.unanswered(e));
         Resp::read(response, &self.bodies).await
     }
 
