@@ -51,25 +51,25 @@ const UNMATCHED: &[&str] = &["unsupported_capability", "no_binding", "not_found"
 pub const MAX_CAPABILITIES: usize = 1024;
 
 /// The capability label of `capability`: itself while the set of labels has room.
-fn capability_label(capability: &str, outcome: &str) -> String {
+fn capability_label<'a>(capability: &'a str, outcome: &str) -> &'a str {
     use std::collections::HashSet;
     use std::sync::Mutex;
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     if UNMATCHED.contains(&outcome) {
-        return "unknown".into();
+        return "unknown";
     }
     let mut seen = SEEN
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if seen.contains(capability) {
-        return capability.to_owned();
+        return capability;
     }
     if seen.len() >= MAX_CAPABILITIES {
-        return "other".into();
+        return "other";
     }
     seen.insert(capability.to_owned());
-    capability.to_owned()
+    capability
 }
 
 /// The process's recorder, installed on first use; `None` if another recorder was
@@ -128,19 +128,72 @@ pub fn record_call(record: &AuditRecord) {
         metrics::counter!(REFRESHES, "outcome" => record.outcome.clone()).increment(1);
         return;
     }
-    let connector = record.connector.clone().unwrap_or_else(|| "none".into());
-    let capability = capability_label(&record.capability, &record.outcome);
-    metrics::counter!(EXECUTIONS,
-        "connector" => connector.clone(),
-        "capability" => capability,
-        "outcome" => record.outcome.clone())
-    .increment(1);
-    metrics::histogram!(EXECUTE_SECONDS, "connector" => connector.clone())
-        .record(record.duration_ms as f64 / 1000.0);
-    for exchange in &record.outbound {
-        metrics::histogram!(PROVIDER_SECONDS, "connector" => connector.clone())
-            .record(exchange.duration_ms as f64 / 1000.0);
+    let connector = record.connector.as_deref().unwrap_or("none");
+    with_call_handles(connector, &record.capability, &record.outcome, |handles| {
+        handles.executions.increment(1);
+        handles.duration.record(record.duration_ms as f64 / 1000.0);
+        for exchange in &record.outbound {
+            handles
+                .provider
+                .record(exchange.duration_ms as f64 / 1000.0);
+        }
+    });
+}
+
+/// The metrics of one connector, capability and outcome, registered once per thread: a
+/// call then records through its handles without building a labelled key and looking
+/// it up in the registry.
+struct CallHandles {
+    executions: metrics::Counter,
+    duration: metrics::Histogram,
+    provider: metrics::Histogram,
+}
+
+fn with_call_handles(
+    connector: &str,
+    capability: &str,
+    outcome: &str,
+    record: impl FnOnce(&CallHandles),
+) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static HANDLES: RefCell<(String, HashMap<String, CallHandles>)> = RefCell::default();
     }
+    // Handles taken before the recorder is installed would record nowhere for good.
+    if handle().is_none() {
+        return;
+    }
+    HANDLES.with(|cell| {
+        let (key, handles) = &mut *cell.borrow_mut();
+        let key_of = |key: &mut String, capability: &str| {
+            key.clear();
+            for part in [connector, "\0", capability, "\0", outcome] {
+                key.push_str(part);
+            }
+        };
+        key_of(key, capability);
+        if let Some(found) = handles.get(key.as_str()) {
+            return record(found);
+        }
+        // Kept under the label, not the name a caller chose: the cache stays as bounded
+        // as the labels are.
+        let label = capability_label(capability, outcome);
+        key_of(key, label);
+        if let Some(found) = handles.get(key.as_str()) {
+            return record(found);
+        }
+        let made = CallHandles {
+            executions: metrics::counter!(EXECUTIONS,
+                "connector" => connector.to_owned(),
+                "capability" => label.to_owned(),
+                "outcome" => outcome.to_owned()),
+            duration: metrics::histogram!(EXECUTE_SECONDS, "connector" => connector.to_owned()),
+            provider: metrics::histogram!(PROVIDER_SECONDS, "connector" => connector.to_owned()),
+        };
+        record(&made);
+        handles.insert(key.clone(), made);
+    });
 }
 
 /// Counts a plugin load (`compiled` or `cached`).

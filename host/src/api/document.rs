@@ -27,6 +27,22 @@ struct Envelope {
     data: Data,
 }
 
+/// A request document decoded in one pass.
+#[derive(Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
+struct Typed<T> {
+    data: TypedData<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
+struct TypedData<T> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default = "Option::default")]
+    attributes: Option<T>,
+}
+
 #[derive(Deserialize)]
 struct Data {
     #[serde(rename = "type")]
@@ -40,6 +56,20 @@ impl<S: Send + Sync, T: ResourceAttributes> FromRequest<S> for Attributes<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let body = json_body(req, state).await?;
+        // A well-formed document decodes in one pass, straight into `T`; anything else
+        // is decoded again step by step, to say which step fails and where.
+        if let Ok(Typed {
+            data:
+                TypedData {
+                    kind,
+                    attributes: Some(attributes),
+                },
+        }) = serde_json::from_slice::<Typed<T>>(&body)
+        {
+            if kind == T::TYPE {
+                return Ok(Attributes(attributes));
+            }
+        }
         let envelope: Envelope = decode_slice(&body).map_err(|why| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -243,7 +273,13 @@ fn expectation(text: &str) -> String {
 /// A JSON:API response document.
 pub struct Document {
     status: StatusCode,
-    body: Value,
+    body: Body,
+}
+
+/// A document's body: a JSON tree, or text already serialized from a typed resource.
+enum Body {
+    Tree(Value),
+    Serialized(Vec<u8>),
 }
 
 impl Document {
@@ -251,7 +287,17 @@ impl Document {
     pub fn resource(kind: &str, id: &str, attributes: Value) -> Self {
         Document {
             status: StatusCode::OK,
-            body: json!({"data": resource(kind, id, attributes)}),
+            body: Body::Tree(json!({"data": resource(kind, id, attributes)})),
+        }
+    }
+
+    /// A whole document serialized from a typed value, with 200.
+    pub fn serialized(document: &impl serde::Serialize) -> Self {
+        Document {
+            status: StatusCode::OK,
+            body: Body::Serialized(
+                serde_json::to_vec(document).expect("a JSON:API document serializes"),
+            ),
         }
     }
 
@@ -259,7 +305,7 @@ impl Document {
     pub fn data(resource: Value) -> Self {
         Document {
             status: StatusCode::OK,
-            body: json!({"data": resource}),
+            body: Body::Tree(json!({"data": resource})),
         }
     }
 
@@ -267,13 +313,15 @@ impl Document {
     pub fn list(items: Vec<Value>) -> Self {
         Document {
             status: StatusCode::OK,
-            body: json!({"data": items}),
+            body: Body::Tree(json!({"data": items})),
         }
     }
 
     /// Adds top-level `meta` (paging cursors).
     pub fn meta(mut self, meta: Value) -> Self {
-        self.body["meta"] = meta;
+        if let Body::Tree(tree) = &mut self.body {
+            tree["meta"] = meta;
+        }
         self
     }
 
@@ -291,11 +339,12 @@ pub fn resource(kind: &str, id: &str, attributes: Value) -> Value {
 
 impl IntoResponse for Document {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-        response
+        let body = match self.body {
+            Body::Tree(tree) => serde_json::to_vec(&tree).expect("a JSON tree serializes"),
+            Body::Serialized(bytes) => bytes,
+        };
+        let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API))];
+        (self.status, content_type, body).into_response()
     }
 }
 

@@ -1,101 +1,174 @@
-//! The layers every request passes through (`tower-http`): a request id on every
-//! response (`x-request-id`, kept from the request when the client sends one), one
-//! tracing span per request with its route, tenant and status, credentials marked
-//! sensitive, and a panic in a handler answered as a typed `500 internal` carrying the
-//! request id instead of a dropped connection.
+//! The frame every request passes through, as one layer: a request id on every response
+//! (`x-request-id`, kept from the request when the client sends one), one tracing span
+//! per request with its route, request id and tenant, credentials marked sensitive, and
+//! a panic in a handler answered as a typed `500 internal` carrying the request id
+//! instead of a dropped connection.
+//!
+//! One hand-written layer rather than a stack of `tower-http`'s: each layer a router
+//! applies is a boxed service cloned, and a boxed future allocated, per request, and
+//! these five did nothing that needs more than a few lines together.
 
 use super::ApiError;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderName, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
-use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower::{Layer, Service};
+use tracing::{Instrument, Span};
 
 /// The request id header, set on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps every route of `router` in the request layers.
+/// Wraps every route of `router` in the request frame. Applied per route (inside the
+/// router), so the span knows the matched route.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    // The last layer added is the outermost: headers are marked sensitive, then the id
-    // is set (and later copied to the response), the span opens, and only then can a
-    // handler panic.
-    router
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(answer_panics))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(span)
-                .on_response(on_response),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
+    router.layer(FrameLayer)
 }
 
 /// Records the authenticated tenant on the request's span.
 pub fn record_tenant(tenant: &str) {
-    Span::current().record("tenant", tenant);
+    // A tenant id is a slug (`accounts::tenants`): nothing to escape.
+    Span::current().record("tenant", tracing::field::display(tenant));
 }
 
-fn request_id<B>(request: &axum::http::Request<B>) -> String {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+/// A fresh request id: a random (version 4) UUID from the thread's CSPRNG, which
+/// needs no system call per request.
+pub fn mint_request_id() -> HeaderValue {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(uuid.hyphenated().encode_lower(&mut text))
+        .expect("a UUID is a valid header value")
 }
 
-fn span<B>(request: &axum::http::Request<B>) -> Span {
+#[derive(Clone, Copy)]
+struct FrameLayer;
+
+impl<S> Layer<S> for FrameLayer {
+    type Service = Frame<S>;
+
+    fn layer(&self, inner: S) -> Frame<S> {
+        Frame { inner }
+    }
+}
+
+/// A route in the request frame.
+#[derive(Clone)]
+struct Frame<S> {
+    inner: S,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for Frame<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Answer {
+        let started = Instant::now();
+        let id = match request.headers().get(REQUEST_ID) {
+            Some(given) => given.clone(),
+            None => {
+                let minted = mint_request_id();
+                request.headers_mut().insert(REQUEST_ID, minted.clone());
+                minted
+            }
+        };
+        mark_sensitive(request.headers_mut());
+        let span = span(&request, &id);
+        let called = {
+            let _entered = span.enter();
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+        };
+        Box::pin(
+            async move {
+                let answered = match called {
+                    Ok(answer) => Unwinding(std::pin::pin!(answer)).await,
+                    Err(_) => Err(Panicked),
+                };
+                let mut response = match answered {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(Panicked) => panicked(&id),
+                };
+                let status = response.status().as_u16();
+                tracing::debug!(
+                    status,
+                    latency_us = started.elapsed().as_micros() as u64,
+                    "answered"
+                );
+                response.headers_mut().insert(REQUEST_ID, id);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Credentials are marked sensitive, so nothing that prints headers shows them.
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        if let header::Entry::Occupied(mut entry) = headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}
+
+fn span(request: &Request, id: &HeaderValue) -> Span {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
+    // Method and route are the server's own text, shown as they are (no escaping to
+    // pay for); the request id may be the client's, so it stays quoted.
     tracing::info_span!(
         "request",
         method = %request.method(),
-        route,
-        request_id = %request_id(request),
+        route = %route,
+        request_id = id.to_str().unwrap_or_default(),
         tenant = tracing::field::Empty,
-        status = tracing::field::Empty,
     )
 }
 
-fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
-    span.record("status", response.status().as_u16());
-    tracing::debug!(latency_us = latency.as_micros() as u64, "answered");
-}
-
-/// Marks the response `CatchPanicLayer` makes of a panic, so [`answer_panics`] (which
-/// knows the request id) can answer it. The payload is dropped here, and the binary's
-/// panic hook logs only where a panic happened: a panic message may quote a value.
-#[derive(Clone, Copy)]
+/// A handler panicked: its payload is dropped here, and the binary's panic hook logs
+/// only where it happened (a panic message may quote a value).
 struct Panicked;
 
-fn panicked(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    response.extensions_mut().insert(Panicked);
-    response
+/// A future that turns a panic while it is polled into [`Panicked`].
+struct Unwinding<F>(F);
+
+impl<F: Future + Unpin> Future for Unwinding<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(Panicked)),
+        }
+    }
 }
 
-async fn answer_panics(request: Request, next: Next) -> Response {
-    let id = request_id(&request);
-    let response = next.run(request).await;
-    if response.extensions().get::<Panicked>().is_none() {
-        return response;
-    }
+fn panicked(id: &HeaderValue) -> Response {
+    let id = id.to_str().unwrap_or_default();
     tracing::error!(request_id = %id, "a handler panicked");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +213,13 @@ mod tests {
     async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
         let minted = call("/ok", None).await;
         let id = minted.headers()[&REQUEST_ID].to_str().unwrap().to_owned();
-        assert_eq!(id.len(), 36, "a UUID: {id}");
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(
+            (id.len(), uuid.get_version_num()),
+            (36, 4),
+            "a v4 UUID: {id}"
+        );
+        assert_ne!(call("/ok", None).await.headers()[&REQUEST_ID], id.as_str());
         let kept = call("/ok", Some("client-42")).await;
         assert_eq!(kept.headers()[&REQUEST_ID], "client-42");
     }

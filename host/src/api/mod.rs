@@ -111,8 +111,9 @@ pub fn router(app: AppState) -> Router {
                 "method_not_allowed",
                 "method not allowed on this route",
             )
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024));
+        });
+    // JSON bodies are capped at axum's default, 2 MiB (`DefaultBodyLimit`); a component
+    // upload reads its body under its own cap.
     layers::apply(router).with_state(app)
 }
 

@@ -2,7 +2,7 @@
 //! hands each, in turn, to one of the serving threads; a thread runs its own
 //! current-thread runtime and serves its connections to the end. A request, its
 //! connector call and the provider request that call makes (through the thread's own
-//! client, `runtime::egress::thread_client`) so stay on one thread: no cross-thread
+//! connections, `runtime::egress::transport`) so stay on one thread: no cross-thread
 //! wake-up per hop, and throughput grows with the threads. Handing connections out in
 //! turn spreads them evenly (threads racing on one socket let the first awake take a
 //! whole burst). A connector spinning in wasm yields every epoch tick, so it never

@@ -11,8 +11,8 @@ pub use redact::Redactor;
 
 use crate::domain::{now_ms, AuditRecord, Connection, OutboundRecord, UnixMs};
 use crate::store::{AuditQuery, AuditStore};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The audit record of one connector call, or of a refusal before one: who, on which
@@ -44,20 +44,36 @@ pub fn connector_call(
     }
 }
 
-/// A fresh audit record id.
+/// A fresh audit record id: 122 random bits from the thread's CSPRNG (no system call
+/// per id, unlike `Uuid::new_v4`).
 pub fn new_id() -> String {
-    format!("exe_{}", uuid::Uuid::new_v4().simple())
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    format!("exe_{}", uuid.simple())
 }
 
-/// Writes audit records on a writer thread, off the request path. A full queue falls
-/// back to writing in the caller, so no record is ever dropped; a failed write is logged
-/// loudly and never fails the call it describes.
+/// Writes audit records on a writer thread, off the request path. A call hands its
+/// record over without waking the writer (one push under a short lock): the writer
+/// gathers what arrived every few milliseconds while records keep coming, and only a
+/// record arriving after it went idle wakes it. A full queue (or a writer that died)
+/// falls back to writing in the caller, so no record is ever dropped; a failed write
+/// is logged loudly and never fails the call it describes.
 #[derive(Clone)]
 pub struct Audit {
     store: Arc<dyn AuditStore>,
-    queue: std::sync::mpsc::SyncSender<Message>,
-    /// Records queued and not yet written.
-    queued: Arc<AtomicUsize>,
+    inbox: Arc<Inbox>,
+}
+
+/// What the calls hand the writer.
+struct Inbox {
+    pending: Mutex<Vec<Message>>,
+    /// Rung only when the writer waits for work ([`Inbox::idle`]) or for a barrier.
+    wake: Condvar,
+    /// The writer found nothing to write and waits on `wake`.
+    idle: AtomicBool,
+    /// The writer thread is running (cleared if it ever stops).
+    alive: AtomicBool,
+    /// Records handed over and not yet written.
+    queued: AtomicUsize,
 }
 
 enum Message {
@@ -68,7 +84,7 @@ enum Message {
 
 /// Records queued before callers write synchronously.
 const QUEUE: usize = 4096;
-/// How long the writer gathers records arriving in a burst before writing them.
+/// How long the writer lets records gather while they keep coming.
 const GATHER: Duration = Duration::from_millis(2);
 /// Most records written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -84,46 +100,63 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 impl Audit {
     /// Audit into `store`, keeping records for `retention`, starting the writer thread.
     pub fn new(store: Arc<dyn AuditStore>, retention: Duration) -> Self {
-        let (queue, inbox) = std::sync::mpsc::sync_channel(QUEUE);
-        let (writer, queued) = (store.clone(), Arc::new(AtomicUsize::new(0)));
-        let written = queued.clone();
+        let inbox = Arc::new(Inbox {
+            pending: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            idle: AtomicBool::new(false),
+            alive: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
+        });
+        let (writer, writer_inbox) = (store.clone(), inbox.clone());
         std::thread::Builder::new()
             .name("conduit-audit".into())
-            .spawn(move || writer_loop(writer.as_ref(), &inbox, retention, &written))
+            .spawn(move || {
+                let _stopped = Stopped {
+                    store: writer.as_ref(),
+                    inbox: &writer_inbox,
+                };
+                writer_loop(writer.as_ref(), &writer_inbox, retention)
+            })
             .expect("the audit writer thread starts");
-        Audit {
-            store,
-            queue,
-            queued,
-        }
+        Audit { store, inbox }
     }
 
     /// Records `record` (and counts it in the metrics, which count what is audited).
     pub fn record(&self, record: AuditRecord) {
-        use std::sync::mpsc::TrySendError;
         crate::observe::record_call(&record);
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(TrySendError::Full(message) | TrySendError::Disconnected(message)) =
-            self.queue.try_send(Message::Record(Box::new(record)))
-        {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            if let Message::Record(record) = message {
-                write(self.store.as_ref(), &[*record]);
+        let inbox = &self.inbox;
+        // `alive` is read under the lock the stopping writer drains the inbox under.
+        let mut pending = inbox.lock();
+        if inbox.alive.load(Ordering::Acquire) && pending.len() < QUEUE {
+            pending.push(Message::Record(Box::new(record)));
+            inbox.queued.fetch_add(1, Ordering::Relaxed);
+            drop(pending);
+            if inbox.idle.load(Ordering::Acquire) {
+                inbox.wake.notify_one();
             }
+            return;
         }
+        drop(pending);
+        write(self.store.as_ref(), &[record]);
     }
 
     /// Records queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.inbox.queued.load(Ordering::Relaxed)
     }
 
     /// Waits until every record queued so far is written.
     pub async fn flush(&self) {
         let (done, written) = tokio::sync::oneshot::channel();
-        if self.queue.send(Message::Barrier(done)).is_ok() {
-            let _ = written.await;
+        {
+            let mut pending = self.inbox.lock();
+            if !self.inbox.alive.load(Ordering::Acquire) {
+                return;
+            }
+            pending.push(Message::Barrier(done));
         }
+        self.inbox.wake.notify_one();
+        let _ = written.await;
     }
 
     /// A page of the tenant's records matching `query`, newest first, with the cursor
@@ -138,53 +171,93 @@ impl Audit {
     }
 }
 
-fn writer_loop(
-    store: &dyn AuditStore,
-    inbox: &std::sync::mpsc::Receiver<Message>,
-    retention: Duration,
-    queued: &AtomicUsize,
-) {
-    use std::sync::mpsc::RecvTimeoutError;
+fn writer_loop(store: &dyn AuditStore, inbox: &Inbox, retention: Duration) {
     let mut next_sweep = Instant::now();
+    // Kept across batches: a burst's buffers are allocated once, not per batch.
+    let mut batch = Vec::new();
+    let mut records = Vec::new();
     loop {
         if Instant::now() >= next_sweep {
             sweep(store, retention);
             next_sweep = Instant::now() + SWEEP_EVERY.min(retention);
         }
-        let first = match inbox.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut batch = vec![first];
-        // While records keep coming, gather them a few milliseconds at a time: callers
-        // then never have to wake this thread, and each batch is one sled write.
-        loop {
+        std::mem::swap(&mut batch, &mut *inbox.lock());
+        if batch.is_empty() {
+            // Nothing came: wait to be woken by the next record (or the next sweep).
+            // Idle is announced before looking again, so a record pushed meanwhile is
+            // either seen here or rings.
+            inbox.idle.store(true, Ordering::Release);
+            let pending = inbox.lock();
+            if pending.is_empty() {
+                let wait = next_sweep.saturating_duration_since(Instant::now());
+                drop(inbox.wake.wait_timeout(pending, wait));
+            }
+            inbox.idle.store(false, Ordering::Release);
+            continue;
+        }
+        // While records keep coming, gather them a few milliseconds at a time (nobody
+        // wakes this thread meanwhile): the store takes one large batch far more
+        // cheaply than many small ones. A barrier (someone reading the audit) ends the
+        // gathering at once.
+        let mut barrier = has_barrier(&batch);
+        while batch.len() < MAX_BATCH && !barrier {
             std::thread::sleep(GATHER);
             let before = batch.len();
-            while batch.len() < MAX_BATCH {
-                match inbox.try_recv() {
-                    Ok(message) => batch.push(message),
-                    Err(_) => break,
-                }
-            }
-            if batch.len() == before || batch.len() >= MAX_BATCH {
+            batch.append(&mut inbox.lock());
+            if batch.len() == before {
                 break;
             }
+            barrier = has_barrier(&batch[before..]);
         }
-        let mut records = Vec::new();
         let mut barriers = Vec::new();
-        for message in batch {
+        for message in batch.drain(..) {
             match message {
                 Message::Record(record) => records.push(*record),
                 Message::Barrier(done) => barriers.push(done),
             }
         }
         write(store, &records);
-        queued.fetch_sub(records.len(), Ordering::Relaxed);
+        inbox.queued.fetch_sub(records.len(), Ordering::Relaxed);
+        records.clear();
         for done in barriers {
             let _ = done.send(());
         }
+    }
+}
+
+fn has_barrier(batch: &[Message]) -> bool {
+    batch.iter().any(|m| matches!(m, Message::Barrier(_)))
+}
+
+/// However the writer stops, what it was handed is written and waiters are answered,
+/// and callers then write their own records.
+struct Stopped<'a> {
+    store: &'a dyn AuditStore,
+    inbox: &'a Inbox,
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let left = {
+            let mut pending = self.inbox.lock();
+            self.inbox.alive.store(false, Ordering::Release);
+            std::mem::take(&mut *pending)
+        };
+        let records: Vec<AuditRecord> = left
+            .into_iter()
+            .filter_map(|message| match message {
+                Message::Record(record) => Some(*record),
+                Message::Barrier(_) => None,
+            })
+            .collect();
+        write(self.store, &records);
+    }
+}
+
+impl Inbox {
+    // A panic while holding the lock leaves a valid list behind: keep going.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Message>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -224,6 +297,45 @@ fn write(store: &dyn AuditStore, records: &[AuditRecord]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(tenant: &str, n: u64) -> AuditRecord {
+        AuditRecord {
+            id: format!("exe_{n:04}"),
+            time: 1_000 + n,
+            tenant_id: tenant.into(),
+            capability: "payments.createRefund".into(),
+            outcome: "ok".into(),
+            ..AuditRecord::default()
+        }
+    }
+
+    fn query() -> AuditQuery {
+        AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn every_record_is_written_and_one_after_a_quiet_spell_wakes_the_writer() {
+        let store = Arc::new(crate::store::SledStore::temporary().unwrap());
+        let audit = Audit::new(store.clone(), DEFAULT_RETENTION);
+        for n in 0..100 {
+            audit.record(record("t1", n));
+        }
+        let (page, _) = audit.page("t1", &query()).await.unwrap();
+        assert_eq!(page.len(), 100);
+        // The writer has gone idle; one more record must reach the store without anyone
+        // asking for it (the writer otherwise sleeps until its next sweep, 10 s away).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        audit.record(record("t1", 100));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while store.page("t1", &query()).unwrap().0.len() < 101 {
+            assert!(Instant::now() < deadline, "the record was not written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(audit.queued(), 0);
+    }
 
     #[test]
     fn redacts_every_occurrence_and_skips_short_values() {

@@ -46,8 +46,8 @@ pub mod bounds {
     pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 }
 
-/// A plugin's way out: its allowed hosts and response cap (the client is the serving
-/// thread's, [`egress::thread_client`]).
+/// A plugin's way out: its allowed hosts and response cap (the connections are the
+/// calling thread's, [`egress::exchange`]).
 pub struct Egress {
     slug: Arc<str>,
     allowed: AllowedHosts,
@@ -311,7 +311,7 @@ async fn send(
     deadline: Instant,
 ) -> Result<http::Response, http::HttpError> {
     use http::HttpError;
-    let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+    let method = ::http::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
         .ok()
         .filter(|m| {
             matches!(
@@ -320,20 +320,35 @@ async fn send(
             )
         })
         .ok_or_else(|| HttpError::Invalid(format!("method `{}` is not allowed", request.method)))?;
-    let url = reqwest::Url::parse(&request.url)
-        .map_err(|e| HttpError::Invalid(format!("bad URL: {e}")))?;
+    let url =
+        url::Url::parse(&request.url).map_err(|e| HttpError::Invalid(format!("bad URL: {e}")))?;
     egress.allowed.check(&url).map_err(HttpError::Denied)?;
+    let target =
+        egress::Target::of(&url).ok_or_else(|| HttpError::Invalid("the URL has no host".into()))?;
 
-    let mut headers = reqwest::header::HeaderMap::new();
+    let mut outbound =
+        ::http::Request::new(http_body_util::Full::new(bytes::Bytes::from(request.body)));
+    *outbound.method_mut() = method;
+    *outbound.uri_mut() = origin_form(&url)?;
+    let headers = outbound.headers_mut();
     for (name, value) in &request.headers {
         if egress::is_forbidden_header(name) {
             continue;
         }
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        let name = ::http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| HttpError::Invalid(format!("bad header name `{name}`")))?;
-        let value = reqwest::header::HeaderValue::from_str(value)
+        let value = ::http::HeaderValue::from_str(value)
             .map_err(|_| HttpError::Invalid(format!("bad value for header `{name}`")))?;
         headers.append(name, value);
+    }
+    let host = ::http::HeaderValue::from_str(&target.authority())
+        .map_err(|_| HttpError::Invalid("bad host".into()))?;
+    headers.insert(::http::header::HOST, host);
+    if !headers.contains_key(::http::header::ACCEPT) {
+        headers.insert(
+            ::http::header::ACCEPT,
+            ::http::HeaderValue::from_static("*/*"),
+        );
     }
 
     let remaining = deadline.saturating_duration_since(Instant::now());
@@ -345,63 +360,28 @@ async fn send(
     if timeout.is_zero() {
         return Err(HttpError::Timeout);
     }
-
-    let response = egress::thread_client()
-        .request(method, url)
-        .headers(headers)
-        .body(request.body)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(transport_error)?;
-    if response
-        .content_length()
-        .is_some_and(|len| len > egress.max_response_bytes)
-    {
-        return Err(HttpError::TooLarge(egress.max_response_bytes));
+    let exchange = egress::exchange(&target, outbound, egress.max_response_bytes);
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_elapsed) => Err(HttpError::Timeout),
+        Ok(Err(failure)) => Err(match failure {
+            egress::Failure::Denied(reason) => HttpError::Denied(reason),
+            egress::Failure::Unreachable(kind) => HttpError::Unreachable(kind.into()),
+            egress::Failure::TooLarge(cap) => HttpError::TooLarge(cap),
+        }),
+        Ok(Ok(exchange)) => Ok(http::Response {
+            status: exchange.status,
+            headers: exchange.headers,
+            body: exchange.body,
+        }),
     }
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut response = response;
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() as u64 + chunk.len() as u64 > egress.max_response_bytes {
-            return Err(HttpError::TooLarge(egress.max_response_bytes));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(http::Response {
-        status,
-        headers,
-        body,
-    })
 }
 
-/// Maps a transport failure without echoing the URL (which may carry secrets).
-fn transport_error(e: reqwest::Error) -> http::HttpError {
-    if e.is_timeout() {
-        return http::HttpError::Timeout;
-    }
-    if let Some(reason) = egress::is_private_address_refusal(&e) {
-        return http::HttpError::Denied(reason);
-    }
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() {
-        "response body failed"
-    } else {
-        "request failed"
-    };
-    http::HttpError::Unreachable(kind.into())
+/// The request target as an HTTP/1.1 request line carries it: path and query.
+fn origin_form(url: &url::Url) -> Result<::http::Uri, http::HttpError> {
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let path = if path.is_empty() { "/" } else { path };
+    path.parse()
+        .map_err(|_| http::HttpError::Invalid("bad URL: its path cannot be sent".into()))
 }
 
 fn describe(e: &http::HttpError) -> String {
@@ -447,15 +427,19 @@ fn body_excerpt(body: &[u8], redactor: &Redactor) -> Option<String> {
         return None;
     }
     let text = String::from_utf8_lossy(body);
-    let text = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(mut json) => {
+    let text = match json_has_credential_field(&text) {
+        // JSON without a credential field is kept as it came (no tree built).
+        Some(false) => text,
+        Some(true) => {
+            let mut json: serde_json::Value =
+                serde_json::from_str(&text).expect("scanned as JSON just now");
             redact_json_fields(&mut json);
-            json.to_string()
+            json.to_string().into()
         }
-        Err(_) if text.contains('=') && !text.contains(char::is_whitespace) => {
-            redact_form_fields(&text)
+        None if text.contains('=') && !text.contains(char::is_whitespace) => {
+            redact_form_fields(&text).into()
         }
-        Err(_) => text.into_owned(),
+        None => text,
     };
     let mut excerpt = redactor.redact(&text);
     if excerpt.len() > MAX_BODY_EXCERPT {
@@ -469,19 +453,135 @@ fn body_excerpt(body: &[u8], redactor: &Redactor) -> Option<String> {
     Some(excerpt)
 }
 
+/// Whether `text`, if it is one JSON document, has a credential-named field (`None`:
+/// it is not JSON). Walks the text without building it.
+fn json_has_credential_field(text: &str) -> Option<bool> {
+    use serde::de::DeserializeSeed;
+    let mut json = serde_json::Deserializer::from_str(text);
+    let found = CredentialScan.deserialize(&mut json).ok()?;
+    json.end().ok()?;
+    Some(found)
+}
+
+/// A JSON value walked for credential fields ([`json_has_credential_field`]).
+#[derive(Clone, Copy)]
+struct CredentialScan;
+
+impl<'de> serde::de::DeserializeSeed<'de> for CredentialScan {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CredentialScan {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(credential) = map.next_key_seed(CredentialKey)? {
+            // A credential-named field sends the text down the full path, which
+            // redacts exactly those holding something other than null or a number.
+            found |= if credential {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                true
+            } else {
+                map.next_value_seed(CredentialScan)?
+            };
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(inner) = seq.next_element_seed(CredentialScan)? {
+            found |= inner;
+        }
+        Ok(found)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// A field name: whether it names a credential.
+struct CredentialKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for CredentialKey {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for CredentialKey {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(is_credential_field(key, false))
+    }
+}
+
 /// Field names whose values are credentials. In forms (OAuth requests) an
 /// authorization `code` and a PKCE `code_verifier` are too; in JSON a `code` is an
-/// error code.
+/// error code. Names are compared by their letters and digits, lower-cased
+/// (`client_secret`, `clientSecret` and `Client-Secret` alike).
 fn is_credential_field(name: &str, form: bool) -> bool {
-    let name: String = name
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    ["token", "secret", "password", "apikey", "assertion"]
-        .iter()
-        .any(|word| name.contains(word))
-        || form && (name == "code" || name.contains("verifier"))
+    // Every field name of every body passes here: no allocation for the usual ones.
+    let mut buffer = [0u8; 64];
+    let mut owned = Vec::new();
+    let normalized: &[u8] = if name.len() <= buffer.len() {
+        let mut len = 0;
+        for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+            buffer[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        &buffer[..len]
+    } else {
+        owned.extend(
+            name.bytes()
+                .filter(u8::is_ascii_alphanumeric)
+                .map(|b| b.to_ascii_lowercase()),
+        );
+        &owned
+    };
+    let contains = |word: &[u8]| normalized.windows(word.len()).any(|w| w == word);
+    [
+        &b"token"[..],
+        b"secret",
+        b"password",
+        b"apikey",
+        b"assertion",
+    ]
+    .iter()
+    .any(|word| contains(word))
+        || form && (normalized == b"code" || contains(b"verifier"))
 }
 
 fn redact_json_fields(value: &mut serde_json::Value) {
@@ -704,6 +804,36 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_json_body_without_credential_fields_is_kept_as_sent_and_one_with_them_is_not() {
+        let redactor = Redactor::new(["sk_test_vended_secret"]);
+        let plain = br#"{"id": "cus_1",  "email":"ada@example.com","tags":[1,{"x":null}]}"#;
+        assert_eq!(
+            body_excerpt(plain, &redactor).unwrap().as_bytes(),
+            plain,
+            "no tree rebuilt: spacing and key order as the provider sent them"
+        );
+        for key in [
+            "clientSecret",
+            "Client-Secret",
+            "REFRESH_TOKEN",
+            "x_api_key",
+        ] {
+            let nested =
+                format!(r#"{{"data":[{{"ok":1}},{{"auth":{{"{key}":"leak-me-please"}}}}]}}"#);
+            let excerpt = body_excerpt(nested.as_bytes(), &redactor).unwrap();
+            assert!(!excerpt.contains("leak-me-please"), "{key}: {excerpt}");
+            assert!(excerpt.contains("<redacted>"), "{key}: {excerpt}");
+        }
+        // Not JSON (trailing garbage): the text as it is, the vended secret replaced.
+        let excerpt = body_excerpt(b"{} sk_test_vended_secret", &redactor).unwrap();
+        assert_eq!(excerpt, "{} <redacted>");
+        assert!(is_credential_field(
+            &"k".repeat(100).replace("kk", "to-ken"),
+            false
+        ));
+    }
 
     fn request(url_bytes: usize, headers: usize, body_bytes: usize) -> http::Request {
         http::Request {

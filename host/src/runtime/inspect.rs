@@ -41,7 +41,7 @@ impl Runtime {
         let Some(footprint) = self.read_binary(&wasm, &mut report) else {
             return report;
         };
-        let Some(pre) = self.compile_and_link(wasm, &mut report).await else {
+        let Some((pre, exports)) = self.compile_and_link(wasm, &mut report).await else {
             return report;
         };
         let prepared = Prepared {
@@ -51,6 +51,7 @@ impl Runtime {
             footprint,
             load_time: Duration::ZERO,
             pre,
+            exports,
         };
         self.report_info(&prepared, &mut report).await;
         report
@@ -89,7 +90,7 @@ impl Runtime {
         &self,
         wasm: Vec<u8>,
         report: &mut Inspection,
-    ) -> Option<bindings::PluginPre<super::CallState>> {
+    ) -> Option<(bindings::PluginPre<super::CallState>, super::Exports)> {
         let started = Instant::now();
         let engine = self.engine.clone();
         let compiled = tokio::task::spawn_blocking(move || {
@@ -108,15 +109,11 @@ impl Runtime {
             }
         };
         report.compile_time = Some(started.elapsed());
-        match self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(bindings::PluginPre::new)
-        {
-            Ok(pre) => Some(pre),
+        match self.link(&component) {
+            Ok(linked) => Some(linked),
             Err(e) => {
                 report.problems.push(format!(
-                    "does not fit the plugin world (imports the host does not provide, or exports missing): {e:#}"
+                    "does not fit the plugin world (imports the host does not provide, or exports missing): {e}"
                 ));
                 None
             }

@@ -64,7 +64,7 @@ mod bindings {
 }
 
 use bindings::conduit::connector::types as wit;
-use bindings::exports::conduit::connector::connector::Guest;
+use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Instance, Lift, Lower};
 
 /// Bytes of each pooled linear memory kept mapped between instances (the guest's stack
 /// and heap start).
@@ -282,6 +282,148 @@ pub struct Prepared {
     /// How long compiling (or reading the cache) and `info()` took.
     pub load_time: Duration,
     pre: bindings::PluginPre<CallState>,
+    exports: Exports,
+}
+
+/// Where the contract's exports are in a component, found once at load: a call looks
+/// up (and type-checks) only the export it runs, not all five.
+#[derive(Clone)]
+struct Exports {
+    info: ComponentExportIndex,
+    execute: ComponentExportIndex,
+    health_check: ComponentExportIndex,
+    refresh: ComponentExportIndex,
+    exchange_code: ComponentExportIndex,
+}
+
+/// The `conduit:connector/connector` interface a component exports.
+const CONNECTOR_INTERFACE: &str = "conduit:connector/connector@0.1.0";
+
+impl Exports {
+    /// The exports of a component that linked as a `plugin` world (so each is there).
+    fn of(component: &wasmtime::component::Component) -> std::result::Result<Self, String> {
+        let (_, interface) = component
+            .get_export(None, CONNECTOR_INTERFACE)
+            .ok_or_else(|| format!("it does not export {CONNECTOR_INTERFACE}"))?;
+        let find = |name: &str| {
+            component
+                .get_export_index(Some(&interface), name)
+                .ok_or_else(|| format!("{CONNECTOR_INTERFACE} has no `{name}`"))
+        };
+        Ok(Exports {
+            info: find("info")?,
+            execute: find("execute")?,
+            health_check: find("health-check")?,
+            refresh: find("refresh")?,
+            exchange_code: find("exchange-code")?,
+        })
+    }
+}
+
+/// One instance's contract exports.
+struct Guest<'a> {
+    instance: Instance,
+    exports: &'a Exports,
+}
+
+impl Guest<'_> {
+    /// Calls one export, type-checked against the contract's signature.
+    async fn call<P, R>(
+        &self,
+        store: &mut Store<CallState>,
+        export: &ComponentExportIndex,
+        params: P,
+    ) -> wasmtime::Result<R>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let func = self.instance.get_typed_func::<P, R>(&mut *store, export)?;
+        func.call_async(&mut *store, params).await
+    }
+
+    async fn call_info(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<wit::ConnectorInfo> {
+        let (info,) = self
+            .call::<(), (wit::ConnectorInfo,)>(store, &self.exports.info, ())
+            .await?;
+        Ok(info)
+    }
+
+    async fn call_execute(
+        &self,
+        store: &mut Store<CallState>,
+        ctx: &wit::Context,
+        secret: &wit::Secret,
+        capability: &str,
+        input: &str,
+    ) -> wasmtime::Result<std::result::Result<String, wit::Error>> {
+        let (answer,) = self
+            .call::<(&wit::Context, &wit::Secret, &str, &str), (std::result::Result<String, wit::Error>,)>(
+                store,
+                &self.exports.execute,
+                (ctx, secret, capability, input),
+            )
+            .await?;
+        Ok(answer)
+    }
+
+    async fn call_health_check(
+        &self,
+        store: &mut Store<CallState>,
+        ctx: &wit::Context,
+        secret: &wit::Secret,
+    ) -> wasmtime::Result<std::result::Result<wit::Health, wit::Error>> {
+        let (answer,) = self
+            .call::<(&wit::Context, &wit::Secret), (std::result::Result<wit::Health, wit::Error>,)>(
+                store,
+                &self.exports.health_check,
+                (ctx, secret),
+            )
+            .await?;
+        Ok(answer)
+    }
+
+    async fn call_refresh(
+        &self,
+        store: &mut Store<CallState>,
+        ctx: &wit::Context,
+        client: &wit::Client,
+        refresh_token: &str,
+    ) -> wasmtime::Result<std::result::Result<wit::Secret, wit::Error>> {
+        let (answer,) = self
+            .call::<(&wit::Context, &wit::Client, &str), (std::result::Result<wit::Secret, wit::Error>,)>(
+                store,
+                &self.exports.refresh,
+                (ctx, client, refresh_token),
+            )
+            .await?;
+        Ok(answer)
+    }
+
+    async fn call_exchange_code(
+        &self,
+        store: &mut Store<CallState>,
+        ctx: &wit::Context,
+        client: &wit::Client,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: Option<&str>,
+    ) -> wasmtime::Result<std::result::Result<wit::Secret, wit::Error>> {
+        let (answer,) = self
+            .call::<
+                (&wit::Context, &wit::Client, &str, &str, Option<&str>),
+                (std::result::Result<wit::Secret, wit::Error>,),
+            >(
+                store,
+                &self.exports.exchange_code,
+                (ctx, client, code, redirect_uri, code_verifier),
+            )
+            .await?;
+        Ok(answer)
+    }
 }
 
 /// A loaded connector: its spec and a pre-instantiated component.
@@ -450,16 +592,12 @@ impl Runtime {
             Origin::Cache => "cached",
             Origin::Compiled => "compiled",
         });
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(bindings::PluginPre::new)
-            .map_err(|e| {
-                refused(
-                    LoadStep::Link,
-                    format!("the component does not fit the conduit:connector@0.1.0 plugin world: {e:#}"),
-                )
-            })?;
+        let (pre, exports) = self.link(&component).map_err(|e| {
+            refused(
+                LoadStep::Link,
+                format!("the component does not fit the conduit:connector@0.1.0 plugin world: {e}"),
+            )
+        })?;
         let mut prepared = Prepared {
             info: Arc::new(placeholder_spec()),
             wasm_sha256,
@@ -467,6 +605,7 @@ impl Runtime {
             footprint,
             load_time: Duration::ZERO,
             pre,
+            exports,
         };
         let info = self
             .ask_info(&prepared)
@@ -481,6 +620,19 @@ impl Runtime {
         Ok(prepared)
     }
 
+    /// Links a compiled component against the `plugin` world and finds its exports.
+    fn link(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> std::result::Result<(bindings::PluginPre<CallState>, Exports), String> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(bindings::PluginPre::new)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok((pre, Exports::of(component)?))
+    }
+
     /// Runs `info()` in a throwaway instance that reaches nothing.
     async fn ask_info(&self, prepared: &Prepared) -> Result<wit::ConnectorInfo> {
         let probe = Plugin {
@@ -493,6 +645,7 @@ impl Runtime {
                 footprint: prepared.footprint.clone(),
                 load_time: Duration::ZERO,
                 pre: prepared.pre.clone(),
+                exports: prepared.exports.clone(),
             }),
             egress: self.loading_egress(),
             memory_bytes: self.config.default_memory_mb as usize * 1024 * 1024,
@@ -692,7 +845,7 @@ impl Runtime {
         plugin: &Plugin,
         tenant: Option<&str>,
         redactor: &Redactor,
-        body: impl for<'a> FnOnce(&'a Guest, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
+        body: impl for<'a> FnOnce(&'a Guest<'a>, &'a mut Store<CallState>) -> GuestFuture<'a, T>,
     ) -> CallReport<T> {
         let _room = match self.admission.admit(tenant).await {
             Ok(permit) => permit,
@@ -725,8 +878,17 @@ impl Runtime {
         });
 
         let run = async {
-            let instance = plugin.prepared.pre.instantiate_async(&mut store).await?;
-            body(instance.conduit_connector_connector(), &mut store).await
+            let instance = plugin
+                .prepared
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
+            let guest = Guest {
+                instance,
+                exports: &plugin.prepared.exports,
+            };
+            body(&guest, &mut store).await
         };
         let outcome = tokio::time::timeout(plugin.deadline, run).await;
         let state = store.into_data();

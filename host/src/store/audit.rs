@@ -1,4 +1,5 @@
-//! Audit records, keyed newest first per tenant, with a time index for retention.
+//! Audit records, keyed by tenant and time (`tenant \0 time ‖ id`), paged newest first
+//! per tenant and purged per tenant by age.
 
 use super::{decode, encode, tenant_key, Result, SledStore};
 use crate::domain::{AuditRecord, UnixMs};
@@ -39,31 +40,17 @@ pub trait AuditStore: Send + Sync {
 
 impl AuditStore for SledStore {
     fn append(&self, records: &[AuditRecord]) -> Result<()> {
-        let mut by_tenant = sled::Batch::default();
-        let mut by_time = sled::Batch::default();
+        // One tree, one atomic batch: retention finds expired records per tenant
+        // (`purge`), so no second index is written per record.
+        let mut batch = sled::Batch::default();
         for record in records {
             let mut key = tenant_key(&record.tenant_id, "");
             key.extend_from_slice(&record.time.to_be_bytes());
             key.extend_from_slice(record.id.as_bytes());
-            let mut time_key = record.time.to_be_bytes().to_vec();
-            time_key.extend_from_slice(&key);
-            by_tenant.insert(key, encode(record));
-            by_time.insert(time_key, &[]);
+            batch.insert(key, encode(record));
         }
-        // One transaction over both trees: a crash never leaves a record its retention
-        // index does not know (it would never be purged), nor an index entry without it.
-        use sled::transaction::TransactionError;
-        use sled::Transactional;
-        (&self.audit, &self.audit_time)
-            .transaction(|(audit, audit_time)| {
-                audit.apply_batch(&by_tenant)?;
-                audit_time.apply_batch(&by_time)?;
-                Ok(())
-            })
-            .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => e.into(),
-                TransactionError::Abort(()) => unreachable!("nothing aborts"),
-            })
+        self.audit.apply_batch(batch)?;
+        Ok(())
     }
 
     fn page(
@@ -110,16 +97,39 @@ impl AuditStore for SledStore {
     }
 
     fn purge(&self, before: UnixMs, max: usize) -> Result<usize> {
-        let mut purged = 0;
+        // Index entries of an earlier version (one per record, by time) go with the
+        // records they pointed at, which are purged below like any other.
         for entry in self
             .audit_time
             .range(..before.to_be_bytes().to_vec())
             .take(max)
         {
-            let (by_time, _) = entry?;
-            self.audit.remove(&by_time[8..])?;
-            self.audit_time.remove(&by_time)?;
-            purged += 1;
+            self.audit_time.remove(entry?.0)?;
+        }
+        // Records are keyed `tenant \0 time ‖ id`: a tenant's expired records are one
+        // range from its prefix, and the next tenant's keys start past `tenant \x01`.
+        let mut purged = 0;
+        let mut from = Vec::new();
+        while purged < max {
+            let Some(first) = self.audit.range(from.as_slice()..).next() else {
+                break;
+            };
+            let (key, _) = first?;
+            let Some(end) = key.iter().position(|&b| b == 0) else {
+                // Not a record key: step past it.
+                from = key.to_vec();
+                from.push(0);
+                continue;
+            };
+            let prefix = &key[..=end];
+            let mut upper = prefix.to_vec();
+            upper.extend_from_slice(&before.to_be_bytes());
+            for entry in self.audit.range(prefix.to_vec()..upper).take(max - purged) {
+                self.audit.remove(entry?.0)?;
+                purged += 1;
+            }
+            from = key[..end].to_vec();
+            from.push(1);
         }
         Ok(purged)
     }

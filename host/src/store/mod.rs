@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 mod audit;
 mod blueprints;
+mod cached;
 mod configs;
 mod connections;
 mod credentials;
@@ -171,10 +172,25 @@ impl Stores {
     {
         let revisioned = Arc::new(Revisioned::new(backend.clone(), revisions.clone()));
         let backend = Arc::new(backend);
+        let (tenants, connections, credentials): (
+            Arc<dyn TenantStore>,
+            Arc<dyn ConnectionStore>,
+            Arc<dyn CredentialStore>,
+        ) = if shared {
+            (backend.clone(), revisioned.clone(), backend.clone())
+        } else {
+            // A process alone on its data serves the reads of every call from memory.
+            let cached = Arc::new(cached::Cached::new(
+                backend.clone(),
+                revisioned.clone(),
+                backend.clone(),
+            ));
+            (cached.clone(), cached.clone(), cached)
+        };
         Stores {
-            tenants: backend.clone(),
-            connections: revisioned.clone(),
-            credentials: backend.clone(),
+            tenants,
+            connections,
+            credentials,
             oauth: backend.clone(),
             audit: backend.clone(),
             blueprints: backend.clone(),
@@ -236,8 +252,10 @@ pub struct SledStore {
     oauth_states: sled::Tree,
     /// `tenant \0 state hash` → expiry (u64 BE): pending authorizations per tenant.
     oauth_states_by_tenant: sled::Tree,
+    /// `tenant \0 time (u64 BE) ‖ id` → the record.
     audit: sled::Tree,
-    /// `time (u64 BE) ‖ audit key` → (), for retention.
+    /// What earlier versions indexed records by for retention (`time ‖ audit key`);
+    /// no longer written, emptied as its entries expire.
     audit_time: sled::Tree,
     blueprints: sled::Tree,
     configs: sled::Tree,

@@ -145,6 +145,7 @@ on_every_backend!(
     the_keyring_is_saved_and_loaded_whole,
     the_first_keyring_created_wins,
     refresh_leases_are_held_one_at_a_time_and_fence_late_writes,
+    every_write_is_seen_by_the_next_read,
 );
 
 fn sealed(vault_key: &str) -> SealedSecret {
@@ -533,6 +534,79 @@ fn refresh_leases_are_held_one_at_a_time_and_fence_late_writes(place: &Place) {
     );
     leases.release_lease(&lease, second).unwrap();
     assert!(leases.take_lease(&lease, 1_300, 1_000).unwrap() > Some(second));
+}
+
+/// Each read below is made once before the write it checks, so a backend that keeps
+/// reads in memory (sled's) is held to forgetting what every write changed.
+fn every_write_is_seen_by_the_next_read(place: &Place) {
+    let stores = place.open();
+    let (active, reauth) = (ConnectionStatus::Active, ConnectionStatus::NeedsReauth);
+    let read = |id: &str| stores.connections.connection(id).unwrap();
+
+    let mut connection = Connection::fixture("conn_w", OwnershipMode::Byok);
+    assert!(read("conn_w").is_none());
+    stores.connections.put_connection(&connection).unwrap();
+    assert_eq!(read("conn_w").unwrap().status, active);
+    stores
+        .connections
+        .transition_status("conn_w", active, reauth, Some("revoked"))
+        .unwrap();
+    assert_eq!(read("conn_w").unwrap().status, reauth);
+    connection.status = active;
+    connection.external_account_id = Some("acct_2".into());
+    stores.connections.put_connection(&connection).unwrap();
+    let updated = read("conn_w").unwrap();
+    assert_eq!(
+        (updated.status, updated.external_account_id.as_deref()),
+        (active, Some("acct_2"))
+    );
+
+    let credentials = &stores.credentials;
+    let version = |id: &str| credentials.credential(id).unwrap().map(|c| c.version);
+    assert_eq!(version("conn_w"), None);
+    credentials
+        .put_credential("conn_w", &credential(1, Some(1_000)))
+        .unwrap();
+    assert_eq!(version("conn_w"), Some(1));
+    assert!(credentials
+        .replace_credential("conn_w", 1, &credential(2, Some(2_000)))
+        .unwrap());
+    assert_eq!(version("conn_w"), Some(2));
+    assert!(credentials.reindex_expiry("conn_w", 2_000, 9_000).unwrap());
+    assert_eq!(
+        credentials.credential("conn_w").unwrap().unwrap().index_at,
+        Some(9_000)
+    );
+    let lease = stores
+        .leases
+        .take_lease(&refresh_lease("conn_w"), 100, 1_000)
+        .unwrap()
+        .unwrap();
+    assert!(credentials
+        .replace_credential_fenced("conn_w", 2, lease, &credential(3, Some(3_000)))
+        .unwrap());
+    assert_eq!(version("conn_w"), Some(3));
+    credentials
+        .import_credentials(&[("conn_w", &credential(4, None))])
+        .unwrap();
+    assert_eq!(version("conn_w"), Some(4));
+    stores.connections.delete_connection(&connection).unwrap();
+    assert!(read("conn_w").is_none());
+    assert_eq!(version("conn_w"), None);
+
+    assert_eq!(
+        stores.tenants.tenant_by_token_hash(b"hash-w").unwrap(),
+        None
+    );
+    let tenant = Tenant {
+        id: "wile".into(),
+        created_at: 1,
+    };
+    stores.tenants.create_tenant(&tenant, b"hash-w").unwrap();
+    assert_eq!(
+        stores.tenants.tenant_by_token_hash(b"hash-w").unwrap(),
+        Some("wile".into())
+    );
 }
 
 fn the_first_keyring_created_wins(place: &Place) {

@@ -9,13 +9,17 @@
 //! granted, but IP literals and `localhost` only when the operator grants them
 //! ([`AllowedHosts::parse`]: `plugins.toml` or the admin API), and plain `http://` only
 //! through an operator's pattern that names its port. Hostnames are resolved through
-//! [`GuardedResolver`], which drops private, loopback and link-local addresses, so DNS
-//! cannot redirect a connector inward. Redirects are not followed, a guest `Host`
-//! header is dropped, and responses are capped.
+//! [`resolve`], which drops private, loopback and link-local addresses, so DNS cannot
+//! redirect a connector inward. Redirects are not followed, a guest `Host` header is
+//! dropped, and responses are capped.
+//!
+//! [`transport`] carries what the policy lets out: HTTP/1.1 on a per-thread pool of
+//! keep-alive connections, each driven by the call that sends on it.
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+
+mod transport;
+pub use transport::{exchange, Exchange, Failure, Target};
 
 /// One allowed-host pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +132,7 @@ impl AllowedHosts {
 
     /// Checks a URL against the patterns and the private-address rule; `Err` is the
     /// reason given to the guest.
-    pub fn check(&self, url: &reqwest::Url) -> Result<(), String> {
+    pub fn check(&self, url: &url::Url) -> Result<(), String> {
         let scheme = url.scheme();
         if scheme != "https" && scheme != "http" {
             return Err(format!("scheme `{scheme}` is not allowed"));
@@ -196,65 +200,34 @@ pub fn is_public(ip: IpAddr) -> bool {
 #[error("{0} resolves only to private, loopback or link-local addresses")]
 pub struct PrivateAddress(pub String);
 
+/// Why a host name gave no address to connect to.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Every address it resolves to is private, loopback or link-local.
+    #[error(transparent)]
+    Private(#[from] PrivateAddress),
+    /// The lookup itself failed.
+    #[error("name lookup failed")]
+    Lookup(#[source] std::io::Error),
+}
+
 /// DNS for outbound requests: drops non-public addresses, except for `localhost`,
-/// which a connector reaches only when an allowed host names it exactly.
-#[derive(Debug, Default)]
-pub struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let explicit = host.eq_ignore_ascii_case("localhost");
-            let kept: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| explicit || is_public(a.ip()))
-                .collect();
-            if kept.is_empty() {
-                return Err(
-                    Box::new(PrivateAddress(host)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
-            Ok(Box::new(kept.into_iter()) as Addrs)
-        })
+/// which a connector reaches only when an allowed host names it exactly. IP literals
+/// never come here: they are checked against the grant and connected to as they are.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(ResolveError::Lookup)?
+        .collect();
+    let explicit = host.eq_ignore_ascii_case("localhost");
+    let kept: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| explicit || is_public(a.ip()))
+        .collect();
+    if kept.is_empty() {
+        return Err(PrivateAddress(host.to_owned()).into());
     }
-}
-
-/// The shared HTTP client for every connector: no redirects, no proxy from the
-/// environment, guarded DNS.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(Arc::new(GuardedResolver))
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .expect("the HTTP client configuration is valid")
-}
-
-/// The calling thread's client (built by [`client`] on first use). A pooled connection
-/// is driven by the runtime that opened it; each serving thread has its own runtime
-/// (`api::serving`), so a client per thread keeps a provider request, and its
-/// connection's reads and writes, on the thread serving the call.
-pub fn thread_client() -> reqwest::Client {
-    thread_local! {
-        static CLIENT: reqwest::Client = client();
-    }
-    CLIENT.with(reqwest::Client::clone)
-}
-
-/// Whether the error chain of a failed request contains the resolver's refusal.
-pub fn is_private_address_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(private) = e.downcast_ref::<PrivateAddress>() {
-            return Some(private.to_string());
-        }
-        current = e.source();
-    }
-    None
+    Ok(kept)
 }
 
 /// Request headers a guest may not set: the host derives them from the URL and body.
