@@ -21,6 +21,9 @@ use crate::exec::circuit::{CircuitPolicy, Circuits};
 use crate::exec::contracts::Contracts;
 use crate::exec::idempotency::Idempotency;
 use crate::exec::{self, Exec};
+/// The log line format `serve` installs: each line emitted while a request is served
+/// carries the request's method, route, id and tenant.
+pub use crate::observe::logs::RequestLines as LogFormat;
 use crate::runtime::catalog::{self, Catalog};
 use crate::runtime::connectors::{Connectors, Loaded};
 use crate::runtime::ratelimit::RateLimits;

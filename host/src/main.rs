@@ -279,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(conduit::app::LogFormat::default())
         .init();
     install_panic_hook();
     match cli.command {

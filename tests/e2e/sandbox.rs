@@ -236,6 +236,38 @@ async fn no_files_no_environment_and_output_goes_to_tagged_logs() {
         .lines()
         .any(|l| l.contains("probe stderr: hello from the sandbox") && l.contains("stderr")));
 
+    // A line written while a request is served names the request: its route, the
+    // client's request id and the tenant.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/connections/{}/capabilities/probe.print/execute",
+            probe.conduit.base, probe.connection
+        ))
+        .bearer_auth(&probe.token)
+        .header("x-request-id", "trace-me-42")
+        .header("content-type", "application/json")
+        .body(
+            json!({"data": {"type": "executions", "attributes": {"input": {"message": "traced line"}}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = probe.conduit.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("probe stdout: traced line"))
+        .expect("guest stdout is logged");
+    assert!(
+        line.contains(r#"request_id="trace-me-42""#)
+            && line.contains("route=/api/connections/{id}/capabilities/{capabilityKey}/execute")
+            && line.contains("tenant=acme-corp")
+            && line.contains("method=POST"),
+        "{line}"
+    );
+
     // A guest printing the secret it was given is redacted in the logs.
     let r = probe
         .run(

@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for TenantCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state)? {
             Principal::Tenant(id) => {
-                super::layers::record_tenant(&id);
+                crate::observe::logs::record_tenant(&id);
                 Ok(TenantCaller(id))
             }
             Principal::Admin => Err(ApiError::new(
@@ -88,7 +88,7 @@ impl FromRequestParts<AppState> for OptionalTenant {
         }
         match principal(parts, state)? {
             Principal::Tenant(id) => {
-                super::layers::record_tenant(&id);
+                crate::observe::logs::record_tenant(&id);
                 Ok(OptionalTenant(Some(id)))
             }
             Principal::Admin => Ok(OptionalTenant(None)),

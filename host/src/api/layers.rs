@@ -1,14 +1,18 @@
 //! The frame every request passes through, as one layer: a request id on every response
-//! (`x-request-id`, kept from the request when the client sends one), one tracing span
-//! per request with its route, request id and tenant, credentials marked sensitive, and
-//! a panic in a handler answered as a typed `500 internal` carrying the request id
-//! instead of a dropped connection.
+//! (`x-request-id`, kept from the request when the client sends one), the request's
+//! context (method, route, request id, tenant) on every log line emitted while it is
+//! served, credentials marked sensitive, and a panic in a handler answered as a typed
+//! `500 internal` carrying the request id instead of a dropped connection.
 //!
 //! One hand-written layer rather than a stack of `tower-http`'s: each layer a router
 //! applies is a boxed service cloned, and a boxed future allocated, per request, and
-//! these five did nothing that needs more than a few lines together.
+//! these five did nothing that needs more than a few lines together. The request's
+//! context is current while its future is polled (`observe::logs`): a tracing span per
+//! request cost more than anything else in the frame, for lines that are rarely
+//! written.
 
 use super::ApiError;
+use crate::observe::logs::{in_request, RequestContext};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,24 +22,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
-use tracing::{Instrument, Span};
 
 /// The request id header, set on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps every route of `router` in the request frame. Applied per route (inside the
-/// router), so the span knows the matched route.
+/// router), so the context knows the matched route.
 pub fn apply<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router.layer(FrameLayer)
-}
-
-/// Records the authenticated tenant on the request's span.
-pub fn record_tenant(tenant: &str) {
-    // A tenant id is a slug (`accounts::tenants`): nothing to escape.
-    Span::current().record("tenant", tracing::field::display(tenant));
 }
 
 /// A fresh request id: a random (version 4) UUID from the thread's CSPRNG, which
@@ -90,33 +88,57 @@ where
             }
         };
         mark_sensitive(request.headers_mut());
-        let span = span(&request, &id);
-        let called = {
-            let _entered = span.enter();
+        let context = Arc::new(RequestContext::new(
+            request.method().as_str(),
+            request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str),
+            id.to_str().unwrap_or_default(),
+        ));
+        let called = in_request(&context, || {
             catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
-        };
-        Box::pin(
-            async move {
-                let answered = match called {
-                    Ok(answer) => Unwinding(std::pin::pin!(answer)).await,
-                    Err(_) => Err(Panicked),
-                };
-                let mut response = match answered {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(Panicked) => panicked(&id),
-                };
-                let status = response.status().as_u16();
-                tracing::debug!(
-                    status,
-                    latency_us = started.elapsed().as_micros() as u64,
-                    "answered"
-                );
-                response.headers_mut().insert(REQUEST_ID, id);
-                Ok(response)
-            }
-            .instrument(span),
-        )
+        });
+        Box::pin(async move {
+            let answered = match called {
+                Ok(answer) => {
+                    InContext {
+                        inner: Unwinding(std::pin::pin!(answer)),
+                        context,
+                    }
+                    .await
+                }
+                Err(_) => Err(Panicked),
+            };
+            let mut response = match answered {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(Panicked) => panicked(&id),
+            };
+            let status = response.status().as_u16();
+            tracing::debug!(
+                status,
+                latency_us = started.elapsed().as_micros() as u64,
+                "answered"
+            );
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        })
+    }
+}
+
+/// A request's future, polled with its context current.
+struct InContext<F> {
+    inner: F,
+    context: Arc<RequestContext>,
+}
+
+impl<F: Future + Unpin> Future for InContext<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        in_request(&this.context, || Pin::new(&mut this.inner).poll(cx))
     }
 }
 
@@ -129,22 +151,6 @@ fn mark_sensitive(headers: &mut HeaderMap) {
             }
         }
     }
-}
-
-fn span(request: &Request, id: &HeaderValue) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    // Method and route are the server's own text, shown as they are (no escaping to
-    // pay for); the request id may be the client's, so it stays quoted.
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        route = %route,
-        request_id = id.to_str().unwrap_or_default(),
-        tenant = tracing::field::Empty,
-    )
 }
 
 /// A handler panicked: its payload is dropped here, and the binary's panic hook logs

@@ -38,15 +38,19 @@ pub struct Admission {
     per_tenant: usize,
     wait: Duration,
     /// Only tenants with a call running or waiting have an entry (see [`TenantSlot`]).
-    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tenants: Shares,
 }
 
-/// Room to run one instance: held until the instance is gone.
+/// Each tenant's share of the pool, while it has calls running or waiting.
+type Shares = Arc<Mutex<HashMap<String, Arc<Semaphore>>>>;
+
+/// Room to run one instance: held until the instance is gone (which may be after the
+/// call has answered: the permit owns what it needs).
 #[must_use = "the room is given back when the permit drops"]
-pub struct Permit<'a> {
+pub struct Permit {
     // Declared first: the pool's permit goes back before the tenant's.
     _pool: OwnedSemaphorePermit,
-    _tenant: Option<TenantSlot<'a>>,
+    _tenant: Option<TenantSlot>,
 }
 
 impl Admission {
@@ -59,7 +63,7 @@ impl Admission {
             capacity,
             per_tenant: (per_tenant.max(1) as usize).min(capacity),
             wait,
-            tenants: Mutex::new(HashMap::new()),
+            tenants: Arc::default(),
         }
     }
 
@@ -70,7 +74,7 @@ impl Admission {
 
     /// Room for one instance on `tenant`'s behalf (or the host's own, `None`: loading),
     /// waiting at most the queue wait for it.
-    pub async fn admit(&self, tenant: Option<&str>) -> Result<Permit<'_>, Busy> {
+    pub async fn admit(&self, tenant: Option<&str>) -> Result<Permit, Busy> {
         let until = Instant::now() + self.wait;
         let tenant = match tenant {
             Some(tenant) => Some(self.tenant_slot(tenant, until).await?),
@@ -86,15 +90,14 @@ impl Admission {
         })
     }
 
-    async fn tenant_slot(&self, tenant: &str, until: Instant) -> Result<TenantSlot<'_>, Busy> {
-        let share = self
-            .lock()
+    async fn tenant_slot(&self, tenant: &str, until: Instant) -> Result<TenantSlot, Busy> {
+        let share = lock(&self.tenants)
             .entry(tenant.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
             .clone();
         // The slot exists before the wait, so a call that gives up still cleans up.
         let mut slot = TenantSlot {
-            admission: self,
+            tenants: self.tenants.clone(),
             tenant: tenant.to_owned(),
             share: Some(share.clone()),
             permit: None,
@@ -107,28 +110,28 @@ impl Admission {
         Ok(slot)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
-        // The map holds no invariant a panic could break halfway.
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     #[cfg(test)]
     fn tracked_tenants(&self) -> usize {
-        self.lock().len()
+        lock(&self.tenants).len()
     }
 }
 
+fn lock(shares: &Shares) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+    // The map holds no invariant a panic could break halfway.
+    shares.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tenant's share, held (or waited for) by one call.
-struct TenantSlot<'a> {
-    admission: &'a Admission,
+struct TenantSlot {
+    tenants: Shares,
     tenant: String,
     share: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Drop for TenantSlot<'_> {
+impl Drop for TenantSlot {
     fn drop(&mut self) {
-        let mut tenants = self.admission.lock();
+        let mut tenants = lock(&self.tenants);
         // Our references go while the lock is held, so two slots dropping at once
         // cannot each see the other's and leave the entry behind.
         self.permit.take();

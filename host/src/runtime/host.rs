@@ -118,11 +118,15 @@ impl CallState {
         deadline: Instant,
     ) -> Self {
         let budget = Arc::new(AtomicUsize::new(MAX_OUTPUT_PER_CALL));
+        // Guest output is written out by tasks of its own: they log under the request
+        // the call serves.
+        let request = crate::observe::logs::current_request();
         let output = |stream| GuestOutput {
             slug: egress.slug.clone(),
             stream,
             redactor: redactor.clone(),
             budget: budget.clone(),
+            request: request.clone(),
         };
         // No preopens, no environment, no arguments, no sockets: a connector sees
         // nothing of the machine it runs on.
@@ -644,6 +648,7 @@ struct GuestOutput {
     stream: &'static str,
     redactor: Redactor,
     budget: Arc<AtomicUsize>,
+    request: Option<Arc<crate::observe::logs::RequestContext>>,
 }
 
 impl GuestOutput {
@@ -665,7 +670,11 @@ impl GuestOutput {
         }
         let redacted = self.redactor.redact(text);
         let text = truncate(&redacted, granted.min(MAX_LOG_LINE));
-        tracing::info!(plugin = &*self.slug, stream = self.stream, "{text}");
+        let line = || tracing::info!(plugin = &*self.slug, stream = self.stream, "{text}");
+        match &self.request {
+            Some(request) => crate::observe::logs::in_request(request, line),
+            None => line(),
+        }
     }
 }
 

@@ -10,7 +10,11 @@
 //! `unknown`, and past [`MAX_CAPABILITIES`] distinct names (whatever path let one
 //! through) as `other`, so no caller can grow the label set.
 //!
+//! `logs` is the log line format and the request context it shows.
+//!
 //! May import: `domain`.
+
+pub mod logs;
 
 use crate::domain::AuditRecord;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
