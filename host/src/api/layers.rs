@@ -2,7 +2,8 @@
 //! (`x-request-id`, kept from the request when the client sends one), the request's
 //! context (method, route, request id, tenant) on every log line emitted while it is
 //! served, credentials marked sensitive, and a panic in a handler answered as a typed
-//! `500 internal` carrying the request id instead of a dropped connection.
+//! `500 internal` carrying the request id instead of a dropped connection, and
+//! `connection: close` on an answer given without reading the request's body.
 //!
 //! One hand-written layer rather than a stack of `tower-http`'s: each layer a router
 //! applies is a boxed service cloned, and a boxed future allocated, per request, and
@@ -13,6 +14,7 @@
 
 use super::ApiError;
 use crate::observe::logs::{in_request, RequestContext};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -88,6 +91,7 @@ where
             }
         };
         mark_sensitive(request.headers_mut());
+        let body_read = watch_body(&mut request);
         let context = Arc::new(RequestContext::new(
             request.method().as_str(),
             request
@@ -122,6 +126,11 @@ where
                 "answered"
             );
             response.headers_mut().insert(REQUEST_ID, id);
+            if body_read.is_some_and(|read| !read.load(Ordering::Acquire)) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok(response)
         })
     }
@@ -139,6 +148,57 @@ impl<F: Future + Unpin> Future for InContext<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         in_request(&this.context, || Pin::new(&mut this.inner).poll(cx))
+    }
+}
+
+/// Watches a request that has a body for whether it is read to its end; `None` for one
+/// without.
+///
+/// A handler may answer before it reads the body (a refusal decided by the headers:
+/// `403` on an upload). hyper then drains at most what it already holds and otherwise
+/// closes the connection once the answer is written, an answer that did not say so
+/// unless hyper noticed first: a client sending its next request on that connection
+/// meanwhile gets no answer. The frame says so in the answer instead, every time.
+fn watch_body(request: &mut Request) -> Option<Arc<AtomicBool>> {
+    if request.body().is_end_stream() {
+        return None;
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let body = std::mem::take(request.body_mut());
+    *request.body_mut() = Body::new(Watched {
+        inner: body,
+        read: read.clone(),
+    });
+    Some(read)
+}
+
+/// A request body that records when it has been read to its end.
+struct Watched {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -188,8 +248,7 @@ fn panicked(id: &HeaderValue) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::routing::get;
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     async fn boom() -> &'static str {
@@ -200,7 +259,12 @@ mod tests {
         apply(
             Router::new()
                 .route("/ok", get(|| async { "ok" }))
-                .route("/boom", get(boom)),
+                .route("/boom", get(boom))
+                .route("/refuse", post(|| async { StatusCode::FORBIDDEN }))
+                .route(
+                    "/read",
+                    post(|body: Bytes| async move { body.len().to_string() }),
+                ),
         )
     }
 
@@ -242,5 +306,40 @@ mod tests {
         assert_eq!(body["errors"][0]["code"], "internal");
         assert_eq!(body["errors"][0]["meta"]["requestId"], "req-7");
         assert!(!body.to_string().contains("sk_live"));
+    }
+
+    async fn post_to(path: &str, body: Body) -> Response {
+        app()
+            .oneshot(
+                axum::http::Request::post(path)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body)
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_given_without_reading_the_body_closes_the_connection() {
+        let unread = post_to("/refuse", Body::from(vec![7u8; 64 << 10])).await;
+        assert_eq!(unread.status(), StatusCode::FORBIDDEN);
+        assert_eq!(unread.headers()[header::CONNECTION], "close");
+
+        // A body read to its end, or none at all, leaves the connection to keep-alive.
+        let read = post_to("/read", Body::from(vec![7u8; 64 << 10])).await;
+        assert_eq!(read.status(), StatusCode::OK);
+        assert!(read.headers().get(header::CONNECTION).is_none());
+        let streamed = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("ab"))]);
+        let read = post_to("/read", Body::from_stream(streamed)).await;
+        assert_eq!(read.status(), StatusCode::OK);
+        assert!(read.headers().get(header::CONNECTION).is_none());
+        let empty = post_to("/refuse", Body::empty()).await;
+        assert!(empty.headers().get(header::CONNECTION).is_none());
+        assert!(call("/ok", None)
+            .await
+            .headers()
+            .get(header::CONNECTION)
+            .is_none());
     }
 }

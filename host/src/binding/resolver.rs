@@ -118,7 +118,7 @@ impl Resolver {
     pub fn new(stores: &Stores, connectors: Arc<dyn Connectors>) -> Self {
         Resolver {
             configs: stores.configs.clone(),
-            connections: stores.connections.clone(),
+            connections: stores.connections_uncached.clone(),
             revisions: stores.revisions.clone(),
             connectors,
             cache: Arc::default(),

@@ -908,18 +908,22 @@ impl Runtime {
 
 /// Tears a finished call's store down (its instance's memory and tables reset for the
 /// next call: the largest fixed cost of a call after instantiation), then gives its
-/// room back, after the call has answered: on the serving thread's runtime the task
-/// runs once the answer is written. Nothing of the store is used again.
+/// room back. On a serving thread (a current-thread runtime) this happens in a task
+/// that runs once the call's answer is written, so the caller does not wait for it;
+/// elsewhere (a multi-thread runtime) a task would wake another worker to run beside
+/// the next call, which costs more than it saves, so it happens here. Nothing of the
+/// store is used again either way.
 fn retire(store: Store<CallState>, room: admission::Permit) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
     let teardown = move || {
         drop(store);
         drop(room);
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::CurrentThread => {
             runtime.spawn(async move { teardown() });
         }
-        Err(_) => teardown(),
+        _ => teardown(),
     }
 }
 

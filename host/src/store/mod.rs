@@ -97,8 +97,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Stores {
     /// Tenants.
     pub tenants: Arc<dyn TenantStore>,
-    /// Connections (revisioned).
+    /// Connections (revisioned), read through memory when the process is alone on its
+    /// data.
     pub connections: Arc<dyn ConnectionStore>,
+    /// The same connections, never read through memory: for a reader that keeps what it
+    /// reads itself (the binding resolver), so memory does not hold a connection twice
+    /// and a resolution does not pay to fill a cache it will not read.
+    pub connections_uncached: Arc<dyn ConnectionStore>,
     /// Sealed credentials.
     pub credentials: Arc<dyn CredentialStore>,
     /// OAuth clients and pending states.
@@ -190,6 +195,7 @@ impl Stores {
         Stores {
             tenants,
             connections,
+            connections_uncached: revisioned.clone(),
             credentials,
             oauth: backend.clone(),
             audit: backend.clone(),
