@@ -317,10 +317,12 @@ impl Document {
         }
     }
 
-    /// Adds top-level `meta` (paging cursors).
+    /// Adds top-level `meta` (paging cursors) to a document built as a tree.
     pub fn meta(mut self, meta: Value) -> Self {
-        if let Body::Tree(tree) = &mut self.body {
-            tree["meta"] = meta;
+        match &mut self.body {
+            Body::Tree(tree) => tree["meta"] = meta,
+            // Typed documents carry their own fields; none is given `meta` afterwards.
+            Body::Serialized(_) => debug_assert!(false, "meta on a serialized document"),
         }
         self
     }

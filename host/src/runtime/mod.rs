@@ -621,6 +621,9 @@ impl Runtime {
     }
 
     /// Links a compiled component against the `plugin` world and finds its exports.
+    /// `PluginPre::new` type-checks every export at load, so a wrong signature is
+    /// refused here rather than at a call; its indices are private to the generated
+    /// bindings, so [`Exports`] finds the ones calls use again (once per load).
     fn link(
         &self,
         component: &wasmtime::component::Component,

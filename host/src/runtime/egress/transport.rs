@@ -23,15 +23,14 @@ use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::runtime::Id as RuntimeId;
+use tokio_util::either::Either;
 
 /// How long an idle connection is kept for reuse.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -287,14 +286,21 @@ fn checkout(target: &Target, runtime: RuntimeId) -> Option<Pooled> {
         let mut pool = pool.borrow_mut();
         let Pool { idle, count } = &mut *pool;
         let list = idle.get_mut(target)?;
+        let mut found = None;
         while let Some(mut pooled) = list.pop() {
             *count -= 1;
             let fresh = pooled.idle_since.elapsed() < IDLE_TIMEOUT;
             if pooled.runtime == runtime && fresh && pooled.usable() {
-                return Some(pooled);
+                found = Some(pooled);
+                break;
             }
         }
-        None
+        // No entry outlives its connections: a guest calling ever new hosts under a
+        // wildcard grant leaves nothing behind.
+        if list.is_empty() {
+            idle.remove(target);
+        }
+        found
     })
 }
 
@@ -362,9 +368,9 @@ async fn connect(target: &Target, runtime: RuntimeId) -> Result<Pooled, Failure>
             .connect(name, tcp)
             .await
             .map_err(|_| Failure::Unreachable("connection failed"))?;
-        Stream::Tls(Box::new(tls))
+        Either::Right(Box::new(tls))
     } else {
-        Stream::Plain(tcp)
+        Either::Left(tcp)
     };
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
@@ -399,68 +405,7 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
 }
 
 /// A connection's socket, plain or under TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+type Stream = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 #[cfg(test)]
 mod tests {
@@ -547,6 +492,19 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         let pooled = POOL.with(|pool| pool.borrow().idle.get(&target).map_or(0, Vec::len));
         assert_eq!(pooled, 1, "the live connection waits in the pool");
+    }
+
+    #[tokio::test]
+    async fn a_target_whose_connections_are_all_taken_leaves_no_entry() {
+        let (target, _) = provider(|n| ok(&format!("answer {n}"), "")).await;
+        exchange(&target, get(&target), 1024).await.unwrap();
+        let targets = || POOL.with(|pool| pool.borrow().idle.len());
+        assert_eq!(targets(), 1);
+        let runtime = tokio::runtime::Handle::current().id();
+        let taken = checkout(&target, runtime).expect("the idle connection");
+        assert_eq!(targets(), 0, "an emptied target is forgotten");
+        checkin(&target, taken);
+        assert_eq!(targets(), 1);
     }
 
     #[tokio::test]
